@@ -1,0 +1,3 @@
+"""CornerNet: Detecting Objects as Paired Keypoints, in TensorFlow 2 / Keras 3."""
+
+__version__ = "0.1.0"

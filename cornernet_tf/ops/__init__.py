@@ -1,0 +1,1 @@
+"""Tensor operations CornerNet adds to a standard CNN."""
