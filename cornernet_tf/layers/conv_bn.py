@@ -1,0 +1,114 @@
+"""The official `convolution` block: conv with PyTorch-style padding, BN, ReLU."""
+
+import keras
+
+# PyTorch's BatchNorm2d defaults (eps 1e-5, running-stat momentum 0.1): official
+# weights only reproduce the official outputs with the same epsilon.
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+
+def torch_default_kernel_initializer():
+    """PyTorch's default conv init (kaiming_uniform, a=sqrt(5)): U(±1/sqrt(fan_in))."""
+    return keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform")
+
+
+def batch_norm(name=None):
+    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+
+
+def conv2d(filters, kernel_size, strides=1, use_bias=False, bias_initializer="zeros", name=None):
+    """A Conv2D whose padding is PyTorch's symmetric `kernel_size // 2`.
+
+    For stride 1 and an odd kernel, TF "same" padding is symmetric and identical
+    to PyTorch's; for stride 2 it is not (TF pads one more row at the bottom on
+    even inputs), so stride-2 convolutions get an explicit `ZeroPadding2D`.
+    """
+    layers = []
+    pad = kernel_size // 2
+    if strides == 1 or pad == 0:
+        padding = "same" if pad else "valid"
+    else:
+        layers.append(keras.layers.ZeroPadding2D(pad, name=None if name is None else name + "_pad"))
+        padding = "valid"
+    layers.append(
+        keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            use_bias=use_bias,
+            kernel_initializer=torch_default_kernel_initializer(),
+            bias_initializer=bias_initializer,
+            name=name,
+        )
+    )
+    return layers
+
+
+@keras.saving.register_keras_serializable(package="cornernet_tf")
+class ConvBN(keras.layers.Layer):
+    """Conv2D → BatchNorm (optional) → ReLU (optional), PyTorch padding.
+
+    With the defaults this is the official `convolution(k, inp, out)` module of
+    princeton-vl/CornerNet `models/py_utils/utils.py`: the convolution has a
+    bias only when there is no BatchNorm.
+
+    Args:
+        filters: output channels.
+        kernel_size: odd square kernel size.
+        strides: 1 or 2.
+        use_bn: follow the convolution with BatchNorm (epsilon 1e-5).
+        use_relu: end with a ReLU.
+    """
+
+    def __init__(self, filters, kernel_size=3, strides=1, use_bn=True, use_relu=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.use_bn = use_bn
+        self.use_relu = use_relu
+        conv_layers = conv2d(filters, kernel_size, strides, use_bias=not use_bn, name="conv")
+        self.pad = conv_layers[0] if len(conv_layers) == 2 else None
+        self.conv = conv_layers[-1]
+        self.bn = batch_norm(name="bn") if use_bn else None
+
+    def build(self, input_shape):
+        shape = input_shape
+        if self.pad is not None:
+            self.pad.build(shape)
+            shape = self.pad.compute_output_shape(shape)
+        self.conv.build(shape)
+        if self.bn is not None:
+            self.bn.build(self.conv.compute_output_shape(shape))
+
+    def call(self, x, training=None):
+        if self.pad is not None:
+            x = self.pad(x)
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        if self.use_relu:
+            x = keras.ops.relu(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        pad = self.kernel_size // 2
+
+        def out(n):
+            return None if n is None else (n + 2 * pad - self.kernel_size) // self.strides + 1
+
+        return (b, out(h), out(w), self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            use_bn=self.use_bn,
+            use_relu=self.use_relu,
+        )
+        return config

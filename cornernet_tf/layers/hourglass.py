@@ -1,0 +1,76 @@
+"""The recursive hourglass module (official `kp_module`)."""
+
+import keras
+
+from cornernet_tf.layers.residual import Residual
+
+
+@keras.saving.register_keras_serializable(package="cornernet_tf")
+class HourglassModule(keras.layers.Layer):
+    """One hourglass of depth `len(dims) - 1`, built recursively.
+
+    As princeton-vl/CornerNet `models/py_utils/kp.py` `kp_module` with the
+    CornerNet factories of `models/CornerNet.py`:
+
+    - `up1`: `modules[0]` residuals at `dims[0]`;
+    - `low1`: `modules[0]` residuals to `dims[1]`, the first one with stride 2
+      (CornerNet downsamples with strided residuals, no max-pool);
+    - `low2`: the next module, or `modules[-1]` residuals at the bottom;
+    - `low3`: `modules[0]` residuals back to `dims[0]`, the last one changing
+      the width;
+    - output `up1 + nearest_upsample_x2(low3)`.
+
+    Args:
+        dims: channel widths per level, outermost first, e.g.
+            `[256, 256, 384, 384, 384, 512]` for Hourglass-104.
+        modules: residual blocks per level, e.g. `[2, 2, 2, 2, 2, 4]`.
+    """
+
+    def __init__(self, dims, modules, **kwargs):
+        super().__init__(**kwargs)
+        if len(dims) != len(modules) or len(dims) < 2:
+            raise ValueError(
+                f"HourglassModule: `dims` ({dims}) and `modules` ({modules}) must have the "
+                "same length, at least 2 (one per level plus the bottom)."
+            )
+        self.dims = list(dims)
+        self.modules = list(modules)
+        curr_dim, next_dim = dims[0], dims[1]
+        curr_mod = modules[0]
+        self.up1 = [Residual(curr_dim, name=f"up1_{i}") for i in range(curr_mod)]
+        self.low1 = [
+            Residual(next_dim, strides=2 if i == 0 else 1, name=f"low1_{i}")
+            for i in range(curr_mod)
+        ]
+        if len(dims) > 2:
+            self.low2 = HourglassModule(dims[1:], modules[1:], name="low2")
+        else:
+            self.low2 = [Residual(next_dim, name=f"low2_{i}") for i in range(modules[1])]
+        self.low3 = [
+            Residual(curr_dim if i == curr_mod - 1 else next_dim, name=f"low3_{i}")
+            for i in range(curr_mod)
+        ]
+        self.up2 = keras.layers.UpSampling2D(2, interpolation="nearest", name="up2")
+
+    @staticmethod
+    def _run(blocks, x, training):
+        if isinstance(blocks, list):
+            for block in blocks:
+                x = block(x, training=training)
+            return x
+        return blocks(x, training=training)
+
+    def call(self, x, training=None):
+        up1 = self._run(self.up1, x, training)
+        low = self._run(self.low1, x, training)
+        low = self._run(self.low2, low, training)
+        low = self._run(self.low3, low, training)
+        return up1 + self.up2(low)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.dims[0],)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(dims=self.dims, modules=self.modules)
+        return config

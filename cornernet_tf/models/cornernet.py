@@ -1,0 +1,300 @@
+"""The CornerNet detector as a `keras.Model`."""
+
+import copy
+
+import keras
+import tensorflow as tf
+
+from cornernet_tf import losses as losses_lib
+from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
+from cornernet_tf.layers.corner_pool_module import CornerPoolModule
+from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
+from cornernet_tf.layers.hourglass import HourglassModule
+from cornernet_tf.layers.residual import Residual
+from cornernet_tf.models.presets import PRESETS
+
+# Official normalisation constants (`db/coco.py`), given there in BGR order.
+OFFICIAL_MEAN_BGR = (0.40789654, 0.44719302, 0.47026115)
+OFFICIAL_STD_BGR = (0.28863828, 0.27408164, 0.27809835)
+OFFICIAL_MEAN_RGB = OFFICIAL_MEAN_BGR[::-1]
+OFFICIAL_STD_RGB = OFFICIAL_STD_BGR[::-1]
+
+HEAD_NAMES = ("heatmap", "embedding", "offset")
+CORNERS = ("tl", "br")
+
+
+@keras.saving.register_keras_serializable(package="cornernet_tf")
+class CornerNet(keras.Model):
+    """CornerNet: an anchor-free detector finding objects as corner pairs.
+
+    Law & Deng, "CornerNet: Detecting Objects as Paired Keypoints", ECCV 2018;
+    the network follows princeton-vl/CornerNet `models/CornerNet.py` (`kp`):
+    a stem (conv7x7/2 + strided residual), `num_stacks` hourglasses joined by
+    1x1 "inter" connections, and per stack and corner a corner-pooling module
+    with heatmap, embedding and offset heads.
+
+    Inputs are RGB images with pixel values in [0, 255] (any float or integer
+    dtype), NHWC; normalisation with `image_mean`/`image_std` (RGB, 0-1 scale)
+    happens inside the model, and `channel_order="bgr"` reverses the channels
+    before the first convolution (the official weights were trained on BGR).
+
+    `call(images, training=True)` returns the raw head outputs of every stack
+    as a flat dict, keys `tl_heatmap_0`, `br_heatmap_0`, `tl_embedding_0`,
+    `br_embedding_0`, `tl_offset_0`, `br_offset_0`, `..._1`, ... (intermediate
+    supervision). At inference (`training=False`) only the last stack's heads
+    are computed and the keys carry no suffix (`tl_heatmap`, ...). Heatmaps are
+    logits [B, H/4, W/4, num_classes]; embeddings [B, H/4, W/4, 1]; offsets
+    [B, H/4, W/4, 2] (x, y); all float32 whatever the dtype policy.
+
+    Args:
+        num_classes: heatmap channels.
+        num_stacks: hourglasses.
+        dims: channel widths of the hourglass levels, outermost first.
+        modules: residual blocks per hourglass level.
+        pre_dim: channels of the stem's 7x7 convolution.
+        cnv_dim: channels after each hourglass (input of the corner modules).
+        pool_dim: channels of the corner-pooling branches.
+        image_mean: RGB mean on the 0-1 scale, subtracted inside the model.
+        image_std: RGB standard deviation on the 0-1 scale.
+        channel_order: channel order the first convolution expects, "rgb" or
+            "bgr" (converted official weights).
+        class_names: optional list of `num_classes` names.
+        test_config: optional dict overriding decoding/post-processing
+            settings used by `predict` (see `DEFAULT_TEST_CONFIG`).
+        bounding_box_format: box format `predict` returns ("xyxy" by default;
+            any `keras.utils.bounding_boxes` format).
+    """
+
+    DEFAULT_TEST_CONFIG = {
+        "top_k": 100,
+        "ae_threshold": 0.5,
+        "num_dets": 1000,
+        "nms_kernel": 3,
+        "max_detections": 100,
+        "soft_nms_sigma": 0.5,
+        "score_threshold": 0.001,
+        "flip_test": True,
+    }
+
+    def __init__(
+        self,
+        num_classes=80,
+        num_stacks=2,
+        dims=(256, 256, 384, 384, 384, 512),
+        modules=(2, 2, 2, 2, 2, 4),
+        pre_dim=128,
+        cnv_dim=256,
+        pool_dim=128,
+        image_mean=OFFICIAL_MEAN_RGB,
+        image_std=OFFICIAL_STD_RGB,
+        channel_order="rgb",
+        class_names=None,
+        test_config=None,
+        bounding_box_format="xyxy",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_positive_int("num_classes", num_classes)
+        _check_positive_int("num_stacks", num_stacks)
+        if channel_order not in ("rgb", "bgr"):
+            raise ValueError(
+                f"CornerNet: `channel_order` must be 'rgb' or 'bgr', got {channel_order!r}."
+            )
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"CornerNet: `class_names` has {len(class_names)} names but `num_classes` is "
+                f"{num_classes}; pass one name per class."
+            )
+        unknown = set(test_config or {}) - set(self.DEFAULT_TEST_CONFIG)
+        if unknown:
+            raise ValueError(
+                f"CornerNet: unknown `test_config` keys {sorted(unknown)}; valid keys are "
+                f"{sorted(self.DEFAULT_TEST_CONFIG)}."
+            )
+        self.num_classes = num_classes
+        self.num_stacks = num_stacks
+        self.dims = list(dims)
+        self.modules = list(modules)
+        self.pre_dim = pre_dim
+        self.cnv_dim = cnv_dim
+        self.pool_dim = pool_dim
+        self.image_mean = [float(v) for v in image_mean]
+        self.image_std = [float(v) for v in image_std]
+        self.channel_order = channel_order
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
+        self.test_config = {**self.DEFAULT_TEST_CONFIG, **(test_config or {})}
+        self.bounding_box_format = bounding_box_format
+
+        curr_dim = self.dims[0]
+        self.pre = [
+            ConvBN(pre_dim, 7, strides=2, name="pre_0"),
+            Residual(curr_dim, 2, name="pre_1"),
+        ]
+        self.kps = [
+            HourglassModule(self.dims, self.modules, name=f"kps_{i}") for i in range(num_stacks)
+        ]
+        self.cnvs = [ConvBN(cnv_dim, 3, name=f"cnvs_{i}") for i in range(num_stacks)]
+        self.inters = [Residual(curr_dim, name=f"inters_{i}") for i in range(num_stacks - 1)]
+        self.inters_ = [
+            [conv2d(curr_dim, 1, name=f"inters__{i}_conv")[0], batch_norm(f"inters__{i}_bn")]
+            for i in range(num_stacks - 1)
+        ]
+        self.cnvs_ = [
+            [conv2d(curr_dim, 1, name=f"cnvs__{i}_conv")[0], batch_norm(f"cnvs__{i}_bn")]
+            for i in range(num_stacks - 1)
+        ]
+        self.corner_modules = {
+            corner: [
+                CornerPoolModule(corner, cnv_dim, pool_dim, name=f"{corner}_cnvs_{i}")
+                for i in range(num_stacks)
+            ]
+            for corner in CORNERS
+        }
+        out_dims = {"heatmap": num_classes, "embedding": 1, "offset": 2}
+        self.heads = {
+            f"{corner}_{head}": [
+                CornerHead(
+                    curr_dim,
+                    out_dims[head],
+                    bias_value=HEATMAP_BIAS if head == "heatmap" else 0.0,
+                    name=f"{corner}_{head}s_{i}",
+                )
+                for i in range(num_stacks)
+            ]
+            for corner in CORNERS
+            for head in HEAD_NAMES
+        }
+        self.loss_weights_ = {"pull": 0.1, "push": 0.1, "offset": 1.0}
+        self.part_trackers = {
+            name: keras.metrics.Mean(name=name) for name in ("focal", "pull", "push", "offset")
+        }
+
+    @classmethod
+    def presets(cls):
+        """Names of the built-in configurations."""
+        return sorted(PRESETS)
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """Builds a CornerNet from a named configuration.
+
+        Args:
+            name: "hourglass104" (the official network) or "tiny" (CPU demos).
+            **overrides: constructor arguments replacing the preset's.
+        """
+        if name not in PRESETS:
+            raise ValueError(
+                f"CornerNet.from_preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}."
+            )
+        return cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
+
+    @property
+    def output_stride(self):
+        return 4
+
+    def _normalize(self, images):
+        images = tf.cast(images, "float32") / 255.0  # [B, H, W, 3] RGB in [0, 1]
+        images = (images - tf.constant(self.image_mean)) / tf.constant(self.image_std)
+        if self.channel_order == "bgr":
+            images = images[..., ::-1]
+        return tf.cast(images, self.compute_dtype)
+
+    def call(self, images, training=None, all_stacks=None):
+        if all_stacks is None:
+            all_stacks = bool(training)
+        x = self._normalize(images)
+        for layer in self.pre:
+            x = layer(x, training=training)
+        inter = x
+        outputs = {}
+        for i in range(self.num_stacks):
+            cnv = self.cnvs[i](self.kps[i](inter, training=training), training=training)
+            last = i == self.num_stacks - 1
+            if all_stacks or last:
+                suffix = f"_{i}" if all_stacks else ""
+                for corner in CORNERS:
+                    feature = self.corner_modules[corner][i](cnv, training=training)
+                    for head in HEAD_NAMES:
+                        out = self.heads[f"{corner}_{head}"][i](feature, training=training)
+                        outputs[f"{corner}_{head}{suffix}"] = tf.cast(out, "float32")
+            if not last:
+                conv_i, bn_i = self.inters_[i]
+                conv_c, bn_c = self.cnvs_[i]
+                inter = bn_i(conv_i(inter), training=training) + bn_c(
+                    conv_c(cnv), training=training
+                )
+                inter = self.inters[i](keras.ops.relu(inter), training=training)
+        return outputs
+
+    # ----------------------------------------------------------------- training
+
+    def compile(
+        self, optimizer="adam", pull_weight=0.1, push_weight=0.1, offset_weight=1.0, **kwargs
+    ):
+        """Configures training; the loss is CornerNet's own (official `AELoss`).
+
+        Args:
+            optimizer: a Keras optimizer (the official schedule is Adam 2.5e-4
+                at batch 49).
+            pull_weight: weight of the embedding pull loss.
+            push_weight: weight of the embedding push loss.
+            offset_weight: weight of the offset (smooth L1) loss.
+            **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
+        """
+        if "loss" in kwargs:
+            raise ValueError("CornerNet.compile: `loss` is built in; set the part weights instead.")
+        self.loss_weights_ = {"pull": pull_weight, "push": push_weight, "offset": offset_weight}
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        num_stacks = self.num_stacks if "tl_heatmap_0" in y_pred else 1
+        if num_stacks == 1 and "tl_heatmap" in y_pred:
+            y_pred = {f"{k}_0": v for k, v in y_pred.items()}
+        parts = losses_lib.cornernet_loss(
+            y_pred,
+            y,
+            num_stacks=num_stacks,
+            pull_weight=self.loss_weights_["pull"],
+            push_weight=self.loss_weights_["push"],
+            offset_weight=self.loss_weights_["offset"],
+        )
+        for name, tracker in self.part_trackers.items():
+            tracker.update_state(parts[name])
+        return parts["loss"]
+
+    def test_step(self, data):
+        # Like Keras' test_step, but with the heads of every stack so that the
+        # validation loss is the training loss (as the official `validate`).
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False, all_stacks=True)
+        loss = self.compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
+        )
+        self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    # ------------------------------------------------------------ serialisation
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            num_stacks=self.num_stacks,
+            dims=self.dims,
+            modules=self.modules,
+            pre_dim=self.pre_dim,
+            cnv_dim=self.cnv_dim,
+            pool_dim=self.pool_dim,
+            image_mean=self.image_mean,
+            image_std=self.image_std,
+            channel_order=self.channel_order,
+            class_names=self.class_names,
+            test_config=self.test_config,
+            bounding_box_format=self.bounding_box_format,
+        )
+        return config
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"CornerNet: `{name}` must be a positive integer, got {value!r}.")

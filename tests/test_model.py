@@ -1,0 +1,254 @@
+"""The CornerNet network: layers, presets, parameter count, serialisation."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import cornernet_tf
+from cornernet_tf import CornerNet
+from cornernet_tf.layers.conv_bn import ConvBN
+from cornernet_tf.layers.corner_pool_module import CornerPoolModule
+from cornernet_tf.layers.heads import CornerHead
+from cornernet_tf.layers.hourglass import HourglassModule
+from cornernet_tf.layers.residual import Residual
+
+HEADS = ("heatmap", "embedding", "offset")
+
+
+def _tiny(**overrides):
+    return CornerNet.from_preset("tiny", **overrides)
+
+
+def _random_images(batch, size, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype("float32")
+
+
+def _copy_weights(src, dst):
+    for a, b in zip(src.weights, dst.weights, strict=True):
+        b.assign(a)
+
+
+# ------------------------------------------------------------------- layers
+
+
+def test_stride2_conv_pads_like_pytorch_on_even_inputs():
+    layer = ConvBN(4, 3, strides=2, use_bn=False, use_relu=False)
+    x = tf.random.stateless_normal([1, 8, 8, 2], seed=[1, 2])
+    y = layer(x)
+    kernel, bias = layer.conv.kernel, layer.conv.bias
+    expected = tf.nn.conv2d(x, kernel, 2, padding=[[0, 0], [1, 1], [1, 1], [0, 0]]) + bias
+    np.testing.assert_allclose(y, expected, atol=1e-6)
+    assert y.shape == (1, 4, 4, 4)
+
+
+def test_residual_skip_only_when_shape_changes():
+    same = Residual(8)
+    same.build((None, 8, 8, 8))
+    assert same.skip is None
+    strided = Residual(8, strides=2)
+    strided.build((None, 8, 8, 8))
+    assert strided.skip is not None
+    wider = Residual(16)
+    wider.build((None, 8, 8, 8))
+    assert wider.skip is not None
+
+
+def test_hourglass_module_structure():
+    hg = HourglassModule([8, 12, 16], [1, 1, 3])
+    y = hg(tf.zeros([1, 16, 16, 8]))
+    assert y.shape == (1, 16, 16, 8)
+    assert [r.strides for r in hg.low1] == [2]
+    inner = hg.low2
+    assert isinstance(inner, HourglassModule)
+    assert len(inner.low2) == 3  # `modules[-1]` residuals at the bottom
+    assert inner.low3[-1].filters == 12 and hg.low3[-1].filters == 8
+
+
+def test_hourglass_rejects_mismatched_dims():
+    with pytest.raises(ValueError, match="dims"):
+        HourglassModule([8, 12], [1])
+
+
+def test_corner_head_bias():
+    head = CornerHead(8, 3, bias_value=-2.19)
+    y = head(tf.zeros([1, 4, 4, 5]))
+    np.testing.assert_allclose(y, np.full((1, 4, 4, 3), -2.19), atol=1e-6)
+
+
+def test_corner_pool_module_rejects_unknown_corner():
+    with pytest.raises(ValueError, match="corner"):
+        CornerPoolModule("tr", 8)
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (ConvBN(6, 7, strides=2, use_bn=True, use_relu=False), (2, 9, 9, 3)),
+        (Residual(6, strides=2), (2, 8, 8, 4)),
+        (HourglassModule([6, 8, 10], [2, 1, 2]), (2, 8, 8, 6)),
+        (CornerPoolModule("br", 6, pool_dim=5), (2, 7, 9, 6)),
+        (CornerHead(7, 3, bias_value=-1.5), (2, 5, 5, 4)),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, keras.layers.Layer) else "",
+)
+def test_layer_config_round_trip_gives_same_outputs(layer, shape):
+    x = tf.random.stateless_normal(shape, seed=[3, 4])
+    y = layer(x, training=False)
+    clone = layer.__class__.from_config(layer.get_config())
+    clone(x, training=False)
+    _copy_weights(layer, clone)
+    assert clone.get_config() == layer.get_config()
+    np.testing.assert_allclose(clone(x, training=False), y, atol=1e-6)
+
+
+# -------------------------------------------------------------------- model
+
+
+def test_public_api():
+    assert cornernet_tf.CornerNet is CornerNet
+    assert set(CornerNet.presets()) >= {"hourglass104", "tiny"}
+
+
+def test_tiny_outputs_every_stack_in_training_and_last_at_inference():
+    model = _tiny()
+    x = _random_images(2, 127)
+    train_out = model(x, training=True)
+    expected = {f"{c}_{h}_{s}" for c in ("tl", "br") for h in HEADS for s in range(2)}
+    assert set(train_out) == expected
+    assert train_out["tl_heatmap_0"].shape == (2, 32, 32, 3)
+    assert train_out["br_embedding_1"].shape == (2, 32, 32, 1)
+    assert train_out["tl_offset_1"].shape == (2, 32, 32, 2)
+    infer_out = model(x, training=False)
+    assert set(infer_out) == {f"{c}_{h}" for c in ("tl", "br") for h in HEADS}
+    # Inference is the last stack of the full network, with BN in inference mode.
+    full = model(x, training=False, all_stacks=True)
+    np.testing.assert_allclose(infer_out["tl_heatmap"], full["tl_heatmap_1"], atol=1e-5)
+    assert all(v.dtype == tf.float32 for v in infer_out.values())
+
+
+def test_fresh_heatmaps_start_at_the_focal_prior():
+    model = _tiny()
+    out = model(_random_images(1, 127), training=False)
+    # The heatmap bias -2.19 dominates a freshly initialised network.
+    assert abs(float(tf.reduce_mean(out["tl_heatmap"])) + 2.19) < 1.0
+
+
+def test_normalisation_and_channel_order():
+    model = _tiny(channel_order="bgr")
+    rgb = _random_images(1, 127)
+    bgr_model_input = model._normalize(rgb)
+    mean = np.array(model.image_mean, "float32")
+    std = np.array(model.image_std, "float32")
+    expected = ((rgb / 255.0 - mean) / std)[..., ::-1]
+    np.testing.assert_allclose(bgr_model_input, expected, atol=1e-5)
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    model = _tiny(num_classes=4, class_names=["a", "b", "c", "d"], test_config={"top_k": 20})
+    x = _random_images(1, 127, seed=1)
+    ref = model(x, training=False)
+    clone = CornerNet.from_config(model.get_config())
+    clone(x, training=False)
+    _copy_weights(model, clone)
+    for key, value in clone(x, training=False).items():
+        np.testing.assert_allclose(value, ref[key], atol=1e-5)
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, CornerNet)
+    assert loaded.class_names == ["a", "b", "c", "d"]
+    assert loaded.test_config["top_k"] == 20
+    for key, value in loaded(x, training=False).items():
+        np.testing.assert_allclose(value, ref[key], atol=1e-5)
+
+
+def test_jit_compiled_forward_matches_eager():
+    model = _tiny()
+    x = _random_images(1, 127, seed=2)
+    eager = model(x, training=False)
+    compiled = tf.function(lambda t: model(t, training=False), jit_compile=True)(x)
+    for key in eager:
+        np.testing.assert_allclose(compiled[key], eager[key], atol=1e-4)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="unknown preset"):
+        CornerNet.from_preset("resnet50")
+    with pytest.raises(ValueError, match="channel_order"):
+        _tiny(channel_order="rgba")
+    with pytest.raises(ValueError, match="class_names"):
+        _tiny(class_names=["only-one"])
+    with pytest.raises(ValueError, match="num_classes"):
+        _tiny(num_classes=0)
+    with pytest.raises(ValueError, match="test_config"):
+        _tiny(test_config={"topk": 3})
+
+
+def test_hourglass104_parameters_and_shapes():
+    model = CornerNet.from_preset("hourglass104")
+    forward = tf.function(lambda t: model(t, training=True))
+    # Tracing at 511x511 builds every weight and gives the static output
+    # shapes without running the 201M-parameter network at full size.
+    spec = forward.get_concrete_function(tf.TensorSpec([1, 511, 511, 3], tf.float32))
+    shapes = {k: tuple(v.shape) for k, v in spec.structured_outputs.items()}
+    assert shapes["tl_heatmap_0"] == (1, 128, 128, 80)
+    assert shapes["br_heatmap_1"] == (1, 128, 128, 80)
+    assert shapes["tl_embedding_1"] == (1, 128, 128, 1)
+    assert shapes["br_offset_1"] == (1, 128, 128, 2)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    running = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    assert trainable == 201_035_212
+    assert running == 125_696
+
+
+@pytest.mark.slow
+def test_hourglass104_forward_pass():
+    model = CornerNet.from_preset("hourglass104")
+    # (h + 1) divisible by 128: the smallest valid size keeps the suite fast.
+    out = model(_random_images(1, 127), training=False)
+    assert out["tl_heatmap"].shape == (1, 32, 32, 80)
+    assert all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in out.values())
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from cornernet_tf import CornerNet
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        model = CornerNet.from_preset("tiny")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 127, 127, 3)).astype("float32")
+    single = model(x, training=False)
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(4)
+    dist = strategy.experimental_distribute_dataset(dataset)
+    step = tf.function(lambda t: model(t, training=False))
+    for batch in dist:
+        per_replica = strategy.run(step, args=(batch,))
+    joined = tf.concat(strategy.experimental_local_results(per_replica["tl_heatmap"]), 0)
+    np.testing.assert_allclose(joined, single["tl_heatmap"], atol=1e-4)
+    print("MIRRORED_OK")
+    """
+)
+
+
+def test_forward_under_mirrored_strategy_on_two_logical_cpus():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert "MIRRORED_OK" in result.stdout, result.stderr[-3000:]
