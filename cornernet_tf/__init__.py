@@ -1,3 +1,7 @@
 """CornerNet: Detecting Objects as Paired Keypoints, in TensorFlow 2 / Keras 3."""
 
+from cornernet_tf.models.cornernet import CornerNet
+
 __version__ = "0.1.0"
+
+__all__ = ["CornerNet", "__version__"]

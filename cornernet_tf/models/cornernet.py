@@ -3,9 +3,11 @@
 import copy
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from cornernet_tf import losses as losses_lib
+from cornernet_tf import postprocess as post
 from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
 from cornernet_tf.layers.corner_pool_module import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
@@ -54,6 +56,8 @@ class CornerNet(keras.Model):
         pre_dim: channels of the stem's 7x7 convolution.
         cnv_dim: channels after each hourglass (input of the corner modules).
         pool_dim: channels of the corner-pooling branches.
+        head_dim: channels of the heads' 3x3 convolution; `None` means
+            `dims[0]`, as in the official network.
         image_mean: RGB mean on the 0-1 scale, subtracted inside the model.
         image_std: RGB standard deviation on the 0-1 scale.
         channel_order: channel order the first convolution expects, "rgb" or
@@ -74,6 +78,9 @@ class CornerNet(keras.Model):
         "soft_nms_sigma": 0.5,
         "score_threshold": 0.001,
         "flip_test": True,
+        "scales": [1.0],
+        "merge_bbox": False,
+        "weight_exp": 8.0,
     }
 
     def __init__(
@@ -85,6 +92,7 @@ class CornerNet(keras.Model):
         pre_dim=128,
         cnv_dim=256,
         pool_dim=128,
+        head_dim=None,
         image_mean=OFFICIAL_MEAN_RGB,
         image_std=OFFICIAL_STD_RGB,
         channel_order="rgb",
@@ -118,6 +126,7 @@ class CornerNet(keras.Model):
         self.pre_dim = pre_dim
         self.cnv_dim = cnv_dim
         self.pool_dim = pool_dim
+        self.head_dim = head_dim
         self.image_mean = [float(v) for v in image_mean]
         self.image_std = [float(v) for v in image_std]
         self.channel_order = channel_order
@@ -154,7 +163,7 @@ class CornerNet(keras.Model):
         self.heads = {
             f"{corner}_{head}": [
                 CornerHead(
-                    curr_dim,
+                    head_dim or curr_dim,
                     out_dims[head],
                     bias_value=HEATMAP_BIAS if head == "heatmap" else 0.0,
                     name=f"{corner}_{head}s_{i}",
@@ -198,6 +207,14 @@ class CornerNet(keras.Model):
         if self.channel_order == "bgr":
             images = images[..., ::-1]
         return tf.cast(images, self.compute_dtype)
+
+    def build(self, input_shape=None):
+        # Runs every layer once (both stacks' heads) on the smallest valid
+        # image, whatever `input_shape` says: weights do not depend on the
+        # image size, and this keeps loading a 511x511 model cheap.
+        size = 4 * 2 ** (len(self.dims) - 1) - 1
+        self.call(tf.zeros([1, size, size, 3]), training=False, all_stacks=True)
+        self.built = True
 
     def call(self, images, training=None, all_stacks=None):
         if all_stacks is None:
@@ -273,6 +290,140 @@ class CornerNet(keras.Model):
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
+    # ---------------------------------------------------------------- inference
+
+    def detect(self, images):
+        """Detections for a batch of same-size images (official test procedure).
+
+        Each image is placed centred on a zero canvas of `(h | 127, w | 127)`,
+        run (with its mirror image when `test_config["flip_test"]`, at every
+        scale of `test_config["scales"]`), decoded (`decode_corners`), mapped
+        back to image pixels and reduced by per-class Gaussian soft-NMS to the
+        best `max_detections` (`cornernet_tf.postprocess`). Graph-friendly:
+        `predict_step` and the exported serving functions call it.
+
+        Args:
+            images: [B, H, W, 3] RGB, pixel values in [0, 255], any numeric
+                dtype.
+
+        Returns:
+            Dict of `boxes` [B, M, 4] (x1, y1, x2, y2 in input-image pixels),
+            `confidence` [B, M], `classes` [B, M] int32, `num_detections` [B]
+            int32; unused slots are -1.
+        """
+        images = tf.convert_to_tensor(images)
+        if images.shape.rank != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                f"CornerNet.detect: `images` must be a batch [B, H, W, 3] of RGB images, got "
+                f"shape {images.shape}; add a batch axis or convert grayscale/RGBA to RGB."
+            )
+        cfg = self.test_config
+        decoded, ratios, borders = [], [], []
+        for scale in cfg["scales"]:
+            canvas, geometry = post.prepare_test_image(images, scale)
+            if cfg["flip_test"]:
+                canvas = tf.concat([canvas, tf.reverse(canvas, [2])], 0)
+            decoded.append(
+                post.decode_outputs(
+                    self(canvas, training=False),
+                    flip_test=cfg["flip_test"],
+                    k=cfg["top_k"],
+                    ae_threshold=cfg["ae_threshold"],
+                    num_dets=cfg["num_dets"],
+                    kernel=cfg["nms_kernel"],
+                )
+            )
+            ratios.append(geometry["ratios"])
+            borders.append(geometry["borders"])
+        result = post.postprocess_multiscale(
+            decoded,
+            ratios,
+            borders,
+            tf.shape(images)[1:3],
+            list(cfg["scales"]),
+            sigma=cfg["soft_nms_sigma"],
+            score_threshold=cfg["score_threshold"],
+            max_detections=cfg["max_detections"],
+            merge=cfg["merge_bbox"],
+            weight_exp=cfg["weight_exp"],
+        )
+        return {
+            "boxes": result["boxes"],
+            "confidence": result["scores"],
+            "classes": result["classes"],
+            "num_detections": result["num_detections"],
+        }
+
+    def predict_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        detections = self.detect(images)
+        return _convert_boxes(detections, self.bounding_box_format, tf.shape(images)[1:3])
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None, **kwargs):
+        """Detections for a batch of images: `keras.Model.predict` plus a box format.
+
+        Args:
+            x: images [N, H, W, 3] (RGB, 0-255) or a `tf.data.Dataset` of them.
+            batch_size: see `keras.Model.predict`.
+            verbose: see `keras.Model.predict`.
+            steps: see `keras.Model.predict`.
+            callbacks: see `keras.Model.predict`.
+            **kwargs: `bounding_box_format`, any `keras.utils.bounding_boxes`
+                format ("xyxy", "xywh", "yxyx", "center_xywh", "rel_xyxy", ...);
+                defaults to the model's `bounding_box_format`.
+
+        Returns:
+            Dict of numpy arrays `boxes` [N, M, 4], `confidence` [N, M],
+            `classes` [N, M], `num_detections` [N]; unused slots are -1.
+        """
+        box_format = kwargs.pop("bounding_box_format", None)
+        if kwargs:
+            raise TypeError(f"CornerNet.predict: unexpected arguments {sorted(kwargs)}.")
+        previous = self.bounding_box_format
+        if box_format is not None and box_format != previous:
+            self.bounding_box_format = box_format
+            self.predict_function = None
+        try:
+            return super().predict(
+                x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks
+            )
+        finally:
+            if self.bounding_box_format != previous:
+                self.bounding_box_format = previous
+                self.predict_function = None
+
+    def predict_images(self, images, bounding_box_format=None):
+        """Detections for a list of images of different sizes.
+
+        Each image is run at its own size with the official per-image padding
+        (batching different sizes would change the padding and the result).
+
+        Args:
+            images: a sequence of [H, W, 3] RGB arrays (0-255).
+            bounding_box_format: as in `predict`.
+
+        Returns:
+            Dict of numpy arrays stacked over the images, as `predict`.
+        """
+        if len(images) == 0:
+            raise ValueError(
+                "CornerNet.predict_images: `images` is empty; pass at least one image."
+            )
+        box_format = bounding_box_format or self.bounding_box_format
+        if getattr(self, "_detect_one", None) is None:
+            self._detect_one = tf.function(self.detect, reduce_retracing=True)
+        results = []
+        for i, image in enumerate(images):
+            image = tf.convert_to_tensor(image)
+            if image.shape.rank != 3 or image.shape[-1] != 3:
+                raise ValueError(
+                    f"CornerNet.predict_images: image {i} has shape {image.shape}; expected "
+                    "[H, W, 3] RGB (convert grayscale/RGBA first)."
+                )
+            detections = self._detect_one(image[None])
+            results.append(_convert_boxes(detections, box_format, tf.shape(image)[:2]))
+        return {k: np.concatenate([r[k].numpy() for r in results]) for k in results[0]}
+
     # ------------------------------------------------------------ serialisation
 
     def get_config(self):
@@ -285,6 +436,7 @@ class CornerNet(keras.Model):
             pre_dim=self.pre_dim,
             cnv_dim=self.cnv_dim,
             pool_dim=self.pool_dim,
+            head_dim=self.head_dim,
             image_mean=self.image_mean,
             image_std=self.image_std,
             channel_order=self.channel_order,
@@ -293,6 +445,21 @@ class CornerNet(keras.Model):
             bounding_box_format=self.bounding_box_format,
         )
         return config
+
+
+def _convert_boxes(detections, box_format, image_hw):
+    """Converts `xyxy` pixel boxes to `box_format`, keeping the -1 padding."""
+    if box_format == "xyxy":
+        return detections
+    boxes = keras.utils.bounding_boxes.convert_format(
+        detections["boxes"],
+        source="xyxy",
+        target=box_format,
+        height=tf.cast(image_hw[0], "float32"),
+        width=tf.cast(image_hw[1], "float32"),
+    )
+    valid = (detections["classes"] >= 0)[..., None]
+    return {**detections, "boxes": tf.where(valid, boxes, -1.0)}
 
 
 def _check_positive_int(name, value):
