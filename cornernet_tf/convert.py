@@ -1,0 +1,504 @@
+"""Loading the official CornerNet weights (a PyTorch state dict) into Keras.
+
+The official trainer (princeton-vl/CornerNet `nnet/py_factory.py`,
+`save_params`) pickles `model.state_dict()` of the network wrapped in a
+`DummyModule`, so every key starts with `module.`; the published
+`CornerNet_500000.pkl` is such a file. The names follow the PyTorch module tree
+of `models/CornerNet.py` (`pre`, `kps`, `cnvs`, `inters`, `inters_`, `cnvs_`,
+`tl_cnvs`, `br_cnvs`, `tl_heats`, `br_heats`, `tl_tags`, `br_tags`,
+`tl_regrs`, `br_regrs`), which `CornerNet`'s attributes mirror.
+
+The conversion is strict: every source tensor is used exactly once, every Keras
+weight is assigned exactly once, and all shapes are checked before anything is
+assigned. Convolution kernels go from PyTorch's OIHW to Keras' HWIO; BatchNorm
+`weight`/`bias`/`running_mean`/`running_var` become
+`gamma`/`beta`/`moving_mean`/`moving_variance`. `num_batches_tracked` has no
+Keras counterpart and only counts training steps: it is consumed and checked
+but not assigned; it is optional because PyTorch < 0.4.1 (the official
+environment pins 0.4.0) did not save it.
+
+The official network was trained on BGR images normalised with the official
+mean/std, so a converted model is always built with `channel_order="bgr"` and
+the official constants (recorded in its config); it still takes RGB [0, 255]
+images like every `CornerNet`.
+"""
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from cornernet_tf.models.cornernet import (
+    OFFICIAL_MEAN_RGB,
+    OFFICIAL_STD_RGB,
+    CornerNet,
+)
+
+OFFICIAL_PREFIX = "module."
+# Top-level modules of the official network, for telling a CornerNet state dict
+# from something else before the (30 s for Hourglass-104) model build.
+OFFICIAL_TOP_LEVEL = (
+    "pre",
+    "kps",
+    "cnvs",
+    "inters",
+    "inters_",
+    "cnvs_",
+    "tl_cnvs",
+    "br_cnvs",
+    "tl_heats",
+    "br_heats",
+    "tl_tags",
+    "br_tags",
+    "tl_regrs",
+    "br_regrs",
+)
+# Official head names per `CornerNet.heads` key suffix.
+_OFFICIAL_HEADS = {"heatmap": "heats", "embedding": "tags", "offset": "regrs"}
+# Constructor arguments a converted model must not change (SPEC §6).
+_FIXED_ARGUMENTS = {
+    "channel_order": "bgr",
+    "image_mean": OFFICIAL_MEAN_RGB,
+    "image_std": OFFICIAL_STD_RGB,
+}
+_MAX_LISTED = 20
+_CONV = "conv"  # OIHW → HWIO
+_SAME = "same"  # copied as is
+
+
+class StateDictMismatchError(ValueError):
+    """A state dict does not fit the requested CornerNet architecture.
+
+    Attributes:
+        missing: `(key, expected_shape)` for Keras weights with no source.
+        unexpected: `(key, shape)` for source tensors with no Keras weight.
+        misshapen: `(key, expected_shape, got_shape)`; shapes in the PyTorch
+            layout.
+        invalid: `(key, reason)` for non-float or non-finite tensors.
+    """
+
+    def __init__(self, message, missing=(), unexpected=(), misshapen=(), invalid=()):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.misshapen = list(misshapen)
+        self.invalid = list(invalid)
+
+
+def official_weight_map(model: CornerNet) -> tuple[dict, list[str]]:
+    """Pairs every weight of a built `CornerNet` with its official name.
+
+    Follows the module tree of princeton-vl/CornerNet `models/CornerNet.py`,
+    `models/py_utils/kp.py` (`kp`, `kp_module`), `utils.py` (`convolution`,
+    `residual`) and `kp_utils.py` (`make_kp_layer`).
+
+    Args:
+        model: a built `CornerNet` whose heads of every stack exist (call it
+            once with `all_stacks=True`).
+
+    Returns:
+        `(targets, counters)`: `targets` maps each official key (without the
+        `module.` prefix) to `(variable, layout)` with layout "conv" (a Keras
+        HWIO kernel filled from an OIHW tensor) or "same"; `counters` lists the
+        official `num_batches_tracked` keys, which have no Keras weight.
+    """
+    targets = {}
+    counters = []
+
+    def add(key, variable, layout):
+        if key in targets:
+            raise RuntimeError(f"official_weight_map: {key!r} mapped twice.")
+        targets[key] = (variable, layout)
+
+    def conv(key, layer):
+        add(f"{key}.weight", layer.kernel, _CONV)
+        if layer.use_bias:
+            add(f"{key}.bias", layer.bias, _SAME)
+
+    def batch_norm(key, layer):
+        add(f"{key}.weight", layer.gamma, _SAME)
+        add(f"{key}.bias", layer.beta, _SAME)
+        add(f"{key}.running_mean", layer.moving_mean, _SAME)
+        add(f"{key}.running_var", layer.moving_variance, _SAME)
+        counters.append(f"{key}.num_batches_tracked")
+
+    def conv_bn(conv_key, bn_key, layer):
+        conv(conv_key, layer.conv)
+        if layer.bn is not None:
+            batch_norm(bn_key, layer.bn)
+
+    def convolution(key, layer):  # official `convolution`: .conv, .bn
+        conv_bn(f"{key}.conv", f"{key}.bn", layer)
+
+    def residual(key, layer):  # official `residual`: conv1/bn1, conv2/bn2, skip.0/.1
+        conv_bn(f"{key}.conv1", f"{key}.bn1", layer.conv1)
+        conv_bn(f"{key}.conv2", f"{key}.bn2", layer.conv2)
+        if layer.skip is not None:
+            conv_bn(f"{key}.skip.0", f"{key}.skip.1", layer.skip)
+
+    def residuals(key, blocks):
+        for j, block in enumerate(blocks):
+            residual(f"{key}.{j}", block)
+
+    def hourglass(key, layer):  # official `kp_module`
+        residuals(f"{key}.up1", layer.up1)
+        residuals(f"{key}.low1", layer.low1)
+        if isinstance(layer.low2, list):
+            residuals(f"{key}.low2", layer.low2)
+        else:
+            hourglass(f"{key}.low2", layer.low2)
+        residuals(f"{key}.low3", layer.low3)
+
+    convolution("pre.0", model.pre[0])
+    residual("pre.1", model.pre[1])
+    for i in range(model.num_stacks):
+        hourglass(f"kps.{i}", model.kps[i])
+        convolution(f"cnvs.{i}", model.cnvs[i])
+        for corner, modules in model.corner_modules.items():
+            pool = modules[i]
+            key = f"{corner}_cnvs.{i}"
+            convolution(f"{key}.p1_conv1", pool.p1_conv1)
+            convolution(f"{key}.p2_conv1", pool.p2_conv1)
+            conv_bn(f"{key}.p_conv1", f"{key}.p_bn1", pool.p_conv1)
+            conv_bn(f"{key}.conv1", f"{key}.bn1", pool.conv1)
+            convolution(f"{key}.conv2", pool.conv2)
+            for head, official in _OFFICIAL_HEADS.items():
+                layer = model.heads[f"{corner}_{head}"][i]
+                convolution(f"{corner}_{official}.{i}.0", layer.conv)  # with bias, no BN
+                conv(f"{corner}_{official}.{i}.1", layer.out)
+    for i in range(model.num_stacks - 1):
+        residual(f"inters.{i}", model.inters[i])
+        conv(f"inters_.{i}.0", model.inters_[i][0])
+        batch_norm(f"inters_.{i}.1", model.inters_[i][1])
+        conv(f"cnvs_.{i}.0", model.cnvs_[i][0])
+        batch_norm(f"cnvs_.{i}.1", model.cnvs_[i][1])
+
+    mapped = {id(variable) for variable, _ in targets.values()}
+    if len(mapped) != len(targets):
+        raise RuntimeError("official_weight_map: a Keras weight is mapped to two official keys.")
+    unmapped = [w.path for w in model.weights if id(w) not in mapped]
+    if unmapped or len(mapped) != len(model.weights):
+        raise RuntimeError(
+            "official_weight_map: Keras weights without an official name (is the model built "
+            f"with every stack's heads?): {unmapped[:_MAX_LISTED]}"
+        )
+    return targets, counters
+
+
+def from_official_state_dict(state_dict, *, preset="hourglass104", **overrides) -> CornerNet:
+    """Builds a `CornerNet` holding the weights of an official state dict.
+
+    Args:
+        state_dict: mapping from official parameter name to array (numpy, or
+            anything `np.asarray` reads, e.g. CPU torch tensors), keys with or
+            without the `module.` prefix of the official trainer; shapes in
+            PyTorch layout (conv OIHW).
+        preset: `CornerNet` preset describing the architecture
+            ("hourglass104" for the published checkpoint).
+        **overrides: constructor arguments replacing the preset's (e.g.
+            `num_classes`, `class_names`, `test_config`); `channel_order`,
+            `image_mean` and `image_std` are fixed to the official BGR values.
+
+    Returns:
+        A built `CornerNet` (heads of every stack) with `channel_order="bgr"`
+        and the official mean/std.
+
+    Raises:
+        TypeError: `state_dict` is not a mapping with string keys.
+        ValueError: a fixed argument is overridden, or the preset is unknown;
+            `StateDictMismatchError` (a ValueError) as `load_official_weights`.
+    """
+    for name, value in _FIXED_ARGUMENTS.items():
+        if name in overrides:
+            raise ValueError(
+                f"from_official_state_dict: `{name}` cannot be overridden; official weights expect "
+                f"{name}={value!r} (set by the converter)."
+            )
+    source = _strip_prefix(state_dict)
+    _check_looks_official(source)  # before the (30 s for Hourglass-104) build
+    model = CornerNet.from_preset(preset, **{**overrides, **_FIXED_ARGUMENTS})
+    _assign(model, source, f"preset {preset!r}")
+    return model
+
+
+def load_official_weights(model: CornerNet, state_dict) -> CornerNet:
+    """Assigns an official state dict to an existing `CornerNet`, all or nothing.
+
+    Use it to load into a model created under a `tf.distribute` strategy
+    scope (call it inside that scope, or build the model there first, so the
+    variables are created by the strategy); `from_official_state_dict` builds
+    the model for you.
+
+    Args:
+        model: a `CornerNet` with `channel_order="bgr"` and the official
+            mean/std (the architecture must match the state dict); built here
+            with every stack's heads if it is not yet.
+        state_dict: as for `from_official_state_dict`.
+
+    Returns:
+        `model`, its weights replaced.
+
+    Raises:
+        TypeError: `model` is not a CornerNet, or `state_dict` is not a
+            mapping with string keys.
+        ValueError: the model does not normalise like the official network;
+            `StateDictMismatchError` (a ValueError) when keys are missing,
+            unexpected, misshapen, non-float or non-finite: each is named with
+            expected and actual shapes, and no weight is changed.
+    """
+    if not isinstance(model, CornerNet):
+        raise TypeError(
+            f"load_official_weights: `model` must be a CornerNet, got {type(model).__name__}."
+        )
+    for name, value in _FIXED_ARGUMENTS.items():
+        current = getattr(model, name)
+        if current != (value if isinstance(value, str) else [float(v) for v in value]):
+            raise ValueError(
+                f"load_official_weights: the model has {name}={current!r} but the official weights "
+                f"expect {name}={value!r}; create it with that value (or use "
+                "from_official_state_dict)."
+            )
+    source = _strip_prefix(state_dict)
+    _check_looks_official(source)
+    _assign(model, source, "the model")
+    return model
+
+
+def load_state_dict(path) -> dict[str, np.ndarray]:
+    """Reads a state dict from a PyTorch checkpoint or an `.npz` archive.
+
+    `.npz` files are read with numpy alone (`allow_pickle=False`). Anything
+    else is read with `torch.load(path, map_location="cpu",
+    weights_only=True)` (torch is the optional `convert` extra), which reads
+    both the legacy format of the official `CornerNet_500000.pkl` and the zip
+    format of current PyTorch. A checkpoint holding `{"state_dict": ...}` is
+    unwrapped.
+
+    Args:
+        path: checkpoint file.
+
+    Returns:
+        Mapping from key to numpy array (floating tensors as float32).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ImportError: a PyTorch checkpoint without torch installed.
+        ValueError: the file is not a readable checkpoint or holds no state
+            dict of tensors.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_state_dict: `path` must be a file path, got {type(path).__name__}.")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"load_state_dict: checkpoint {path!r} does not exist (or is not a file)."
+        )
+    if path.lower().endswith(".npz"):
+        return _load_npz(path)
+    return _load_torch(path)
+
+
+def from_official_checkpoint(path, *, preset="hourglass104", **overrides) -> CornerNet:
+    """Builds a `CornerNet` from an official checkpoint file.
+
+    Args:
+        path: PyTorch checkpoint (e.g. `CornerNet_500000.pkl`) or `.npz`, read
+            with `load_state_dict`.
+        preset: as for `from_official_state_dict`.
+        **overrides: as for `from_official_state_dict`.
+
+    Returns:
+        The built `CornerNet` of `from_official_state_dict`.
+    """
+    return from_official_state_dict(load_state_dict(path), preset=preset, **overrides)
+
+
+# ----------------------------------------------------------------- internals
+
+
+def _strip_prefix(state_dict):
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(
+            "official state dict: `state_dict` must be a mapping from parameter name to "
+            f"array, got {type(state_dict).__name__}."
+        )
+    source = {}
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise TypeError(f"official state dict: keys must be strings, got {key!r}.")
+        name = key[len(OFFICIAL_PREFIX) :] if key.startswith(OFFICIAL_PREFIX) else key
+        if name in source:
+            raise ValueError(
+                f"official state dict: {name!r} appears both with and without the "
+                f"{OFFICIAL_PREFIX!r} prefix; keep one."
+            )
+        source[name] = value
+    return source
+
+
+def _check_looks_official(source):
+    top_level = {key.split(".", 1)[0] for key in source}
+    if not top_level & set(OFFICIAL_TOP_LEVEL):
+        sample = sorted(source)[:5]
+        raise StateDictMismatchError(
+            "this is not an official CornerNet state dict: none of its "
+            f"{len(source)} keys (e.g. {sample}) starts with an official module name "
+            f"({', '.join(OFFICIAL_TOP_LEVEL)}).",
+            unexpected=[(key, tuple(np.shape(source[key]))) for key in sorted(source)],
+        )
+
+
+def _assign(model, source, described):
+    heads = [layer for layers in model.heads.values() for layer in layers]
+    if not model.built or not all(layer.built for layer in heads):
+        model.build((None, None, None, 3))  # every stack's heads, whatever the input size
+    targets, counters = official_weight_map(model)
+    assignments = _match(source, targets, counters, model, described)
+    for variable, value in assignments:  # only after every check passed
+        variable.assign(value)
+
+
+def _as_array(value):
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # e.g. a torch tensor that requires grad
+        raise TypeError(
+            f"official state dict: cannot read a {type(value).__name__} as an array ({exc})."
+        ) from exc
+
+
+def _match(source, targets, counters, model, described):
+    missing, misshapen, invalid, assignments = [], [], [], []
+    for key, (variable, layout) in targets.items():
+        keras_shape = tuple(variable.shape)
+        expected = _torch_shape(keras_shape, layout)
+        if key not in source:
+            missing.append((key, expected))
+            continue
+        array = _as_array(source[key])
+        if array.shape != expected:
+            misshapen.append((key, expected, array.shape))
+        elif not np.issubdtype(array.dtype, np.floating):
+            invalid.append((key, f"dtype {array.dtype}, expected floating point"))
+        elif not np.all(np.isfinite(array)):
+            invalid.append((key, "contains NaN or infinity"))
+        else:
+            if layout == _CONV:
+                array = np.transpose(array, (2, 3, 1, 0))  # OIHW → HWIO
+            assignments.append((variable, np.ascontiguousarray(array, dtype=variable.dtype)))
+
+    present = [key for key in counters if key in source]
+    if present:  # optional as a whole (PyTorch < 0.4.1 did not save them), never partly
+        missing.extend((key, ()) for key in counters if key not in source)
+    for key in present:
+        array = _as_array(source[key])
+        if array.size != 1:
+            misshapen.append((key, (), array.shape))
+        elif not np.issubdtype(array.dtype, np.integer):
+            invalid.append((key, f"dtype {array.dtype}, expected an integer step count"))
+
+    known = set(targets) | set(counters)
+    unexpected = [(key, tuple(np.shape(source[key]))) for key in sorted(source) if key not in known]
+    if missing or unexpected or misshapen or invalid:
+        raise StateDictMismatchError(
+            _mismatch_message(model, described, missing, unexpected, misshapen, invalid),
+            missing,
+            unexpected,
+            misshapen,
+            invalid,
+        )
+    return assignments
+
+
+def _torch_shape(keras_shape, layout):
+    if layout == _CONV:
+        kh, kw, cin, cout = keras_shape
+        return (cout, cin, kh, kw)
+    return keras_shape
+
+
+def _listing(title, rows, fmt):
+    if not rows:
+        return []
+    lines = [f"{title} ({len(rows)}):"]
+    lines += [f"  {fmt(row)}" for row in rows[:_MAX_LISTED]]
+    if len(rows) > _MAX_LISTED:
+        lines.append(f"  ... and {len(rows) - _MAX_LISTED} more")
+    return lines
+
+
+def _mismatch_message(model, described, missing, unexpected, misshapen, invalid):
+    arch = (
+        f"num_classes={model.num_classes}, num_stacks={model.num_stacks}, dims={model.dims}, "
+        f"modules={model.modules}, pre_dim={model.pre_dim}, cnv_dim={model.cnv_dim}, "
+        f"pool_dim={model.pool_dim}"
+    )
+    lines = [
+        f"the state dict does not fit CornerNet {described} ({arch}): {len(missing)} missing, "
+        f"{len(unexpected)} unexpected, {len(misshapen)} misshapen, {len(invalid)} invalid; "
+        "nothing was loaded. Shapes are PyTorch layouts (conv OIHW)."
+    ]
+    lines += _listing("missing", missing, lambda r: f"{r[0]} (expected {r[1]})")
+    lines += _listing("unexpected", unexpected, lambda r: f"{r[0]} (shape {r[1]})")
+    lines += _listing("misshapen", misshapen, lambda r: f"{r[0]}: expected {r[1]}, got {r[2]}")
+    lines += _listing("invalid", invalid, lambda r: f"{r[0]}: {r[1]}")
+    classes = {got[0] for key, _, got in misshapen if key.endswith("_heats.0.1.weight") and got}
+    if len(classes) == 1 and not missing and not unexpected:
+        count = classes.pop()
+        lines.append(
+            f"hint: the checkpoint's heatmaps have {count} classes; pass num_classes={count} "
+            f"(script: --num-classes {count})."
+        )
+    elif missing or unexpected or misshapen:
+        lines.append(
+            "hint: a different architecture; choose the matching preset or override its "
+            "arguments (dims, modules, num_stacks, ...)."
+        )
+    return "\n".join(lines)
+
+
+def _load_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except Exception as exc:  # zipfile.BadZipFile, ValueError (pickled object arrays), ...
+        raise ValueError(
+            f"load_state_dict: {path!r} is not a readable .npz archive of arrays ({exc})."
+        ) from exc
+
+
+def _load_torch(path):
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError(
+            f"load_state_dict: reading the PyTorch checkpoint {path!r} needs torch; install it "
+            "with `pip install .[convert]`, or save the state dict as .npz with numpy elsewhere "
+            "and pass that file."
+        ) from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ...
+        raise ValueError(
+            f"load_state_dict: {path!r} is not a PyTorch checkpoint that "
+            f"torch.load(weights_only=True) can read ({type(exc).__name__}: {exc})."
+        ) from exc
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(
+            f"load_state_dict: {path!r} holds a {type(obj).__name__}, not a state dict "
+            "(a mapping from parameter name to tensor)."
+        )
+    state = {}
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"load_state_dict: {path!r} is not a state dict: entry {key!r} is a "
+                f"{type(value).__name__}, not a tensor."
+            )
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.float()
+        state[key] = value.numpy()
+    return state
