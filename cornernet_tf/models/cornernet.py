@@ -277,7 +277,10 @@ class CornerNet(keras.Model):
         )
         for name, tracker in self.part_trackers.items():
             tracker.update_state(parts[name])
-        return parts["loss"]
+        # Each replica's gradients are all-reduced with a sum; dividing by the
+        # replica count makes the update the mean of the per-replica losses,
+        # as the official trainer averages its per-GPU losses (SPEC §5).
+        return parts["loss"] / _num_replicas()
 
     def test_step(self, data):
         # Like Keras' test_step, but with the heads of every stack so that the
@@ -287,7 +290,7 @@ class CornerNet(keras.Model):
         loss = self.compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
         )
-        self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
+        self._loss_tracker.update_state(loss * _num_replicas(), sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     # ---------------------------------------------------------------- inference
@@ -460,6 +463,10 @@ def _convert_boxes(detections, box_format, image_hw):
     )
     valid = (detections["classes"] >= 0)[..., None]
     return {**detections, "boxes": tf.where(valid, boxes, -1.0)}
+
+
+def _num_replicas():
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def _check_positive_int(name, value):

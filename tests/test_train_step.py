@@ -1,0 +1,233 @@
+"""CornerNet's training step: loss wiring, replicas, mixed precision, XLA, overfitting."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cornernet_tf import CornerNet
+from cornernet_tf.losses import cornernet_loss
+from cornernet_tf.targets import encode_targets
+
+# A very small hourglass (two levels) so that steps take milliseconds.
+SMALL = dict(
+    num_classes=3,
+    dims=[16, 16, 24],
+    modules=[1, 1, 1],
+    pre_dim=8,
+    cnv_dim=16,
+    pool_dim=8,
+    head_dim=16,
+)
+INPUT, OUTPUT = 63, 16
+BOXES = [
+    [[6.0, 8.0, 40.0, 30.0], [20.0, 24.0, 58.0, 60.0]],
+    [[3.0, 35.0, 25.0, 61.0], [30.0, 4.0, 60.0, 28.0], [10.0, 10.0, 33.0, 33.0]],
+]
+LABELS = [[0, 2], [1, 0, 2]]
+
+
+def _batch(num_images=2, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 255, (num_images, INPUT, INPUT, 3)).astype("float32")
+    targets = [
+        encode_targets(
+            np.array(BOXES[i % 2], "float32"),
+            np.array(LABELS[i % 2], "int32"),
+            input_size=INPUT,
+            output_size=OUTPUT,
+            num_classes=3,
+            max_objects=8,
+        )
+        for i in range(num_images)
+    ]
+    keys = ("tl_heatmap", "br_heatmap", "tl_index", "br_index", "tl_offset", "br_offset", "mask")
+    return images, {k: tf.stack([t[k] for t in targets]) for k in keys}
+
+
+def _small_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = CornerNet(**SMALL)
+    model.build((None, INPUT, INPUT, 3))
+    return model
+
+
+def test_fit_reports_the_loss_parts():
+    images, targets = _batch()
+    model = _small_model()
+    model.compile(keras.optimizers.Adam(1e-3))
+    history = model.fit(images, targets, batch_size=2, epochs=2, verbose=0)
+    assert set(history.history) >= {"loss", "focal", "pull", "push", "offset"}
+    logs = {k: v[0] for k, v in history.history.items()}
+    # The reported loss is the weighted sum of the reported parts.
+    expected = logs["focal"] + 0.1 * logs["pull"] + 0.1 * logs["push"] + logs["offset"]
+    assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+    evaluated = model.evaluate(images, targets, batch_size=2, verbose=0, return_dict=True)
+    assert set(evaluated) >= {"loss", "focal", "pull", "push", "offset"}
+
+
+def test_train_step_equals_the_official_loss_gradient():
+    images, targets = _batch()
+    model = _small_model()
+    start = [w.numpy() for w in model.trainable_weights]
+    lr = 0.05
+    with tf.GradientTape() as tape:
+        outputs = model(images, training=True)
+        loss = cornernet_loss(outputs, targets, num_stacks=2)["loss"]
+    grads = tape.gradient(loss, model.trainable_weights)
+    expected = [w - lr * g.numpy() for w, g in zip(start, grads, strict=True)]
+    for w, value in zip(model.trainable_weights, start, strict=True):
+        w.assign(value)
+    model.compile(keras.optimizers.SGD(lr))
+    model.train_on_batch(images, targets)
+    for w, e in zip(model.trainable_weights, expected, strict=True):
+        np.testing.assert_allclose(w.numpy(), e, atol=1e-5)
+
+
+def test_validation_loss_uses_every_stack():
+    images, targets = _batch()
+    model = _small_model()
+    model.compile(keras.optimizers.SGD(0.0))
+    evaluated = model.evaluate(images, targets, batch_size=2, verbose=0, return_dict=True)
+    outputs = model(images, training=False, all_stacks=True)
+    expected = cornernet_loss(outputs, targets, num_stacks=2)
+    assert evaluated["loss"] == pytest.approx(float(expected["loss"]), rel=1e-5)
+    assert evaluated["pull"] == pytest.approx(float(expected["pull"]), rel=1e-4, abs=1e-7)
+
+
+def test_jit_compiled_step_gives_the_same_update():
+    images, targets = _batch()
+    weights = {}
+    for jit in (False, True):
+        model = _small_model(seed=1)
+        model.compile(keras.optimizers.SGD(0.05), jit_compile=jit)
+        model.train_on_batch(images, targets)
+        weights[jit] = [w.numpy() for w in model.trainable_weights]
+    for a, b in zip(weights[False], weights[True], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_mixed_float16_scales_the_loss_and_stays_finite():
+    images, targets = _batch()
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = _small_model()
+        model.compile(keras.optimizers.Adam(1e-3))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        history = model.fit(images, targets, batch_size=2, epochs=3, verbose=0)
+        outputs = model(images, training=True)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert outputs["tl_heatmap_0"].dtype == tf.float32
+    assert all(np.isfinite(v).all() for v in history.history.values())
+    assert all(np.isfinite(w.numpy()).all() for w in model.trainable_weights)
+
+
+def test_batch_of_one_and_empty_ground_truth():
+    images, targets = _batch(num_images=1)
+    empty = encode_targets(
+        np.zeros((0, 4), "float32"),
+        np.zeros((0,), "int32"),
+        input_size=INPUT,
+        output_size=OUTPUT,
+        num_classes=3,
+        max_objects=8,
+    )
+    empty = {k: v[None] for k, v in empty.items() if k in targets}
+    model = _small_model()
+    model.compile(keras.optimizers.Adam(1e-3))
+    logs = model.train_on_batch(images, targets, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    logs = model.train_on_batch(images, empty, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    assert logs["pull"] == 0 and logs["push"] == 0 and logs["offset"] == 0
+
+
+REPLICA_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, {tests_dir!r})
+    from test_train_step import _batch, _small_model
+    from cornernet_tf.losses import cornernet_loss
+
+    images, targets = _batch(num_images=4)
+    lr = 0.05
+
+    # Reference on one device: the official trainer's semantics, each replica's
+    # loss on its own half of the batch (BatchNorm statistics per replica),
+    # gradients of the mean over replicas.
+    model = _small_model(seed=3)
+    start = [w.numpy() for w in model.trainable_weights]
+    with tf.GradientTape() as tape:
+        losses = []
+        for half in (slice(0, 2), slice(2, 4)):
+            out = model(images[half], training=True)
+            part = {{k: v[half] for k, v in targets.items()}}
+            losses.append(cornernet_loss(out, part, num_stacks=2)["loss"])
+        mean_loss = (losses[0] + losses[1]) / 2
+    grads = tape.gradient(mean_loss, model.trainable_weights)
+    expected = [w - lr * g.numpy() for w, g in zip(start, grads)]
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        replicated = _small_model(seed=3)
+        for w, value in zip(replicated.trainable_weights, start):
+            w.assign(value)
+        replicated.compile(keras.optimizers.SGD(lr))
+    dataset = tf.data.Dataset.from_tensors((images, targets))
+    replicated.fit(dataset, epochs=1, verbose=0)
+    worst = max(
+        float(np.max(np.abs(w.numpy() - e)))
+        for w, e in zip(replicated.trainable_weights, expected)
+    )
+    print("MAX_DIFF", worst)
+    """
+)
+
+
+def test_two_replicas_apply_the_mean_of_the_replica_losses():
+    script = REPLICA_SCRIPT.format(tests_dir=os.path.dirname(__file__))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("MAX_DIFF")]
+    assert lines, result.stderr[-3000:]
+    assert float(lines[0].split()[1]) < 1e-5
+
+
+@pytest.mark.slow
+def test_overfits_two_images_and_finds_their_corners():
+    images, targets = _batch()
+    model = _small_model(seed=5)
+    model.compile(keras.optimizers.Adam(2e-3), jit_compile=True)
+    history = model.fit(images, targets, batch_size=2, epochs=120, verbose=0)
+    losses = history.history["loss"]
+    print("overfit loss every 10 steps:", [round(v, 4) for v in losses[::10]], losses[-1])
+    assert losses[-1] < losses[0] / 10
+    outputs = model(images, training=False)
+    width = OUTPUT
+    for corner in ("tl", "br"):
+        heat = tf.sigmoid(outputs[f"{corner}_heatmap"]).numpy()  # [B, H, W, C]
+        for i in range(2):
+            n = len(BOXES[i])
+            index = targets[f"{corner}_index"][i, :n].numpy()
+            labels = LABELS[i]
+            for j in range(n):
+                y, x = divmod(int(index[j]), width)
+                window = heat[i, max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2, labels[j]]
+                # The ground-truth corner is the local maximum of its class map.
+                assert heat[i, y, x, labels[j]] == pytest.approx(window.max())
+                assert heat[i, y, x, labels[j]] > 0.5
