@@ -414,7 +414,12 @@ class CornerNet(keras.Model):
             )
         box_format = bounding_box_format or self.bounding_box_format
         if getattr(self, "_detect_one", None) is None:
-            self._detect_one = tf.function(self.detect, reduce_retracing=True)
+            # One trace for every image size.
+            self._detect_one = tf.function(
+                self.detect,
+                input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)],
+                autograph=False,
+            )
         results = []
         for i, image in enumerate(images):
             image = tf.convert_to_tensor(image)
@@ -423,7 +428,7 @@ class CornerNet(keras.Model):
                     f"CornerNet.predict_images: image {i} has shape {image.shape}; expected "
                     "[H, W, 3] RGB (convert grayscale/RGBA first)."
                 )
-            detections = self._detect_one(image[None])
+            detections = self._detect_one(tf.cast(image, tf.float32)[None])
             results.append(_convert_boxes(detections, box_format, tf.shape(image)[:2]))
         return {k: np.concatenate([r[k].numpy() for r in results]) for k in results[0]}
 

@@ -1,0 +1,98 @@
+"""`CornerNet.predict` and `CornerNet.predict_images`, the Keras-facing inference API (SPEC §10).
+
+An untrained tiny CornerNet; `top_k=10` and a wide `ae_threshold` leave a
+few valid corner pairs per image, so the -1 padding after `num_detections`
+is exercised (with the defaults an untrained model fills all 100 slots).
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from cornernet_tf import CornerNet
+
+MAX_DETECTIONS = 100
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(3)
+    net = CornerNet.from_preset(
+        "tiny", test_config={"top_k": 10, "num_dets": 100, "ae_threshold": 1000.0}
+    )
+    net.build()
+    return net
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).integers(0, 256, (2, 100, 140, 3)).astype("uint8")
+
+
+@pytest.fixture(scope="module")
+def predictions(model, images):
+    return model.predict(images, verbose=0)
+
+
+def _check_layout(result, batch):
+    assert set(result) == {"boxes", "confidence", "classes", "num_detections"}
+    assert result["boxes"].shape == (batch, MAX_DETECTIONS, 4)
+    assert result["confidence"].shape == result["classes"].shape == (batch, MAX_DETECTIONS)
+    assert result["num_detections"].shape == (batch,)
+    assert result["boxes"].dtype == result["confidence"].dtype == np.float32
+    assert result["classes"].dtype == result["num_detections"].dtype == np.int32
+
+
+def test_predict_returns_padded_fixed_size_detections(model, predictions):
+    _check_layout(predictions, 2)
+    counts = predictions["num_detections"]
+    assert np.all((counts >= 0) & (counts <= MAX_DETECTIONS))
+    assert np.any((counts > 0) & (counts < MAX_DETECTIONS)), counts  # padding is exercised
+    for i, n in enumerate(counts):
+        assert np.all(predictions["boxes"][i, n:] == -1)
+        assert np.all(predictions["confidence"][i, n:] == -1)
+        assert np.all(predictions["classes"][i, n:] == -1)
+        assert np.all((predictions["classes"][i, :n] >= 0) & (predictions["classes"][i, :n] < 3))
+        assert np.all(predictions["confidence"][i, :n] > 0)
+
+
+def test_predict_converts_the_box_format(model, images, predictions):
+    xywh = model.predict(images, verbose=0, bounding_box_format="xywh")
+    _check_layout(xywh, 2)
+    np.testing.assert_array_equal(xywh["num_detections"], predictions["num_detections"])
+    np.testing.assert_array_equal(xywh["classes"], predictions["classes"])
+    for i, n in enumerate(predictions["num_detections"]):
+        x1, y1, x2, y2 = np.moveaxis(predictions["boxes"][i, :n], -1, 0)
+        expected = np.stack([x1, y1, x2 - x1, y2 - y1], axis=-1)
+        np.testing.assert_allclose(xywh["boxes"][i, :n], expected, rtol=1e-5, atol=1e-4)
+        assert np.all(xywh["boxes"][i, n:] == -1)
+    assert model.bounding_box_format == "xyxy"  # the argument does not stick
+
+
+def test_predict_images_runs_each_image_at_its_own_size(model, images, predictions):
+    rng = np.random.default_rng(1)
+    batch = [images[0], rng.integers(0, 256, (80, 60, 3)), rng.integers(0, 256, (127, 127, 3))]
+    result = model.predict_images(batch)
+    _check_layout(result, 3)
+    for i, image in enumerate(batch):
+        height, width = image.shape[:2]
+        n = result["num_detections"][i]
+        x1, y1, x2, y2 = np.moveaxis(result["boxes"][i, :n], -1, 0)
+        assert np.all((0 <= x1) & (x1 <= x2) & (x2 <= width)), i
+        assert np.all((0 <= y1) & (y1 <= y2) & (y2 <= height)), i
+        assert np.all(result["boxes"][i, n:] == -1)
+    # One image alone gives what `predict` gives for it in a batch of its size.
+    assert result["num_detections"][0] == predictions["num_detections"][0]
+    np.testing.assert_allclose(result["boxes"][0], predictions["boxes"][0], atol=1e-3)
+    np.testing.assert_allclose(result["confidence"][0], predictions["confidence"][0], atol=1e-5)
+
+
+def test_bad_images_raise_clear_errors(model, images):
+    with pytest.raises(ValueError, match="empty"):
+        model.predict_images([])
+    with pytest.raises(ValueError, match="grayscale"):
+        model.predict_images([images[0, :, :, :1]])
+    with pytest.raises(ValueError, match="image 1 .*RGBA"):
+        model.predict_images([images[0], np.zeros((20, 30, 4), np.uint8)])
+    with pytest.raises(ValueError, match="grayscale"):
+        model.predict(images[..., :1], verbose=0)

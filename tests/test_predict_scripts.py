@@ -1,0 +1,167 @@
+"""`scripts/predict.py` and the drawing helpers of `cornernet_tf.visualization` (SPEC §12).
+
+The script runs in this process with an untrained, very small CornerNet on
+generated shapes images, together with the bad inputs it must survive: a
+text file, a missing file, grayscale and RGBA images.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from cornernet_tf import CornerNet, visualization
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = ["rectangle", "ellipse", "triangle"]
+
+
+def _load_script(name):
+    spec = importlib.util.spec_from_file_location(
+        f"{name}_script", os.path.join(REPO, "scripts", f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def predict_script():
+    return _load_script("predict")
+
+
+@pytest.fixture(scope="module")
+def small_model_path(tmp_path_factory):
+    """An untrained CornerNet small enough that the script runs in seconds."""
+    keras.utils.set_random_seed(2)
+    model = CornerNet.from_preset(
+        "tiny",
+        num_stacks=1,
+        dims=[16, 16, 16, 16],
+        modules=[1, 1, 1, 1],
+        pre_dim=8,
+        cnv_dim=16,
+        pool_dim=8,
+        class_names=NAMES,
+    )
+    model.build()
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(path)
+    return str(path)
+
+
+def test_predict_script_writes_images_and_json_and_reports_bad_files(
+    predict_script, shapes_root, small_model_path, tmp_path, capsys
+):
+    sources = sorted((shapes_root / "val2017").glob("*.png"))
+    inputs = tmp_path / "in"
+    (inputs / "other").mkdir(parents=True)
+    first = inputs / "a.png"
+    shutil.copy(sources[0], first)
+    second = inputs / "other" / "a.jpg"  # same stem: must not overwrite a.png's results
+    cv2.imwrite(str(second), cv2.imread(str(sources[1])))
+    gray, rgba = inputs / "gray.png", inputs / "rgba.png"
+    cv2.imwrite(str(gray), cv2.imread(str(sources[2]), cv2.IMREAD_GRAYSCALE))
+    cv2.imwrite(str(rgba), cv2.cvtColor(cv2.imread(str(sources[3])), cv2.COLOR_BGR2BGRA))
+    text, missing = inputs / "notes.txt", inputs / "missing.png"
+    text.write_text("not an image")
+    out = tmp_path / "out"
+
+    args = [str(p) for p in (first, text, second, missing, gray, rgba)]
+    code = predict_script.main(
+        ["--model", small_model_path, *args, "--output", str(out), "--score-threshold", "0"]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"{text}: cannot read the image" in captured.err
+    assert f"{missing}: not found" in captured.err
+    assert "2 of 6 images failed" in captured.err
+
+    summary = json.loads((out / "detections.json").read_text())
+    assert [e["file"] for e in summary["errors"]] == [str(text), str(missing)]
+    stems = ["a", "a_2", "gray", "rgba"]
+    assert [os.path.basename(e["annotated"]) for e in summary["images"]] == [
+        f"{s}.png" for s in stems
+    ]
+    for stem, source, entry in zip(
+        stems, (first, second, gray, rgba), summary["images"], strict=True
+    ):
+        assert entry["file"] == str(source)
+        assert json.loads((out / f"{stem}.json").read_text()) == entry
+        annotated = cv2.imread(str(out / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        height, width = cv2.imread(str(source), cv2.IMREAD_UNCHANGED).shape[:2]
+        assert annotated.shape == (height, width, 3)  # grayscale and RGBA became RGB
+        assert (entry["height"], entry["width"]) == (height, width)
+        detections = entry["detections"]
+        assert 0 < len(detections) <= 100  # threshold 0: every valid slot
+        for d in detections:
+            x1, y1, x2, y2 = d["box"]
+            assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
+            assert d["class_name"] == NAMES[d["class_id"]] and 0 <= d["score"] <= 1
+        assert f"{entry['file']}: {len(detections)} objects" in captured.out
+
+
+def test_detect_one_keeps_confident_valid_detections(predict_script):
+    class FakeModel:
+        def predict_images(self, images):
+            return {
+                "boxes": np.array([[[1, 2, 3, 4], [5, 6, 7, 8], [-1, -1, -1, -1]]], np.float32),
+                "confidence": np.array([[0.9, 0.2, -1.0]], np.float32),
+                "classes": np.array([[2, 0, -1]], np.int32),
+                "num_detections": np.array([2], np.int32),
+            }
+
+    kept = predict_script.detect_one(FakeModel(), np.zeros((9, 9, 3)), 0.3, NAMES)
+    assert kept == [
+        {"box": [1.0, 2.0, 3.0, 4.0], "class_id": 2, "class_name": "triangle", "score": 0.9}
+    ]
+    everything = predict_script.detect_one(FakeModel(), np.zeros((9, 9, 3)), 0.0, NAMES)
+    assert [d["class_id"] for d in everything] == [2, 0]
+
+
+def test_predict_script_bad_arguments_exit_2(predict_script, tmp_path, capsys):
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    code = predict_script.main(["--model", str(tmp_path / "m.keras"), str(image), "--output", "o"])
+    assert code == 2 and "m.keras: model file not found" in capsys.readouterr().err
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"junk")
+    code = predict_script.main(
+        ["--model", str(model), str(image), "--output", "o", "--score-threshold", "1.5"]
+    )
+    assert code == 2 and "--score-threshold must be in [0, 1]" in capsys.readouterr().err
+    code = predict_script.main(["--model", str(model), str(image), "--output", str(image)])
+    assert code == 2 and "--output must be a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # no images at all: argparse usage error
+        predict_script.main(["--model", str(model), "--output", "o"])
+    assert exit_info.value.code == 2
+    assert "IMAGE" in capsys.readouterr().err
+
+
+def test_draw_detections_draws_each_class_in_its_colour():
+    image = np.full((40, 60, 3), 7, np.uint8)
+    boxes = np.array([[5, 6, 20, 30], [30, 10, 50, 35], [0, 0, 59, 39]], np.float32)
+    classes = np.array([1, 2, -1])
+    drawn = visualization.draw_detections(
+        image, boxes, classes, np.array([0.5, 0.25, -1.0]), class_names=NAMES, line_thickness=1
+    )
+    palette = visualization.class_colors(3)
+    assert drawn.shape == image.shape and drawn.dtype == np.uint8
+    np.testing.assert_array_equal(drawn[6, 5:21], np.tile(palette[1], (16, 1)))  # top edge
+    np.testing.assert_array_equal(drawn[6:31, 20], np.tile(palette[1], (25, 1)))  # right
+    np.testing.assert_array_equal(drawn[35, 30:51], np.tile(palette[2], (21, 1)))  # bottom
+    assert np.all(drawn[21:29, 6:19] == 7)  # inside the box, below the label: untouched
+    assert np.all(drawn[39, :] == 7)  # the padding slot (-1) is not drawn
+    assert np.all(image == 7)  # the input is not modified
+    assert len(set(palette)) == 3
+    single = visualization.draw_detections(image, boxes, classes, color=(0, 255, 0))
+    assert tuple(single[6, 10]) == (0, 255, 0) and tuple(single[35, 40]) == (0, 255, 0)
+    with pytest.raises(ValueError, match="grayscale"):
+        visualization.draw_detections(image[..., :1], boxes, classes)
+    with pytest.raises(ValueError, match="one class per box"):
+        visualization.draw_detections(image, boxes, classes[:2])
