@@ -1,0 +1,722 @@
+"""tf.data input pipelines: the official training sampler and the test-time input.
+
+Training (`make_train_dataset`), per image, all TensorFlow ops in parallel
+`map`s: read the file → check its header (format, pixel count) → decode to
+3-channel uint8 → the official augmentation of `cornernet_tf.data.augment`
+(random scale + border-aware crop, resize, clip, flip, colour jitter, PCA
+lighting) → `cornernet_tf.targets.encode_targets` → batch → prefetch. It
+replaces princeton-vl/CornerNet `sample/coco.py` (`kp_detection`) run in the
+official trainer's prefetch processes.
+
+Evaluation (`make_eval_dataset`): no augmentation; each image at its own size
+placed on its official test canvas (`cornernet_tf.postprocess.prepare_test_image`),
+with its id and the geometry that maps detections back to image pixels.
+
+Bad images (SPEC §12) never stop training silently or fatally by default:
+files that cannot be read or decoded (missing, empty, truncated, corrupt,
+unsupported format, more pixels than `max_pixels`, checked from the header
+before decoding) are skipped, logged by name and counted by a
+`BadSampleTracker` that the trainer can read; once more than `max_bad_images`
+distinct images have been found bad the pipeline fails with an error naming
+the last one. Images found bad are not read again in later epochs.
+
+Determinism: with a `seed`, every random draw of an image comes from a
+stateless seed derived from (seed, input pipeline, position in the stream), the
+shuffle is seeded and parallel maps keep their order, so the same seed gives the
+same batches; `seed=None` draws a seed and lets the maps run unordered.
+Memory is bounded: no cache of decoded images, a bounded shuffle buffer of
+file records, AUTOTUNE prefetch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import numbers
+import os
+import secrets
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from cornernet_tf import targets as targets_lib
+from cornernet_tf.data import augment
+from cornernet_tf.data.coco import CategoryMap, CocoDataset
+
+logger = logging.getLogger(__name__)
+
+# Status codes of `read_image`.
+OK, EMPTY_FILE, CORRUPT, TOO_LARGE, UNSUPPORTED_FORMAT = range(5)
+REASONS = (
+    "ok",
+    "empty file",
+    "missing, unreadable, truncated or corrupt",
+    "too many pixels (see max_pixels)",
+    "unsupported format (JPEG, PNG, GIF and BMP are read)",
+)
+DEFAULT_MAX_PIXELS = 1 << 26  # 67 megapixels (8192 x 8192): ~200 MB decoded
+DEFAULT_MAX_BAD_IMAGES = 100
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The map functions use TF control flow explicitly; skipping AutoGraph's source
+# conversion makes building a pipeline several times faster.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
+
+def _bytes_at(contents: tf.Tensor, start: int, length: int) -> tf.Tensor:
+    """`length` bytes of `contents` from `start` as int64 [length] (raises when too short)."""
+    raw = tf.io.decode_raw(tf.strings.substr(contents, start, length), tf.uint8)
+    raw = tf.ensure_shape(tf.reshape(raw, [length]), [length])  # fails on short data
+    return tf.cast(raw, tf.int64)
+
+
+def _big_endian(values: tf.Tensor) -> tf.Tensor:
+    weights = tf.constant([256**k for k in reversed(range(values.shape[0]))], tf.int64)
+    return tf.reduce_sum(values * weights)
+
+
+def image_header_size(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Image (height, width) read from the file header, without decoding.
+
+    JPEG via `tf.image.extract_jpeg_shape`; PNG (IHDR, big-endian), GIF
+    (logical screen, little-endian) and BMP (DIB header, little-endian) parsed
+    from their fixed header fields.
+
+    Args:
+        contents: scalar string, the file bytes.
+
+    Returns:
+        (size [2] int64, format_code) where format_code is OK for a known
+        format and UNSUPPORTED_FORMAT otherwise (size is then [-1, -1]).
+        Raises (inside TF) on a header too short to read.
+    """
+    is_jpeg = tf.io.is_jpeg(contents)
+    is_png = tf.strings.substr(contents, 0, 8) == _PNG_SIGNATURE
+    magic = tf.strings.substr(contents, 0, 6)
+    is_gif = (magic == b"GIF87a") | (magic == b"GIF89a")
+    is_bmp = tf.strings.substr(contents, 0, 2) == b"BM"
+
+    def jpeg():
+        return tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64)
+
+    def png():
+        return tf.stack(
+            [_big_endian(_bytes_at(contents, 20, 4)), _big_endian(_bytes_at(contents, 16, 4))]
+        )
+
+    def gif():
+        return tf.stack(
+            [
+                _big_endian(_bytes_at(contents, 8, 2)[::-1]),
+                _big_endian(_bytes_at(contents, 6, 2)[::-1]),
+            ]
+        )
+
+    def bmp():
+        def signed32(v):
+            v = _big_endian(v[::-1])
+            return tf.abs(tf.where(v >= 2**31, v - 2**32, v))  # height < 0: top-down rows
+
+        return tf.stack(
+            [signed32(_bytes_at(contents, 22, 4)), signed32(_bytes_at(contents, 18, 4))]
+        )
+
+    size = tf.case(
+        [(is_jpeg, jpeg), (is_png, png), (is_gif, gif), (is_bmp, bmp)],
+        default=lambda: tf.constant([-1, -1], tf.int64),
+        exclusive=False,
+    )
+    known = is_jpeg | is_png | is_gif | is_bmp
+    return size, tf.where(known, OK, UNSUPPORTED_FORMAT)
+
+
+def decode_checked(contents: tf.Tensor, *, max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Checks the header, then decodes to a 3-channel uint8 image.
+
+    Grayscale becomes RGB, alpha is dropped, 16-bit PNGs are scaled to 8 bits
+    (`tf.io.decode_image` semantics), animations give their first frame. JPEGs
+    use the accurate integer IDCT, as OpenCV (the official reader) does.
+
+    Args:
+        contents: scalar string, the file bytes.
+        max_pixels: refuse images with more pixels (from the header) undecoded.
+
+    Returns:
+        (image [H, W, 3] uint8, code int32 scalar). For a code other than OK
+        the image is [1, 1, 3] zeros. Corrupt data raises (inside TF); wrap
+        the call as `read_image` does.
+    """
+    size, code = image_header_size(contents)
+    num_pixels = size[0] * size[1]
+    code = tf.where(tf.strings.length(contents) == 0, EMPTY_FILE, code)
+    code = tf.where((code == OK) & tf.reduce_any(size <= 0), CORRUPT, code)
+    code = tf.where((code == OK) & (num_pixels > max_pixels), TOO_LARGE, code)
+
+    def decode():
+        image = tf.cond(
+            tf.io.is_jpeg(contents),
+            lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(
+                contents, channels=3, dtype=tf.uint8, expand_animations=False
+            ),
+        )
+        return tf.ensure_shape(image, [None, None, 3])
+
+    image = tf.cond(code == OK, decode, lambda: tf.zeros([1, 1, 3], tf.uint8))
+    return image, tf.cast(code, tf.int32)
+
+
+def read_image(path: tf.Tensor, *, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """Reads and decodes an image file; never raises on bad files.
+
+    Any error while reading, parsing the header or decoding (missing file,
+    truncated or corrupt data) is caught inside the graph: the work runs in a
+    one-element dataset with `ignore_errors`, followed by a fallback element.
+
+    Args:
+        path: scalar string tensor.
+        max_pixels: see `decode_checked`.
+
+    Returns:
+        (image [H, W, 3] uint8, code int32 scalar; `REASONS[code]` explains it).
+    """
+    attempt = (
+        tf.data.Dataset.from_tensors(path)
+        .map(_no_autograph(lambda p: decode_checked(tf.io.read_file(p), max_pixels=max_pixels)))
+        .ignore_errors()
+    )
+    fallback = tf.data.Dataset.from_tensors((tf.zeros([1, 1, 3], tf.uint8), tf.constant(CORRUPT)))
+    return attempt.concatenate(fallback).take(1).get_single_element()
+
+
+def element_seed(seed, position, pipeline_id=0) -> tf.Tensor:
+    """The stateless seed of the sample at `position` of a training stream.
+
+    Args:
+        seed: the pipeline's seed.
+        position: index of the sample in the shuffled, repeated record stream
+            (counted before bad images are skipped, so a skip does not shift
+            the draws of the samples after it).
+        pipeline_id: input pipeline (`InputContext.input_pipeline_id`).
+
+    Returns:
+        [2] int64 seed for `augment.draw_train_params`.
+    """
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(pipeline_id, tf.int64)])  # [2]
+    return tf.random.experimental.stateless_fold_in(key, tf.cast(position, tf.int64))
+
+
+class BadSampleTracker:
+    """Counts the images an input pipeline skipped, and enforces the limit.
+
+    The state lives in TF hash tables updated inside the pipeline's `map`
+    (tables rather than variables, so that a `tf.distribute` strategy scope
+    does not turn them into mirrored variables), and the trainer reads it at
+    any time: `num_bad_images` (distinct images found bad at run time),
+    `num_skipped` (skips, every pass over the data included), `bad_images()`
+    and `log_summary()`. Each image found bad is also logged when it happens
+    (TF warning log, with the file name and reason).
+
+    Args:
+        paths: file path of each record index.
+        max_bad_images: fail once more than this many distinct images are bad
+            (including `initial_bad` found when the dataset was opened); None
+            means no limit.
+        initial_bad: bad images already excluded when the dataset was opened.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | bytes],
+        *,
+        max_bad_images: int | None = DEFAULT_MAX_BAD_IMAGES,
+        initial_bad: int = 0,
+    ):
+        if max_bad_images is not None and (
+            isinstance(max_bad_images, bool)
+            or not isinstance(max_bad_images, numbers.Integral)
+            or max_bad_images < 0
+        ):
+            raise ValueError(
+                f"BadSampleTracker: `max_bad_images` must be None or an int >= 0, got "
+                f"{max_bad_images!r}."
+            )
+        self.paths = [p.decode() if isinstance(p, bytes) else str(p) for p in paths]
+        self.max_bad_images = max_bad_images
+        self.initial_bad = int(initial_bad)
+        with tf.init_scope():
+            # record index -> status code (only bad ones are stored)
+            self._codes = tf.lookup.experimental.MutableHashTable(tf.int64, tf.int32, OK)
+            # record index -> times skipped
+            self._skips = tf.lookup.experimental.MutableHashTable(tf.int64, tf.int64, 0)
+
+    @property
+    def num_bad_images(self) -> int:
+        """Distinct images found bad while reading (not counting `initial_bad`)."""
+        return int(self._codes.size())
+
+    @property
+    def num_skipped(self) -> int:
+        """Times an image was skipped (a bad image counts once per pass over the data)."""
+        return int(tf.reduce_sum(self._skips.export()[1]))
+
+    def bad_images(self) -> list[tuple[str, str]]:
+        """(path, reason) of every image found bad while reading, in record order."""
+        keys, codes = (t.numpy() for t in self._codes.export())
+        return [(self.paths[k], REASONS[c]) for k, c in sorted(zip(keys, codes, strict=True))]
+
+    def log_summary(self, log: logging.Logger = logger) -> None:
+        """Logs the counts (WARNING when anything was skipped, else INFO)."""
+        bad = self.bad_images()
+        if not bad and not self.initial_bad:
+            log.info("Input pipeline: no bad images.")
+            return
+        log.warning(
+            "Input pipeline: %d bad images skipped while reading (%d skips in all), %d excluded "
+            "when the dataset was opened%s%s",
+            len(bad),
+            self.num_skipped,
+            self.initial_bad,
+            ": " if bad else ".",
+            "; ".join(f"{path} ({reason})" for path, reason in bad[:20]),
+        )
+
+    def is_known_bad(self, index: tf.Tensor) -> tf.Tensor:
+        """Graph: whether record `index` was already found bad (bool scalar)."""
+        return self._codes.lookup(tf.cast(index, tf.int64)) != OK
+
+    def count_skip(self, index: tf.Tensor) -> tf.Tensor:
+        """Graph: counts one skip of record `index`."""
+        index = tf.cast(index, tf.int64)
+        return self._skips.insert(index, self._skips.lookup(index) + 1)
+
+    def record(self, index: tf.Tensor, code: tf.Tensor, path: tf.Tensor) -> tf.Tensor:
+        """Graph: notes the outcome of reading record `index`; returns `code == OK`.
+
+        A bad image is marked, counted and logged; past the limit this raises
+        InvalidArgumentError naming the file, the reason and the fix.
+        """
+
+        def mark():
+            marked = self._codes.insert(tf.cast(index, tf.int64), code)
+            with tf.control_dependencies([marked, self.count_skip(index)]):
+                total = self._codes.size() + self.initial_bad
+            reason = tf.gather(tf.constant(REASONS), code)
+            checks = [
+                tf.print(
+                    "cornernet_tf.data: skipping bad image",
+                    path,
+                    "(",
+                    reason,
+                    "); bad images so far:",
+                    total,
+                    output_stream=tf.compat.v1.logging.warning,
+                )
+            ]
+            if self.max_bad_images is not None:
+                checks.append(
+                    tf.debugging.Assert(
+                        total <= self.max_bad_images,
+                        [
+                            f"cornernet_tf.data: more than max_bad_images={self.max_bad_images} "
+                            "bad images; the last one is",
+                            path,
+                            reason,
+                            "- fix or remove the bad files, or raise `max_bad_images`.",
+                        ],
+                    )
+                )
+            with tf.control_dependencies(checks):
+                return tf.constant(False)
+
+        return tf.cond(code == OK, lambda: tf.constant(True), mark)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineData:
+    """A dataset together with what the trainer or evaluator needs beside it.
+
+    Attributes:
+        dataset: the `tf.data.Dataset`.
+        source: the `CocoDataset` read.
+        tracker: the `BadSampleTracker` counting skipped images.
+        steps_per_epoch: batches per pass over this pipeline's shard.
+    """
+
+    dataset: tf.data.Dataset
+    source: CocoDataset
+    tracker: BadSampleTracker
+    steps_per_epoch: int
+
+    @property
+    def num_classes(self) -> int:
+        return self.source.num_classes
+
+    @property
+    def categories(self) -> CategoryMap:
+        return self.source.categories
+
+
+def _check_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _open_source(source, split: str, caller: str) -> CocoDataset:
+    if isinstance(source, CocoDataset):
+        dataset = source
+    elif isinstance(source, str | os.PathLike):
+        dataset = CocoDataset.open(source, split)
+    else:
+        raise TypeError(
+            f"{caller}: `source` must be a dataset root (str or path) or a CocoDataset, got "
+            f"{type(source).__name__}."
+        )
+    if not dataset.records:
+        raise ValueError(
+            f"{caller}: {dataset.annotation_file!r} has no usable images (see the log for what "
+            "was excluded); point `source`/`split` at a dataset with images."
+        )
+    return dataset
+
+
+def _tracker_for(dataset: CocoDataset, max_bad_images: int | None, caller: str):
+    bad = dataset.report.bad_images
+    if max_bad_images is not None and len(bad) > max_bad_images:
+        raise ValueError(
+            f"{caller}: {len(bad)} images of {dataset.annotation_file!r} are unusable (more than "
+            f"max_bad_images={max_bad_images}), e.g. {'; '.join(str(p) for p in bad[:5])}. Fix "
+            "the annotation file or the image folder, or raise `max_bad_images`."
+        )
+    return BadSampleTracker(
+        [r.path for r in dataset.records], max_bad_images=max_bad_images, initial_bad=len(bad)
+    )
+
+
+def _records_dataset(dataset: CocoDataset, input_context, caller: str):
+    """Dataset of per-image records {index, path, image_id, boxes, labels}, sharded."""
+    arrays = dataset.as_arrays()
+    boxes = tf.RaggedTensor.from_row_splits(arrays["boxes"], arrays["row_splits"])
+    labels = tf.RaggedTensor.from_row_splits(arrays["labels"], arrays["row_splits"])
+    records = tf.data.Dataset.from_tensor_slices(
+        {
+            "index": tf.range(len(dataset.records), dtype=tf.int64),
+            "path": arrays["path"],
+            "image_id": arrays["image_id"],
+            "boxes": boxes,
+            "labels": labels,
+        }
+    )
+    num_records, pipelines, pipeline_id = len(dataset.records), 1, 0
+    if input_context is not None:
+        if not isinstance(input_context, tf.distribute.InputContext):
+            raise TypeError(
+                f"{caller}: `input_context` must be a tf.distribute.InputContext (the argument "
+                f"of the dataset_fn of distribute_datasets_from_function), got "
+                f"{type(input_context).__name__}."
+            )
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+        if pipelines > 1:
+            if num_records < pipelines:
+                raise ValueError(
+                    f"{caller}: {num_records} images cannot be sharded over {pipelines} input "
+                    "pipelines; use a larger dataset or fewer workers."
+                )
+            records = records.shard(pipelines, pipeline_id)
+            num_records = len(range(pipeline_id, num_records, pipelines))
+    return records, num_records, pipelines, pipeline_id
+
+
+def _per_replica_batch(batch_size: int, input_context) -> int:
+    if input_context is None:
+        return batch_size
+    return input_context.get_per_replica_batch_size(batch_size)
+
+
+@functools.cache
+def _photometric_fn(color: bool, lighting: bool, normalize: bool, jit: bool):
+    """`augment.photometric` as a (cached) tf.function, XLA-compiled when `jit`.
+
+    XLA fuses the per-channel colour arithmetic into one pass, several times
+    faster on CPU than TF's broadcasting kernels; the values are the same up to
+    float rounding. Caching keeps XLA's compiled code across pipelines.
+    """
+
+    def photometric(pixels, draws):
+        return augment.photometric(
+            pixels, draws, color=color, lighting=lighting, normalize_output=normalize
+        )
+
+    return tf.function(photometric, jit_compile=jit)
+
+
+def _read_stage(tracker: BadSampleTracker, max_pixels: int):
+    """Map fn: record → record + decoded image + validity."""
+
+    @_no_autograph
+    def read(record):
+        def attempt():
+            image, code = read_image(record["path"], max_pixels=max_pixels)
+            return image, tracker.record(record["index"], code, record["path"])
+
+        def skip():  # found bad in an earlier epoch: do not read it again
+            with tf.control_dependencies([tracker.count_skip(record["index"])]):
+                return tf.zeros([1, 1, 3], tf.uint8), tf.constant(False)
+
+        image, valid = tf.cond(tracker.is_known_bad(record["index"]), skip, attempt)
+        return {**record, "image": image, "valid": valid}
+
+    return read
+
+
+def make_train_dataset(
+    source: str | os.PathLike | CocoDataset,
+    split: str = "train2017",
+    *,
+    batch_size: int,
+    input_size: int | tuple[int, int] = 511,
+    output_size: int | tuple[int, int] = 128,
+    seed: int | None = None,
+    scales: Sequence[float] = augment.DEFAULT_SCALES,
+    border: int = augment.DEFAULT_BORDER,
+    flip: bool = True,
+    color: bool = True,
+    lighting: bool = True,
+    normalize: bool = False,
+    max_objects: int = 128,
+    gaussian_iou: float = 0.3,
+    include_boxes: bool = False,
+    shuffle_buffer: int = 10_000,
+    repeat: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bad_images: int | None = DEFAULT_MAX_BAD_IMAGES,
+    input_context: tf.distribute.InputContext | None = None,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    jit_photometric: bool = True,
+) -> PipelineData:
+    """The official CornerNet training sampler as a `tf.data` pipeline.
+
+    princeton-vl/CornerNet `sample/coco.py` `kp_detection` with the
+    `config/CornerNet.json` settings: random scale from `scales` and a crop of
+    `int(input·scale)` centred `border` (halved until it fits) from the image
+    edges on a zero canvas, resize to `input_size`, clip and drop empty boxes,
+    flip with p = 0.5, colour jitter and PCA lighting, then
+    `encode_targets`. See `cornernet_tf.data.augment` for every step.
+
+    Args:
+        source: dataset root in the COCO 2017 layout, or an opened `CocoDataset`.
+        split: split name (annotation file `instances_<split>.json`).
+        batch_size: the global batch size; with `input_context`, each replica
+            gets `input_context.get_per_replica_batch_size(batch_size)`.
+        input_size: network input, int or (height, width).
+        output_size: heatmap size, int or (height, width).
+        seed: makes the pipeline deterministic (same seed, same batches).
+        scales: random crop scales.
+        border: official crop border.
+        flip: random horizontal flips.
+        color: colour jitter (official `rand_color`).
+        lighting: PCA lighting (applied with the colour jitter, as officially).
+        normalize: output `(x - mean) / std` (official network input);
+            False outputs RGB in 0-255 after jitter/lighting, what
+            `cornernet_tf.CornerNet` expects (it normalises inside).
+        max_objects: tag slots per image (official 128).
+        gaussian_iou: `gaussian_radius` overlap (SPEC §4: 0.3).
+        include_boxes: add the augmented boxes to the targets, `boxes`
+            [B, M, 4] (x1, y1, x2, y2 input pixels) and `labels` [B, M] int32,
+            padded with 0 / -1 past the image's objects (for inspection and tests).
+        shuffle_buffer: records (file names and boxes, not images) in the
+            shuffle buffer.
+        repeat: repeat forever (training); False stops after one pass.
+        max_pixels: images with more pixels (header) are skipped undecoded.
+        max_bad_images: fail once more bad images than this are found
+            (opening + reading); None: never.
+        input_context: from `distribute_datasets_from_function`; shards the
+            files per input pipeline and sets the per-replica batch.
+        num_parallel_calls: parallelism of the maps.
+        jit_photometric: compile the colour jitter / lighting / normalisation
+            step with XLA (same values up to float rounding, faster).
+
+    Returns:
+        `PipelineData` whose dataset yields `(images, targets)`: images
+        [B, in_h, in_w, 3] float32 RGB; targets the `encode_targets` dict
+        batched (`tl_heatmap` [B, out_h, out_w, C], `tl_index` [B, M], ...).
+
+    Raises:
+        FileNotFoundError, ValueError, TypeError: bad arguments or dataset, with
+            the argument or file named.
+    """
+    caller = "make_train_dataset"
+    dataset = _open_source(source, split, caller)
+    batch_size = _check_int("batch_size", batch_size)
+    in_size = augment.size_pair(input_size, "input_size")
+    out_size = augment.size_pair(output_size, "output_size")
+    _check_int("max_objects", max_objects)
+    _check_int("shuffle_buffer", shuffle_buffer)
+    _check_int("max_pixels", max_pixels)
+    _check_int("border", border, minimum=0)
+    if seed is not None:
+        _check_int("seed", seed, minimum=0)
+    if not scales or not all(isinstance(s, numbers.Real) and s > 0 for s in scales):
+        raise ValueError(f"`scales` must be positive numbers, got {scales!r}.")
+    if min(int(in_size[0] * min(scales)), int(in_size[1] * min(scales))) < 1:
+        raise ValueError(f"`scales` {scales!r} give empty crops for input_size {in_size}.")
+
+    tracker = _tracker_for(dataset, max_bad_images, caller)
+    records, num_records, pipelines, pipeline_id = _records_dataset(dataset, input_context, caller)
+    per_replica = _per_replica_batch(batch_size, input_context)
+    deterministic = seed is not None
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    num_classes = dataset.num_classes
+
+    photometric = _photometric_fn(color, lighting and color, normalize, jit_photometric)
+
+    @_no_autograph
+    def augment_and_encode(position, record):
+        image = record["image"]  # [H, W, 3] uint8
+        draws = augment.draw_train_params(
+            element_seed(seed, position, pipeline_id),
+            tf.shape(image)[:2],
+            input_size=in_size,
+            scales=scales,
+            border=border,
+            flip_probability=0.5 if flip else 0.0,
+        )
+        pixels, boxes, labels = augment.train_geometry(
+            image, record["boxes"], record["labels"], draws, input_size=in_size
+        )
+        pixels = photometric(pixels, draws)
+        target = targets_lib.encode_targets(
+            boxes,
+            labels,
+            input_size=in_size,
+            output_size=out_size,
+            num_classes=num_classes,
+            max_objects=max_objects,
+            gaussian_iou=gaussian_iou,
+        )
+        warned = tf.cond(
+            target["num_dropped"] > 0,
+            lambda: tf.print(
+                "cornernet_tf.data:",
+                record["path"],
+                "has",
+                target["num_dropped"],
+                f"objects beyond max_objects={max_objects}; they were left out of the targets.",
+                output_stream=tf.compat.v1.logging.warning,
+            ),
+            tf.no_op,
+        )
+        with tf.control_dependencies([warned]):
+            pixels = tf.identity(pixels)
+        if include_boxes:
+            kept = tf.minimum(tf.shape(labels)[0], max_objects)
+            pad = max_objects - kept
+            target["boxes"] = tf.ensure_shape(
+                tf.pad(boxes[:kept], [[0, pad], [0, 0]]), [max_objects, 4]
+            )  # [M, 4]
+            target["labels"] = tf.ensure_shape(
+                tf.pad(labels[:kept], [[0, pad]], constant_values=-1), [max_objects]
+            )  # [M]
+        return pixels, target
+
+    read = _read_stage(tracker, max_pixels)
+    ds = records.shuffle(min(shuffle_buffer, num_records), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    # The stream position (before any skipping) keys each sample's random draws.
+    ds = ds.enumerate()
+    ds = ds.map(
+        _no_autograph(lambda position, record: (position, read(record))),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=deterministic,
+    )
+    ds = ds.filter(_no_autograph(lambda position, record: record["valid"]))
+    ds = ds.map(
+        augment_and_encode, num_parallel_calls=num_parallel_calls, deterministic=deterministic
+    )
+    ds = ds.batch(per_replica, drop_remainder=True)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    ds = ds.with_options(options)
+    return PipelineData(ds, dataset, tracker, num_records // per_replica)
+
+
+def make_eval_dataset(
+    source: str | os.PathLike | CocoDataset,
+    split: str = "val2017",
+    *,
+    batch_size: int = 1,
+    scale: float = 1.0,
+    normalize: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bad_images: int | None = DEFAULT_MAX_BAD_IMAGES,
+    input_context: tf.distribute.InputContext | None = None,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+) -> PipelineData:
+    """Test-time input: every image once, in file order, unaugmented.
+
+    Official `test/coco.py` (`kp_detection`): the image resized by `scale`
+    and placed centred on a zero canvas of `(h | 127, w | 127)`
+    (`cornernet_tf.postprocess.prepare_test_image`).
+
+    Args:
+        source: dataset root in the COCO 2017 layout, or an opened `CocoDataset`.
+        split: split name.
+        batch_size: images per batch (per replica with `input_context`); 1
+            keeps each image at its own canvas size, more pads the canvases of
+            a batch at the bottom/right with zeros (the placement of each image,
+            and so its geometry, is unchanged).
+        scale: test scale.
+        normalize: output `(x - mean) / std` instead of 0-255 RGB.
+        max_pixels: see `make_train_dataset`.
+        max_bad_images: see `make_train_dataset`.
+        input_context: shards the images per input pipeline.
+        num_parallel_calls: parallelism of the map.
+
+    Returns:
+        `PipelineData` whose dataset yields dicts: `image` [B, H, W, 3]
+        float32, `image_id` [B] int64, `image_hw` [B, 2] int32 (original
+        size), `input_size` [B, 2] int32 (canvas before batch padding),
+        `ratios` [B, 2], `borders` [B, 4] (`postprocess.test_geometry`) and
+        `scale` [B] float32 — what `postprocess.postprocess` needs.
+    """
+    from cornernet_tf import postprocess
+
+    caller = "make_eval_dataset"
+    dataset = _open_source(source, split, caller)
+    batch_size = _check_int("batch_size", batch_size)
+    _check_int("max_pixels", max_pixels)
+    if not isinstance(scale, numbers.Real) or not scale > 0:
+        raise ValueError(f"`scale` must be a positive number, got {scale!r}.")
+    tracker = _tracker_for(dataset, max_bad_images, caller)
+    records, num_records, _, _ = _records_dataset(dataset, input_context, caller)
+    per_replica = batch_size  # evaluation batches are per replica (they are 1 by default)
+
+    @_no_autograph
+    def prepare(record):
+        image = record["image"]
+        canvas, geometry = postprocess.prepare_test_image(image, float(scale))
+        canvas = tf.cast(canvas, tf.float32)  # [inp_h, inp_w, 3] 0-255
+        if normalize:
+            canvas = augment.normalize(canvas / 255.0)
+        return {
+            "image": canvas,
+            "image_id": record["image_id"],
+            "image_hw": tf.shape(image)[:2],
+            "input_size": geometry["input_size"],
+            "ratios": geometry["ratios"],
+            "borders": geometry["borders"],
+            "scale": tf.constant(scale, tf.float32),
+        }
+
+    read = _read_stage(tracker, max_pixels)
+    ds = records.map(read, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.filter(_no_autograph(lambda record: record["valid"]))
+    ds = ds.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.padded_batch(per_replica) if per_replica > 1 else ds.batch(1)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    return PipelineData(ds, dataset, tracker, -(-num_records // per_replica))

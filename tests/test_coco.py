@@ -1,0 +1,224 @@
+"""Reading COCO-format datasets: layout, class mapping, boxes, bad annotations."""
+
+import json
+import logging
+import math
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from cornernet_tf.data import coco
+from cornernet_tf.data.coco import CategoryMap, CocoDataset
+
+
+def write_dataset(root, images, annotations, categories, split="train2017", files=None):
+    """Writes a COCO 2017 layout; `files` maps file names to bytes (default: a tiny PNG)."""
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    os.makedirs(os.path.join(root, split), exist_ok=True)
+    png = cv2.imencode(".png", np.zeros((4, 6, 3), np.uint8))[1].tobytes()
+    for img in images:
+        name = img["file_name"]
+        if files is not None and name in files:
+            if files[name] is None:
+                continue
+            content = files[name]
+        else:
+            content = png
+        path = os.path.join(root, split, name)
+        if os.path.dirname(name) == "" and not os.path.isabs(name):
+            with open(path, "wb") as f:
+                f.write(content)
+    data = {"images": images, "annotations": annotations, "categories": categories}
+    with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as f:
+        json.dump(data, f)  # NaN is written as the (non-standard) NaN token COCO tools accept
+
+
+CATEGORIES = [
+    {"id": 90, "name": "toothbrush"},
+    {"id": 1, "name": "person"},
+    {"id": 18, "name": "dog"},
+]
+
+
+def test_shapes_dataset_reads(shapes_root):
+    dataset = CocoDataset.open(shapes_root, "train2017")
+    assert len(dataset) == 8
+    assert dataset.num_classes == 3
+    assert dataset.categories.names == ("rectangle", "ellipse", "triangle")
+    assert dataset.report.counts == {}
+    with open(shapes_root / "annotations" / "instances_train2017.json") as f:
+        raw = json.load(f)
+    first = dataset.records[0]
+    anns = [a for a in raw["annotations"] if a["image_id"] == first.image_id]
+    want = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)])
+    np.testing.assert_allclose(first.boxes, want)  # official: x2 = x + w
+    np.testing.assert_array_equal(first.labels, [a["category_id"] - 1 for a in anns])
+    assert os.path.isfile(first.path) and first.height == 80 and first.width == 96
+    assert dataset.coco.getImgIds() == [img["id"] for img in raw["images"]]
+
+
+def test_category_map_is_sorted_contiguous_and_round_trips(tmp_path):
+    cats = CategoryMap.from_coco_categories(CATEGORIES)
+    assert cats.category_ids == (1, 18, 90)
+    assert cats.names == ("person", "dog", "toothbrush")
+    assert [cats.to_contiguous(i) for i in (1, 18, 90)] == [0, 1, 2]
+    assert [cats.to_category_id(k) for k in range(3)] == [1, 18, 90]
+    assert cats.name(2) == "toothbrush"
+    cats.to_json(tmp_path / "classes.json")
+    assert CategoryMap.from_json(tmp_path / "classes.json") == cats
+    assert json.loads((tmp_path / "classes.json").read_text())["categories"][1] == {
+        "class_id": 1,
+        "category_id": 18,
+        "name": "dog",
+    }
+    with pytest.raises(ValueError, match="unknown category id 2"):
+        cats.to_contiguous(2)
+    with pytest.raises(ValueError, match="class id 3"):
+        cats.to_category_id(3)
+    with pytest.raises(ValueError, match="duplicate"):
+        CategoryMap((1, 1), ("a", "b"))
+    with pytest.raises(ValueError, match="without gaps"):
+        CategoryMap.from_dict({"categories": [{"class_id": 1, "category_id": 3, "name": "x"}]})
+
+
+@pytest.mark.parametrize(
+    "name,safe",
+    [
+        ("a.jpg", True),
+        ("sub/a.jpg", True),
+        ("sub/../a.jpg", True),
+        ("../a.jpg", False),
+        ("sub/../../a.jpg", False),
+        ("/etc/passwd", False),
+        ("\\\\server\\x.jpg", False),
+        ("", False),
+        (".", False),
+        ("a\x00.jpg", False),
+    ],
+)
+def test_safe_join(name, safe):
+    joined = coco.safe_join("/data/images", name)
+    assert (joined is not None) == safe
+    if safe:
+        assert joined.startswith("/data/images/")
+
+
+def _bad_dataset(root):
+    images = [
+        {"id": 1, "file_name": "ok.png", "height": 100, "width": 200},
+        {"id": 2, "file_name": "../escape.png", "height": 100, "width": 200},
+        {"id": 3, "file_name": "/abs/path.png", "height": 100, "width": 200},
+        {"id": 4, "file_name": "missing.png", "height": 100, "width": 200},
+        {"id": 5, "file_name": "empty.png", "height": 100, "width": 200},
+        {"id": 6, "file_name": "size.png", "height": -3, "width": 200},
+        {"id": 7, "file_name": "no_annotations.png", "height": 10, "width": 10},
+    ]
+    good = {"image_id": 1, "category_id": 18, "iscrowd": 0}
+    annotations = [
+        {**good, "id": 10, "bbox": [10, 20, 30, 40]},
+        {**good, "id": 11, "bbox": [0, 0, 5, 5], "category_id": 7},  # unknown category
+        {**good, "id": 12, "bbox": [1, 2, math.nan, 4]},
+        {**good, "id": 13, "bbox": [1, 2, -3, 4]},
+        {**good, "id": 14, "bbox": [1, 2, 0, 4]},
+        {**good, "id": 15, "bbox": [250, 20, 10, 10]},  # right of the 200-wide image
+        {**good, "id": 16, "bbox": [-30, 5, 20, 10]},  # left of it
+        {**good, "id": 17, "bbox": [0, 0, 50, 50], "iscrowd": 1},
+        {**good, "id": 18, "bbox": [1, 2, 3]},
+        {**good, "id": 19, "bbox": [190, 90, 30, 30], "category_id": 90},  # partly outside: kept
+        {**good, "id": 20, "image_id": 99, "bbox": [1, 1, 2, 2]},  # unknown image
+        {**good, "id": 21, "image_id": 2, "bbox": [1, 1, 2, 2]},  # of an excluded image
+    ]
+    write_dataset(
+        root, images, annotations, CATEGORIES, files={"missing.png": None, "empty.png": b""}
+    )
+
+
+def test_bad_annotations_are_excluded_and_reported_by_id(tmp_path, caplog):
+    _bad_dataset(tmp_path)
+    with caplog.at_level(logging.INFO, logger="cornernet_tf.data.coco"):
+        dataset = CocoDataset.open(tmp_path, "train2017")
+    assert [r.image_id for r in dataset.records] == [1, 7]
+    ok, empty = dataset.records
+    np.testing.assert_allclose(ok.boxes, [[10, 20, 40, 60], [190, 90, 220, 120]])
+    np.testing.assert_array_equal(ok.labels, [1, 2])  # dog -> 1, toothbrush -> 2
+    assert empty.boxes.shape == (0, 4) and empty.labels.shape == (0,)  # valid, no objects
+
+    by_kind = {}
+    for p in dataset.report.problems:
+        by_kind.setdefault(p.kind, []).append(
+            p.annotation_id if p.annotation_id is not None else p.image_id
+        )
+    assert by_kind == {
+        coco.UNSAFE_FILE_NAME: [2, 3],
+        coco.MISSING_FILE: [4],
+        coco.EMPTY_FILE: [5],
+        coco.BAD_IMAGE_SIZE: [6],
+        coco.UNKNOWN_CATEGORY: [11],
+        coco.NON_FINITE_BBOX: [12],
+        coco.NEGATIVE_SIZE: [13],
+        coco.EMPTY_BOX: [14],
+        coco.OUTSIDE_IMAGE: [15, 16],
+        coco.CROWD: [17],
+        coco.MALFORMED_BBOX: [18],
+        coco.UNKNOWN_IMAGE: [20],
+    }
+    assert {p.image_id for p in dataset.report.bad_images} == {2, 3, 4, 5, 6}
+    assert dataset.report.num_annotations == 2
+    warning = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "outside_image=2" in warning and "unknown_category=1" in warning
+    assert "annotation 11 (image 1)" in warning and "image 2: unsafe_file_name" in warning
+    info = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+    assert "1 crowd annotations excluded" in info
+    # The evaluation index keeps crowd annotations (COCOeval handles them itself).
+    assert 17 in dataset.coco.anns
+
+
+def test_check_files_false_keeps_missing_files(tmp_path):
+    _bad_dataset(tmp_path)
+    dataset = CocoDataset.open(tmp_path, "train2017", check_files=False)
+    assert [r.image_id for r in dataset.records] == [1, 4, 5, 7]
+
+
+def test_as_arrays_flattens_records(tmp_path):
+    _bad_dataset(tmp_path)
+    arrays = CocoDataset.open(tmp_path, "train2017").as_arrays()
+    np.testing.assert_array_equal(arrays["row_splits"], [0, 2, 2])
+    np.testing.assert_array_equal(arrays["image_id"], [1, 7])
+    assert arrays["boxes"].shape == (2, 4) and arrays["labels"].dtype == np.int32
+    assert arrays["path"][0].decode().endswith(os.path.join("train2017", "ok.png"))
+
+
+def test_missing_annotation_file_names_path_and_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"instances_val2017\.json.*make_shapes"):
+        CocoDataset.open(tmp_path, "val2017")
+
+
+def test_missing_image_folder_names_path(tmp_path):
+    write_dataset(tmp_path, [], [], CATEGORIES)
+    os.rmdir(tmp_path / "train2017")
+    with pytest.raises(FileNotFoundError, match="image folder .*train2017"):
+        CocoDataset.open(tmp_path, "train2017")
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "JSON object"),
+        ('{"images": [], "annotations": []}', "'categories'"),
+        ('{"images": [{"file_name": "a.png"}], "categories": []}', "integer 'id'"),
+        ('{"images": [], "categories": [{"name": "x"}]}', "category without"),
+    ],
+)
+def test_malformed_annotation_files(tmp_path, content, match):
+    write_dataset(tmp_path, [], [], CATEGORIES)
+    (tmp_path / "annotations" / "instances_train2017.json").write_text(content)
+    with pytest.raises(ValueError, match=match):
+        CocoDataset.open(tmp_path, "train2017")
+
+
+def test_bad_split_argument(tmp_path):
+    with pytest.raises(ValueError, match="split"):
+        CocoDataset.open(tmp_path, "")
