@@ -258,10 +258,24 @@ class CornerNet(keras.Model):
             offset_weight: weight of the offset (smooth L1) loss.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
-        if "loss" in kwargs:
+        if kwargs.pop("loss", None) is not None:
             raise ValueError("CornerNet.compile: `loss` is built in; set the part weights instead.")
         self.loss_weights_ = {"pull": pull_weight, "push": push_weight, "offset": offset_weight}
         super().compile(optimizer=optimizer, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None:
+            config.update({f"{k}_weight": v for k, v in self.loss_weights_.items()})
+        return config
+
+    def compile_from_config(self, config):
+        # Keras skips `compile` on load when it is overridden; ours takes the
+        # same arguments plus the loss weights, so it can be replayed.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         num_stacks = self.num_stacks if "tl_heatmap_0" in y_pred else 1

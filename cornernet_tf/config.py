@@ -1,0 +1,531 @@
+"""Experiment configuration: YAML files mapped onto frozen dataclasses (SPEC §7).
+
+A config file has four sections, each a frozen dataclass whose defaults are the
+official CornerNet settings (princeton-vl/CornerNet `config/CornerNet.json`,
+`config.py` and `db/detection.py`):
+
+    model:  preset name + constructor overrides (`CornerNet.from_preset`)
+    data:   input/output sizes, target and augmentation settings
+    train:  global batch, schedule, checkpointing, precision, logging
+    test:   decoding / post-processing settings stored in the model
+
+Unknown keys and values of the wrong type are errors naming the key and the
+file. `--set section.key=value` overrides are parsed with `yaml.safe_load` and
+checked like the file's own values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tempfile
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TestConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "load_config",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed; the message names file, key and fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which network to build.
+
+    Attributes:
+        preset: a `CornerNet.from_preset` name ("hourglass104", "tiny").
+        overrides: constructor arguments replacing the preset's. `num_classes`
+            and `class_names` default to the training set's categories.
+    """
+
+    preset: str = "hourglass104"
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Dataset, targets and training augmentation (official `db` section).
+
+    Attributes:
+        train_split: COCO split trained on (`annotations/instances_<split>.json`
+            and the image folder `<split>/`); official `trainval2014` is
+            `train2017`.
+        val_split: split used for periodic evaluation (official `minival2014`
+            is `val2017`).
+        input_size: square training crop (511 officially).
+        output_size: heatmap size, `ceil(input_size / 4)` (128 officially).
+        gaussian_iou: IoU kept by corners within the Gaussian radius.
+        max_objects: objects per image kept in the targets (128 officially).
+        rand_scales: crop scales sampled uniformly (official
+            `np.arange(0.6, 1.4, 0.1)`).
+        border: minimum distance of the crop centre from the image edges,
+            halved until it fits (128 officially).
+        flip: random horizontal flip, p = 0.5.
+        color_jitter: brightness/contrast/saturation jitter (`rand_color`).
+        lighting: PCA lighting noise (alphastd 0.1); officially part of
+            `rand_color`, so it needs `color_jitter`.
+        shuffle_buffer: image records (names and boxes) in the shuffle buffer.
+        max_bad_images: unreadable or invalid images skipped (and counted)
+            before training stops with an error; 0 means none allowed.
+        max_pixels: images with more pixels (read from the file header) are
+            skipped as bad, undecoded (guards memory).
+    """
+
+    train_split: str = "train2017"
+    val_split: str = "val2017"
+    input_size: int = 511
+    output_size: int = 128
+    gaussian_iou: float = 0.3
+    max_objects: int = 128
+    rand_scales: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
+    border: int = 128
+    flip: bool = True
+    color_jitter: bool = True
+    lighting: bool = True
+    shuffle_buffer: int = 10_000
+    max_bad_images: int = 100
+    max_pixels: int = 1 << 26
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule and training-loop settings (official `system`).
+
+    The learning rate follows the global batch linearly:
+    `lr = learning_rate * batch_size / base_batch`, then drops by
+    `lr_decay_factor` after each of `lr_decay_steps` iterations.
+
+    Attributes:
+        batch_size: global batch over all replicas and workers (49 officially).
+        steps: training iterations (500k officially).
+        learning_rate: Adam learning rate at `base_batch` (2.5e-4).
+        base_batch: batch the learning rate was tuned for (49).
+        lr_decay_steps: iterations after which the rate is divided (450k).
+        lr_decay_factor: divisor at each decay step (10).
+        pull_weight: embedding pull loss weight (0.1).
+        push_weight: embedding push loss weight (0.1).
+        offset_weight: offset loss weight (1.0).
+        seed: seed of the weights' initialisation and of the data order.
+        checkpoint_every: iterations between checkpoints (5000 officially).
+        keep_checkpoints: checkpoints kept on disk (oldest deleted first).
+        mixed_precision: train with the "mixed_float16" dtype policy.
+        jit_compile: XLA-compile the train step.
+        log_every: iterations between TensorBoard scalar writes.
+        eval_every: iterations between evaluations; 0 evaluates only at the end
+            when an evaluation function is given, never in between.
+    """
+
+    batch_size: int = 49
+    steps: int = 500_000
+    learning_rate: float = 2.5e-4
+    base_batch: int = 49
+    lr_decay_steps: tuple[int, ...] = (450_000,)
+    lr_decay_factor: float = 10.0
+    pull_weight: float = 0.1
+    push_weight: float = 0.1
+    offset_weight: float = 1.0
+    seed: int = 317
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    log_every: int = 100
+    eval_every: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TestConfig:
+    """Decoding and post-processing (official `_decode` + `test/coco.py`).
+
+    The fields are the keys of `CornerNet.test_config`; they are stored in the
+    trained model so that `predict` and the exporters use them.
+
+    Attributes:
+        top_k: corners kept per heatmap (K = 100).
+        ae_threshold: largest embedding distance of a pair (0.5).
+        num_dets: corner pairs kept after scoring (1000).
+        nms_kernel: max-pool window of the heatmap NMS (3).
+        max_detections: detections kept per image (`max_per_image`, 100).
+        soft_nms_sigma: Gaussian soft-NMS sigma (0.5).
+        score_threshold: soft-NMS score floor (0.001).
+        flip_test: average with the horizontally flipped image.
+    """
+
+    __test__ = False  # not a pytest test class despite the name
+
+    top_k: int = 100
+    ae_threshold: float = 0.5
+    num_dets: int = 1000
+    nms_kernel: int = 3
+    max_detections: int = 100
+    soft_nms_sigma: float = 0.5
+    score_threshold: float = 0.001
+    flip_test: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole experiment: `model`, `data`, `train` and `test` sections."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    test: TestConfig = dataclasses.field(default_factory=TestConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain YAML-able data (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "test": TestConfig,
+}
+
+# Fields that must be > 0 / >= 0; checked after the types.
+_POSITIVE = {
+    "data": ("input_size", "output_size", "max_objects", "shuffle_buffer", "max_pixels"),
+    "train": (
+        "batch_size",
+        "steps",
+        "learning_rate",
+        "base_batch",
+        "lr_decay_factor",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+    ),
+    "test": ("top_k", "num_dets", "nms_kernel", "max_detections", "soft_nms_sigma"),
+}
+_NON_NEGATIVE = {
+    "data": ("border", "max_bad_images"),
+    "train": ("pull_weight", "push_weight", "offset_weight", "seed", "eval_every"),
+    "test": ("ae_threshold", "score_threshold"),
+}
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
+    """Reads a YAML config file and applies `--set` overrides.
+
+    Args:
+        path: the YAML file (sections `model`, `data`, `train`, `test`; every
+            key optional, defaults are the official settings).
+        overrides: strings `section.key=value` (e.g. `train.steps=100`); the
+            value is parsed with `yaml.safe_load`.
+
+    Returns:
+        The validated, frozen `Config`.
+
+    Raises:
+        ConfigError: missing or unreadable file, invalid YAML, unknown keys,
+            values of the wrong type or out of range; the message names the
+            file (or the override), the key and the fix.
+    """
+    source = os.fspath(path)
+    if not os.path.isfile(source):
+        raise ConfigError(
+            f"{source}: config file not found; pass an existing YAML file with --config "
+            "(see configs/)."
+        )
+    try:
+        with open(source, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(
+            f"{source}: not valid YAML ({_one_line(e)}); fix the syntax at that line."
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{source}: cannot read the config file ({e}).") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of sections {sorted(SECTIONS)}, "
+            f"got {type(raw).__name__}."
+        )
+    raw, key_sources = _apply_overrides(raw, overrides)
+    return config_from_dict(raw, source=source, key_sources=key_sources)
+
+
+def _apply_overrides(
+    raw: Mapping[str, Any], overrides: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Applies `section.key=value` overrides to a raw config mapping.
+
+    Args:
+        raw: the parsed YAML (not modified).
+        overrides: strings `section.key=value`; `model.overrides.<arg>=value`
+            sets a model constructor argument. Values are parsed with
+            `yaml.safe_load` (`10` is an int, `0.001` a float, `[1, 2]` a list).
+
+    Returns:
+        A new nested dict with the overrides applied, and for each overridden
+        `section.key` the override text, so that type errors can name it.
+
+    Raises:
+        ConfigError: an override without `=`, or with an unknown section/key.
+    """
+    result = _deep_copy(raw)
+    key_sources = {}
+    for item in overrides:
+        where = f"--set {item}"
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{where}: expected section.key=value, e.g. train.steps=1000.")
+        path = key.split(".")
+        if len(path) < 2 or path[0] not in SECTIONS:
+            raise ConfigError(
+                f"{where}: {key!r} must start with a section name, one of {sorted(SECTIONS)} "
+                "(e.g. train.steps=1000)."
+            )
+        section_cls = SECTIONS[path[0]]
+        names = [f.name for f in dataclasses.fields(section_cls)]
+        if path[1] not in names:
+            raise ConfigError(
+                f"{where}: unknown key {path[1]!r} in section {path[0]!r}; valid keys: "
+                f"{', '.join(names)}."
+            )
+        if len(path) > 2 and path[:2] != ["model", "overrides"]:
+            raise ConfigError(
+                f"{where}: {path[0]}.{path[1]} has no sub-keys; use {path[0]}.{path[1]}=value."
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where}: the value is not valid YAML ({_one_line(e)}).") from None
+        node = result
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{where}: {part!r} is not a mapping in the config file.")
+            node = child
+        node[path[-1]] = value
+        key_sources[".".join(path[:2])] = where
+    return result, key_sources
+
+
+def config_from_dict(
+    raw: Mapping[str, Any],
+    source: str = "<config>",
+    key_sources: Mapping[str, str] | None = None,
+) -> Config:
+    """Validates a nested mapping and builds the frozen `Config`.
+
+    Args:
+        raw: `{section: {key: value}}`, e.g. parsed YAML.
+        source: the file name used in error messages.
+        key_sources: optional `{"section.key": origin}` naming, in error
+            messages, where a value came from instead of `source` (an override).
+
+    Returns:
+        The `Config`.
+
+    Raises:
+        ConfigError: unknown sections or keys, wrong types, out-of-range values.
+    """
+    overridden = dict(key_sources or {})
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}.")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown section {unknown[0]!r}; valid sections: {', '.join(SECTIONS)}."
+        )
+    sections = {}
+    for name, cls in SECTIONS.items():
+        values = raw.get(name) or {}
+        if not isinstance(values, Mapping):
+            raise ConfigError(
+                f"{source}: section {name!r} must be a mapping of keys, got "
+                f"{type(values).__name__} {values!r}."
+            )
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        kwargs = {}
+        for key, value in values.items():
+            where = overridden.get(f"{name}.{key}", source)
+            if key not in names:
+                raise ConfigError(
+                    f"{where}: unknown key {key!r} in section {name!r}; valid keys: "
+                    f"{', '.join(names)}."
+                )
+            kwargs[key] = _check_type(value, hints[key], f"{where}: {name}.{key}")
+        sections[name] = cls(**kwargs)
+    config = Config(**sections)
+    _check_ranges(config, source, overridden)
+    return config
+
+
+def save_config(config: Config, path: str | os.PathLike) -> None:
+    """Writes the resolved config as YAML, atomically (temp file + `os.replace`).
+
+    Args:
+        config: the config to write.
+        path: destination file; loading it with `load_config` gives `config` back.
+    """
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
+    atomic_write_text(path, text)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` to `path` so that readers see the old or the new file, never half."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Returns `value` converted to the field type `hint`, or raises ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}.")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be an integer, got {value!r}.")
+    if hint is float:
+        if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
+            # YAML 1.1 reads `1e-3` (no dot) as a string; it is plainly a number.
+            value = float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where} must be a finite number, got {value!r}.")
+            return float(value)
+        raise ConfigError(f"{where} must be a number, got {value!r}.")
+    if hint is str:
+        if isinstance(value, str) and value:
+            return value
+        raise ConfigError(f"{where} must be a non-empty string, got {value!r}.")
+    if origin is tuple:
+        item_hint = typing.get_args(hint)[0]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list, got {value!r}.")
+        return tuple(_check_type(v, item_hint, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where} must be a mapping with string keys, got {value!r}.")
+        return dict(value)
+    raise TypeError(f"config field type {hint!r} is not supported")  # a bug in this module
+
+
+def _check_ranges(config: Config, source: str, overridden: Mapping[str, str]) -> None:
+    def fail(section: str, key: str, message: str) -> None:
+        where = overridden.get(f"{section}.{key}", source)
+        raise ConfigError(f"{where}: {section}.{key} {message}")
+
+    for section, keys in _POSITIVE.items():
+        for key in keys:
+            value = getattr(getattr(config, section), key)
+            if value <= 0:
+                fail(section, key, f"must be > 0, got {value!r}.")
+    for section, keys in _NON_NEGATIVE.items():
+        for key in keys:
+            value = getattr(getattr(config, section), key)
+            if value < 0:
+                fail(section, key, f"must be >= 0, got {value!r}.")
+    data, train = config.data, config.train
+    if data.output_size != -(-data.input_size // 4):
+        fail(
+            "data",
+            "output_size",
+            f"must be ceil(input_size / 4) = {-(-data.input_size // 4)} for input_size "
+            f"{data.input_size} (the network's output stride is 4), got {data.output_size}.",
+        )
+    if not 0.0 < data.gaussian_iou < 1.0:
+        fail("data", "gaussian_iou", f"must be in (0, 1), got {data.gaussian_iou!r}.")
+    if not data.rand_scales or any(s <= 0 for s in data.rand_scales):
+        fail(
+            "data",
+            "rand_scales",
+            f"must be a non-empty list of scales > 0, got {list(data.rand_scales)}.",
+        )
+    if data.lighting and not data.color_jitter:
+        fail(
+            "data",
+            "lighting",
+            "needs data.color_jitter: true (officially the PCA lighting is part of rand_color); "
+            "set both to false to turn the photometric augmentation off.",
+        )
+    decay = train.lr_decay_steps
+    if any(s <= 0 for s in decay) or list(decay) != sorted(set(decay)):
+        fail("train", "lr_decay_steps", f"must be increasing positive steps, got {list(decay)}.")
+    if config.test.nms_kernel % 2 != 1:
+        fail("test", "nms_kernel", f"must be odd, got {config.test.nms_kernel}.")
+    if config.test.max_detections > config.test.num_dets:
+        fail("test", "max_detections", f"must be <= test.num_dets ({config.test.num_dets}).")
+    if not isinstance(config.model.preset, str):
+        fail("model", "preset", "must be a preset name.")
+
+
+_FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())

@@ -1,0 +1,161 @@
+"""YAML configs → frozen dataclasses: defaults, overrides, and bad input (SPEC §7, §12)."""
+
+import dataclasses
+import os
+
+import pytest
+import yaml
+
+from cornernet_tf.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    save_config,
+)
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def _write(tmp_path, data, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(path)
+
+
+def test_hg104_config_is_the_official_schedule():
+    # princeton-vl/CornerNet config/CornerNet.json + db/detection.py, written out by hand.
+    config = load_config(os.path.join(CONFIG_DIR, "cornernet_hg104_coco.yaml"))
+    assert config.model.preset == "hourglass104"
+    train = config.train
+    assert (train.batch_size, train.base_batch, train.learning_rate) == (49, 49, 2.5e-4)
+    assert (train.steps, train.lr_decay_steps, train.lr_decay_factor) == (500_000, (450_000,), 10.0)
+    assert (train.pull_weight, train.push_weight, train.offset_weight) == (0.1, 0.1, 1.0)
+    assert train.checkpoint_every == 5000
+    data = config.data
+    assert (data.input_size, data.output_size, data.border, data.max_objects) == (
+        511,
+        128,
+        128,
+        128,
+    )
+    assert data.gaussian_iou == 0.3
+    # np.arange(0.6, 1.4, 0.1) has 8 values, 0.6 .. 1.3.
+    assert data.rand_scales == pytest.approx([0.6 + 0.1 * i for i in range(8)])
+    test = config.test
+    assert (test.top_k, test.ae_threshold, test.nms_kernel) == (100, 0.5, 3)
+    assert (test.max_detections, test.soft_nms_sigma) == (100, 0.5)
+    # The dataclass defaults are the official values too.
+    assert config.train == dataclasses.replace(TrainConfig(), eval_every=train.eval_every)
+    assert config.data == DataConfig()
+
+
+def test_shapes_config_loads_and_uses_the_tiny_preset():
+    config = load_config(os.path.join(CONFIG_DIR, "shapes_tiny.yaml"))
+    assert config.model.preset == "tiny"
+    assert config.data.output_size == -(-config.data.input_size // 4)
+
+
+def test_empty_file_gives_defaults_and_config_is_frozen(tmp_path):
+    config = load_config(_write(tmp_path, ""))
+    assert config == Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.steps = 3
+
+
+def test_save_then_load_round_trips(tmp_path):
+    config = load_config(
+        _write(tmp_path, {"model": {"preset": "tiny", "overrides": {"pre_dim": 16}}}),
+        ["train.steps=7", "data.rand_scales=[1.0]", "train.lr_decay_steps=[3, 5]"],
+    )
+    out = str(tmp_path / "out" / "config.yaml")
+    save_config(config, out)
+    assert load_config(out) == config
+    assert not [f for f in os.listdir(tmp_path / "out") if f != "config.yaml"]  # no temp left
+
+
+def test_overrides_are_parsed_as_yaml_and_type_checked(tmp_path):
+    path = _write(tmp_path, {"train": {"steps": 100}})
+    config = load_config(
+        path,
+        [
+            "train.steps=12",
+            "train.batch_size=6",
+            "train.seed=5",
+            "train.learning_rate=1e-3",  # YAML 1.1 reads this as a string; accepted as a number
+            "train.mixed_precision=true",
+            "model.overrides.num_stacks=1",
+            "data.rand_scales=[0.5, 1]",
+        ],
+    )
+    assert (config.train.steps, config.train.batch_size, config.train.seed) == (12, 6, 5)
+    assert config.train.learning_rate == 1e-3 and isinstance(config.train.learning_rate, float)
+    assert config.train.mixed_precision is True
+    assert config.model.overrides == {"num_stacks": 1}
+    assert config.data.rand_scales == (0.5, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.stepz=3", "--set train.stepz=3: unknown key 'stepz' in section 'train'"),
+        ("trian.steps=3", "must start with a section name"),
+        ("train.steps", "expected section.key=value"),
+        ("train.steps=ten", "--set train.steps=ten: train.steps must be an integer, got 'ten'"),
+        ("train.steps=2.5", "train.steps must be an integer"),
+        ("train.jit_compile=1", "train.jit_compile must be true or false"),
+        ("train.steps=0", "--set train.steps=0: train.steps must be > 0"),
+        ("train.steps.x=1", "has no sub-keys"),
+    ],
+)
+def test_bad_overrides_name_the_override(tmp_path, override, expected):
+    with pytest.raises(ConfigError, match=None) as info:
+        load_config(_write(tmp_path, ""), [override])
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"train": {"stepz": 3}}, "unknown key 'stepz' in section 'train'; valid keys: batch_size"),
+        ({"trainer": {}}, "unknown section 'trainer'"),
+        ({"train": {"batch_size": "49"}}, "train.batch_size must be an integer, got '49'"),
+        ({"train": {"batch_size": True}}, "train.batch_size must be an integer, got True"),
+        ({"train": {"learning_rate": "fast"}}, "train.learning_rate must be a number"),
+        ({"train": {"learning_rate": float("nan")}}, "must be a finite number"),
+        ({"data": {"rand_scales": 1.0}}, "data.rand_scales must be a list"),
+        ({"data": {"rand_scales": [1.0, "x"]}}, "data.rand_scales[1] must be a number"),
+        ({"data": {"input_size": 127}}, "data.output_size must be ceil(input_size / 4) = 32"),
+        ({"data": {"gaussian_iou": 1.5}}, "data.gaussian_iou must be in (0, 1)"),
+        ({"train": {"lr_decay_steps": [5, 3]}}, "train.lr_decay_steps must be increasing"),
+        ({"test": {"nms_kernel": 4}}, "test.nms_kernel must be odd"),
+        ({"model": {"overrides": [1]}}, "model.overrides must be a mapping"),
+        ({"model": "tiny"}, "section 'model' must be a mapping"),
+        ([1, 2], "the top level must be a mapping"),
+    ],
+)
+def test_bad_files_name_the_file_and_key(tmp_path, data, expected):
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(path), message
+    assert expected in message
+
+
+def test_missing_and_malformed_files(tmp_path):
+    missing = str(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(missing)
+    bad = _write(tmp_path, "train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_config_from_dict_validates_like_files():
+    assert config_from_dict({"train": {"steps": 3}}).train.steps == 3
+    with pytest.raises(ConfigError, match="<config>: unknown key 'x' in section 'data'"):
+        config_from_dict({"data": {"x": 1}})
+    assert issubclass(ConfigError, ValueError)

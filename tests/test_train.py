@@ -1,0 +1,467 @@
+"""`scripts/train.py` and `cornernet_tf.training`: schedule, strategies, resume (SPEC §7).
+
+The end-to-end tests run the script in subprocesses (their own TensorFlow
+runtime: logical devices, TF_CONFIG, SIGKILL) on the shared shapes dataset
+with a very small hourglass at 63x63 input, so that each run is tracing time
+plus a few fast steps; they are marked slow (still run in CI).
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cornernet_tf import training
+from cornernet_tf.config import Config, ConfigError, load_config
+from cornernet_tf.data import shapes
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "train.py")
+CONFIG = os.path.join(REPO, "configs", "shapes_tiny.yaml")
+
+# A very small network and input keep tracing and steps short.
+SMALL = [
+    "data.input_size=63",
+    "data.output_size=16",
+    "data.border=16",
+    "train.batch_size=4",
+    "train.checkpoint_every=2",
+    "train.log_every=1",
+    "model.overrides={num_stacks: 1, dims: [16, 16, 16, 16], modules: [1, 1, 1, 1], "
+    "pre_dim: 8, cnv_dim: 16, pool_dim: 8}",
+]
+TIMEOUT = 600
+
+
+def _command(data_dir, model_dir, *overrides, strategy="auto"):
+    command = [sys.executable, SCRIPT, "--config", CONFIG, "--data-dir", str(data_dir)]
+    command += ["--model-dir", str(model_dir), "--strategy", strategy, "--verbose", "2"]
+    for item in [*SMALL, *overrides]:
+        command += ["--set", item]
+    return command
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO, **extra)
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _run(command, **kwargs):
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=TIMEOUT, env=_env(), cwd=REPO, **kwargs
+    )
+
+
+def _summary(model_dir):
+    with open(os.path.join(model_dir, "summary.json")) as f:
+        return json.load(f)
+
+
+def _last_epoch_logs(stdout):
+    """Metric values of the last `verbose=2` epoch line ("... - loss: 1.2 - focal: ...")."""
+    line = [ln for ln in stdout.splitlines() if "/step - " in ln][-1]
+    values = {}
+    for part in line.split(" - "):
+        name, sep, value = part.partition(": ")
+        if sep:
+            values[name.strip()] = float(value)
+    return values
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------ schedule (fast)
+
+
+def test_learning_rate_scales_linearly_with_the_global_batch():
+    assert training.scaled_learning_rate(2.5e-4, 49, 49) == 2.5e-4
+    assert training.scaled_learning_rate(2.5e-4, 98, 49) == pytest.approx(5e-4)
+    assert training.scaled_learning_rate(2.5e-4, 7, 49) == pytest.approx(2.5e-4 / 7)
+    with pytest.raises(ValueError, match="batch sizes must be > 0"):
+        training.scaled_learning_rate(2.5e-4, 0, 49)
+
+
+def test_schedule_matches_the_official_step_decay():
+    # Official train.py: iterations 1..450000 at lr, from 450001 on lr / 10; Keras
+    # evaluates the schedule at optimizer.iterations = iteration - 1.
+    schedule = training.learning_rate_schedule(2.5e-4, (450_000,), 10.0)
+    for iteration, expected in [
+        (1, 2.5e-4),
+        (450_000, 2.5e-4),
+        (450_001, 2.5e-5),
+        (500_000, 2.5e-5),
+    ]:
+        assert float(schedule(iteration - 1)) == pytest.approx(expected), iteration
+    two = training.learning_rate_schedule(1.0, (10, 20), 2.0)
+    assert [float(two(s)) for s in (0, 9, 10, 19, 20)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    flat = training.learning_rate_schedule(0.1, (), 10.0)
+    assert float(flat(10**9)) == pytest.approx(0.1)
+
+
+def test_schedule_follows_a_restored_iteration_counter():
+    optimizer = keras.optimizers.Adam(training.learning_rate_schedule(1.0, (5,), 10.0))
+    optimizer.build([keras.Variable(np.zeros(2, "float32"))])
+    assert float(optimizer.learning_rate) == 1.0
+    optimizer.iterations.assign(5)  # what a restore of step 5 does
+    assert float(optimizer.learning_rate) == pytest.approx(0.1)
+
+
+def test_strategy_selection_and_errors(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    strategy = training.make_strategy("auto")
+    assert isinstance(strategy, tf.distribute.OneDeviceStrategy)
+    assert strategy.num_replicas_in_sync == 1
+    assert training.is_chief(strategy)
+    with pytest.raises(training.SetupError, match="unknown strategy; choose one of auto"):
+        training.make_strategy("horovod")
+    with pytest.raises(training.SetupError, match="TF_CONFIG environment variable is not set"):
+        training.make_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(training.SetupError, match="TF_CONFIG is not valid JSON"):
+        training.make_strategy("auto")
+    monkeypatch.setenv("TF_CONFIG", '{"task": {}}')
+    with pytest.raises(training.SetupError, match='"cluster" mapping'):
+        training.make_strategy("multi_worker")
+
+
+def test_validate_data_dir_names_the_missing_path(tmp_path, shapes_root):
+    config = Config()
+    training.validate_data_dir(config, shapes_root)  # a complete dataset passes
+    with pytest.raises(training.SetupError, match="no such directory.*make_shapes.py"):
+        training.validate_data_dir(config, tmp_path / "nope")
+    with pytest.raises(training.SetupError, match="instances_train2017.json: annotation file"):
+        training.validate_data_dir(config, tmp_path)
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_train2017.json").write_text("{}")
+    with pytest.raises(training.SetupError, match="train2017: image folder"):
+        training.validate_data_dir(config, tmp_path)
+
+
+# ----------------------------------------------------------- callbacks (fast)
+
+
+class _FakeManager:
+    def __init__(self):
+        self.saved = []
+
+    def save(self, checkpoint_number):
+        self.saved.append(int(checkpoint_number))
+
+
+def _toy_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    return model
+
+
+def test_checkpoints_evaluation_and_stop_follow_the_global_step():
+    x = np.ones((8, 3), "float32")
+    dataset = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).repeat().batch(2)
+    model = _toy_model()
+    manager = _FakeManager()
+    calls = []
+
+    def evaluate_fn(m):
+        calls.append(int(m.optimizer.iterations.numpy()))
+        return {"ap": 0.5}
+
+    evaluation = training.PeriodicEvaluation(evaluate_fn, every=3)
+    throughput = training.ImagesPerSecond(global_batch=2)
+    history = model.fit(
+        dataset,
+        epochs=4,
+        steps_per_epoch=2,
+        verbose=0,
+        shuffle=False,
+        callbacks=[
+            training.StopAtStep(7),
+            throughput,
+            training.LearningRateLogger(),
+            training.CheckpointEvery(manager, every=2),
+            evaluation,
+        ],
+    )
+    assert int(model.optimizer.iterations.numpy()) == 7  # stopped inside the 4th epoch
+    assert manager.saved == [2, 4, 6, 7]  # every 2 steps, then the final step
+    assert calls == [3, 6, 7]
+    assert evaluation.history[-1] == (7, {"ap": 0.5})
+    assert history.history["learning_rate"] == [pytest.approx(0.01)] * 4
+    assert throughput.overall > 0
+    assert all(r > 0 for r in history.history["images_per_sec"])
+
+
+def test_images_per_sec_uses_the_time_between_batches(monkeypatch):
+    clock = iter([10.0, 10.5, 11.0, 12.0])
+    monkeypatch.setattr(training.time, "perf_counter", lambda: next(clock))
+    callback = training.ImagesPerSecond(global_batch=8, window=2)
+    logs = [{} for _ in range(4)]
+    for i, batch_logs in enumerate(logs):
+        callback.on_train_batch_end(i, batch_logs)
+    assert "images_per_sec" not in logs[0]  # one batch end: no interval yet
+    assert logs[1]["images_per_sec"] == pytest.approx(8 / 0.5)
+    assert logs[3]["images_per_sec"] == pytest.approx(2 * 8 / 1.5)  # window of 2 intervals
+    assert callback.overall == pytest.approx(3 * 8 / 2.0)
+
+
+def test_bad_image_limit_error_is_one_readable_line():
+    text = (
+        "Graph execution error:\n\nDetected at node cond\nassertion failed: [cornernet_tf.data: "
+        'more than max_bad_images=3 bad images; the last one is] ["/d/a.jpg"] ["empty file"] '
+        "[- fix or remove the bad files, or raise `max_bad_images`.]\n\t [[{{node Assert}}]]"
+    )
+    assert training._assertion_message(text) == (
+        "cornernet_tf.data: more than max_bad_images=3 bad images; the last one is /d/a.jpg "
+        "empty file - fix or remove the bad files, or raise `max_bad_images`."
+    )
+
+
+# ------------------------------------------------------- the script: bad input
+
+
+@pytest.mark.parametrize(
+    ("overrides", "file_text", "expected"),
+    [
+        ([], "train:\n  stepz: 3\n", "unknown key 'stepz' in section 'train'"),
+        (["train.steps=many"], "", "--set train.steps=many: train.steps must be an integer"),
+    ],
+)
+def test_bad_config_fails_before_any_work(tmp_path, shapes_root, overrides, file_text, expected):
+    config = tmp_path / "bad.yaml"
+    config.write_text(file_text)
+    out = tmp_path / "out"
+    command = [sys.executable, SCRIPT, "--config", str(config), "--data-dir", str(shapes_root)]
+    command += ["--model-dir", str(out)]
+    for item in overrides:
+        command += ["--set", item]
+    proc = _run(command)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0  # one line
+    if not overrides:
+        assert str(config) in proc.stderr  # names the file
+    assert not out.exists()  # nothing written
+
+
+def test_missing_data_dir_fails_with_exit_code_2(tmp_path):
+    proc = _run(_command(tmp_path / "no_data", tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"--data-dir {tmp_path / 'no_data'}: no such directory" in proc.stderr
+    assert "scripts/make_shapes.py" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------ the script: training
+
+
+def _tensorboard_scalars(log_dir, newest_file_only=False):
+    """{tag: [step, ...]} of the TensorBoard event files under `log_dir`."""
+    files = sorted(
+        (int(name.split(".")[3]), os.path.join(root, name))  # events.out.tfevents.<time>...
+        for root, _, names in os.walk(log_dir)
+        for name in names
+        if name.startswith("events.out.tfevents")
+    )
+    if newest_file_only:
+        files = files[-1:]
+    scalars = {}
+    for _, path in files:
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(event.step)
+    return scalars
+
+
+def _weights_match_checkpoint(model, checkpoint_path):
+    """Every model weight equals (exactly) a tensor of the same shape in the checkpoint."""
+    reader = tf.train.load_checkpoint(checkpoint_path)
+    by_shape = {}
+    for name, shape in reader.get_variable_to_shape_map().items():
+        if name.endswith("VARIABLE_VALUE"):
+            by_shape.setdefault(tuple(shape), []).append(reader.get_tensor(name))
+    for weight in model.weights:
+        value = keras.ops.convert_to_numpy(weight)
+        candidates = by_shape.get(tuple(value.shape), [])
+        assert any(np.array_equal(value, c) for c in candidates), weight.path
+
+
+@pytest.mark.slow
+def test_train_script_killed_resumed_and_finished(shapes_root, tmp_path):
+    """End to end: a run SIGKILLed after its first checkpoint, restarted with the same command."""
+    out = tmp_path / "run"
+    steps = 40  # from the command line, not shapes_tiny.yaml's
+    command = _command(shapes_root, out, f"train.steps={steps}")
+    index = out / "checkpoints" / "checkpoint"
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=REPO)
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while not index.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proc.poll() is None, "the run ended before it could be killed"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
+    saved_step = int(latest.rsplit("-", 1)[1])
+    assert 2 <= saved_step < steps and saved_step % 2 == 0
+    assert not (out / "model.keras").exists()
+
+    # What the restarted trainer restores: exactly the last checkpoint.
+    config = load_config(out / "config.yaml")
+    assert config.train.steps == steps and config.data.input_size == 63  # the resolved config
+    state = training.build_training_state(
+        config, list(shapes.CLASSES), str(out / "checkpoints"), write_dir=str(tmp_path / "w")
+    )
+    assert state.restored_from == latest and state.step == saved_step
+    assert int(state.model.optimizer.iterations.numpy()) == saved_step
+    _weights_match_checkpoint(state.model, latest)
+    moving = [w for w in state.model.weights if "moving_variance" in w.path]
+    assert moving and any(not np.allclose(keras.ops.convert_to_numpy(w), 1.0) for w in moving)
+
+    proc = _run(command)  # the same command again
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert f"resumed from {latest} at step {saved_step}" in proc.stdout
+    summary = _summary(out)
+    assert (summary["step"], summary["start_step"], summary["replicas"]) == (steps, saved_step, 1)
+    base = load_config(CONFIG).train  # the learning rate of shapes_tiny.yaml, scaled to batch 4
+    assert summary["learning_rate"] == pytest.approx(base.learning_rate * 4 / base.base_batch)
+    assert summary["bad_samples"] == 0
+    assert "bad images skipped: 0" in proc.stdout
+    for name in ("loss", "focal", "pull", "push", "offset", "learning_rate", "images_per_sec"):
+        assert f" {name}: " in proc.stdout, name  # the progress line
+    assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith(f"ckpt-{steps}")
+    assert (
+        len(tf.train.get_checkpoint_state(str(out / "checkpoints")).all_model_checkpoint_paths) == 2
+    )
+    with open(out / "classes.json") as f:
+        assert [c["name"] for c in json.load(f)["categories"]] == list(shapes.CLASSES)
+    assert not [n for n in os.listdir(out) if n.startswith(".")]  # no temp files left
+
+    import cornernet_tf  # noqa: F401  (registers CornerNet for loading)
+
+    model = keras.models.load_model(out / "model.keras")
+    assert model.compiled and int(model.optimizer.iterations) == steps
+    assert type(model).__name__ == "CornerNet"
+    assert model.num_classes == len(shapes.CLASSES) and model.class_names == list(shapes.CLASSES)
+    heads = model(np.zeros((1, 63, 63, 3), "float32"), training=False)
+    assert heads["tl_heatmap"].shape == (1, 16, 16, len(shapes.CLASSES))
+    for final, restored in zip(model.weights, state.model.weights, strict=True):
+        assert final.shape == restored.shape
+
+    pytest.importorskip("tensorboard")
+    scalars = _tensorboard_scalars(out / "logs" / "train", newest_file_only=True)
+    for tag in ("batch_loss", "batch_focal", "batch_learning_rate", "batch_images_per_sec"):
+        assert tag in scalars, sorted(scalars)
+    # The resumed run's curves continue at the restored step.
+    assert scalars["batch_loss"] == list(range(saved_step + 1, steps + 1))
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_over_two_logical_cpus(shapes_root, tmp_path):
+    # Two corrupt training images: skipped, counted and reported, not fatal (SPEC §12).
+    data = tmp_path / "data"
+    shutil.copytree(shapes_root, data)
+    corrupt = sorted((data / "train2017").iterdir())[:2]
+    for path in corrupt:
+        path.write_bytes(b"not an image")
+    out = tmp_path / "run"
+    command = _command(data, out, "train.steps=4", strategy="mirrored")
+    launcher = textwrap.dedent(
+        f"""
+        import runpy, sys
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+        sys.argv = {command[1:]!r}
+        runpy.run_path({SCRIPT!r}, run_name="__main__")
+        """
+    )
+    proc = _run([sys.executable, "-c", launcher])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "MirroredStrategy: 2 replica(s), global batch 4 (2 per replica)" in proc.stdout
+    summary = _summary(out)
+    assert (summary["replicas"], summary["step"]) == (2, 4)
+    assert summary["bad_samples"] == 2
+    limit = load_config(CONFIG).data.max_bad_images
+    assert f"bad images skipped: 2 (limit data.max_bad_images={limit})" in proc.stdout
+    assert all(str(path) in proc.stdout for path in corrupt)  # named in the summary log
+    # The reported loss is the mean of the replicas' losses: with one stack it is
+    # focal + 0.1 pull + 0.1 push + offset of the (replica-averaged) parts. A
+    # loss not divided by the replica count would show up here twice as large
+    # (and its gradients would be summed, not averaged, over the replicas).
+    logs = _last_epoch_logs(proc.stdout)
+    parts = logs["focal"] + 0.1 * logs["pull"] + 0.1 * logs["push"] + logs["offset"]
+    assert logs["loss"] == pytest.approx(parts, rel=2e-3, abs=2e-3)
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_strategy_with_two_local_workers(shapes_root, tmp_path):
+    out = tmp_path / "run"
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    command = _command(shapes_root, out, "train.steps=4", strategy="multi_worker")
+    procs = []
+    with contextlib.ExitStack() as stack:
+        for index in range(2):
+            task = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            log = stack.enter_context(open(tmp_path / f"worker{index}.log", "w"))
+            env = _env(TF_CONFIG=json.dumps(task))
+            proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+            )
+            stack.callback(proc.wait)
+            stack.callback(proc.kill)
+            procs.append(proc)
+        for proc in procs:
+            proc.wait(timeout=TIMEOUT)
+    outputs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-4000:]
+    assert "2 replica(s), global batch 4 (2 per replica)" in outputs[0]
+    assert "model: " in outputs[0] and "model: " not in outputs[1]  # only the chief writes
+    summary = _summary(out)
+    assert (summary["replicas"], summary["step"]) == (2, 4)
+    assert sorted(os.listdir(out / "checkpoints")) == [
+        "checkpoint",
+        "ckpt-2.data-00000-of-00001",
+        "ckpt-2.index",
+        "ckpt-4.data-00000-of-00001",
+        "ckpt-4.index",
+    ]
+    logs = _last_epoch_logs(outputs[0])
+    parts = logs["focal"] + 0.1 * logs["pull"] + 0.1 * logs["push"] + logs["offset"]
+    assert logs["loss"] == pytest.approx(parts, rel=2e-3, abs=2e-3)
+
+
+def test_batch_must_divide_over_the_replicas(shapes_root, tmp_path, monkeypatch):
+    class _TwoReplicas:
+        num_replicas_in_sync = 2
+
+    config = load_config(CONFIG, ["train.batch_size=5"])
+    with pytest.raises(ConfigError, match="must be divisible by the 2 replicas.*batch_size=4"):
+        training.train(config, shapes_root, tmp_path / "out", strategy=_TwoReplicas())
+    assert not (tmp_path / "out").exists()
