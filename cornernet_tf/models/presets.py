@@ -14,14 +14,16 @@ PRESETS = {
     },
     # A small hourglass for CPU demos and tests: same topology (two stacks,
     # intermediate supervision, strided residual downsampling, corner pooling),
-    # three levels and narrow widths. 127x127 input → 32x32 maps.
+    # three levels and narrow widths (about 1M parameters). 127x127 input
+    # → 32x32 maps.
     "tiny": {
         "num_classes": 3,
         "num_stacks": 2,
-        "dims": [48, 64, 64, 96],
-        "modules": [1, 1, 1, 2],
-        "pre_dim": 32,
-        "cnv_dim": 48,
-        "pool_dim": 32,
+        "dims": [32, 32, 48, 64],
+        "modules": [1, 1, 1, 1],
+        "pre_dim": 16,
+        "cnv_dim": 32,
+        "pool_dim": 16,
+        "head_dim": 32,
     },
 }
