@@ -216,7 +216,10 @@ def from_official_state_dict(state_dict, *, preset="hourglass104", **overrides) 
             )
     source = _strip_prefix(state_dict)
     _check_looks_official(source)  # before the (30 s for Hourglass-104) build
-    model = CornerNet.from_preset(preset, **{**overrides, **_FIXED_ARGUMENTS})
+    # The official heads are as wide as dims[0] (`head_dim=None`), whatever the
+    # preset says (the CPU `tiny` preset narrows them).
+    arguments = {"head_dim": None, **overrides, **_FIXED_ARGUMENTS}
+    model = CornerNet.from_preset(preset, **arguments)
     _assign(model, source, f"preset {preset!r}")
     return model
 

@@ -529,7 +529,9 @@ def _script():
 
 @functools.cache
 def _tiny_net():
-    return _torch_net(PRESETS["tiny"], seed=3)
+    # The official network has no separate head width (heads are dims[0] wide).
+    official = {k: v for k, v in PRESETS["tiny"].items() if k != "head_dim"}
+    return _torch_net(official, seed=3)
 
 
 @functools.cache

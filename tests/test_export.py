@@ -54,7 +54,7 @@ def _png(image):
 @pytest.fixture(scope="module")
 def model():
     """Tiny CornerNet with spread-out heatmap logits (fewer near-tied scores)."""
-    keras.utils.set_random_seed(3)
+    keras.utils.set_random_seed(1)
     net = CornerNet.from_preset("tiny", class_names=CLASS_NAMES)
     net(np.zeros((1, SIZE, SIZE, 3), np.float32), training=False)
     for corner in ("tl", "br"):
@@ -178,6 +178,7 @@ def test_encoded_signature_runs_each_image_at_its_own_size(loaded):
         for name in DETECTION_KEYS.values():
             np.testing.assert_allclose(outputs[name][i].numpy(), expected[name][0].numpy())
     boxes = outputs["detection_boxes"][1].numpy()[: int(outputs["num_detections"][1])]
+    assert len(boxes) > 0
     assert boxes[:, 2].max() <= 150 and boxes[:, 3].max() <= 90  # pixels of image 1
 
 

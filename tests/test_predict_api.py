@@ -16,7 +16,9 @@ MAX_DETECTIONS = 100
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(3)
+    # An untrained network: with this seed its corners pair into a partial
+    # list of detections (some seeds give none), so the padding is exercised.
+    keras.utils.set_random_seed(1)
     net = CornerNet.from_preset(
         "tiny", test_config={"top_k": 10, "num_dets": 100, "ae_threshold": 1000.0}
     )

@@ -264,6 +264,11 @@ class CornerNet(keras.Model):
         super().compile(optimizer=optimizer, **kwargs)
 
     def get_compile_config(self):
+        # Only a model that has trained (built optimizer) is saved compiled, so
+        # that loading always finds the optimizer variables it restores.
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None or not optimizer.built:
+            return None
         config = super().get_compile_config()
         if config is not None:
             config.update({f"{k}_weight": v for k, v in self.loss_weights_.items()})
