@@ -359,7 +359,7 @@ def build_training_state(
             pull_weight=train_cfg.pull_weight,
             push_weight=train_cfg.push_weight,
             offset_weight=train_cfg.offset_weight,
-            jit_compile=train_cfg.jit_compile,
+            jit_compile=_jit_compile(train_cfg.jit_compile, strategy),
         )
         # Slots must exist before a restore can fill them.
         model.optimizer.build(model.trainable_variables)
@@ -965,6 +965,23 @@ def train(
     if _multi_worker(strategy):
         _barrier(strategy)  # no worker leaves while another still needs it
     return result
+
+
+def _jit_compile(requested: bool, strategy: tf.distribute.Strategy) -> bool:
+    """XLA unless the replicas are CPU devices.
+
+    An XLA-compiled step across several CPU replicas (logical CPU devices or
+    CPU-only workers) fails in TF 2.21 with "trying to access resource ...
+    located in device ... from device ..."; such runs fall back to graph mode.
+    """
+    if not requested or strategy.num_replicas_in_sync == 1:
+        return requested
+    if tf.config.list_logical_devices("GPU"):
+        return True
+    logger.warning(
+        "train.jit_compile: XLA is off for %d CPU replicas.", strategy.num_replicas_in_sync
+    )
+    return False
 
 
 def _barrier(strategy: tf.distribute.Strategy) -> None:
