@@ -59,23 +59,12 @@ def check_args(args) -> None:
 
 
 def load_model(path):
-    import keras
-
-    import cornernet_tf
+    from cornernet_tf.export import load_model as load_cornernet
 
     try:
-        model = keras.saving.load_model(path)
-    except Exception as e:  # any loading failure is a bad --model file
-        raise UsageError(
-            f"{path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
-            "pass a .keras file saved by this package."
-        ) from None
-    if not isinstance(model, cornernet_tf.CornerNet):
-        raise UsageError(
-            f"{path}: holds a {type(model).__name__}, not a cornernet_tf.CornerNet; pass a model "
-            "saved by scripts/train.py."
-        )
-    return model
+        return load_cornernet(path)
+    except ValueError as e:  # missing, not .keras, unreadable, or another model
+        raise UsageError(f"{e} Pass a .keras file saved by scripts/train.py.") from None
 
 
 def class_names_for(model, model_path) -> list:
