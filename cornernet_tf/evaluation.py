@@ -321,7 +321,7 @@ def run_coco_evaluation(
         ValueError: bad arguments, a dataset without usable images, a model
             whose class count differs from the dataset's.
     """
-    source = _open(dataset, split, "run_coco_evaluation")
+    source = pipeline.open_source(dataset, split, "run_coco_evaluation")
     if max_images is not None:
         _check_positive_int("max_images", max_images)
     records = list(source.records[:max_images] if max_images else source.records)
@@ -448,7 +448,7 @@ def make_evaluate_fn(
 
     def evaluate_fn(model) -> dict[str, float]:
         if not opened:
-            opened.append(_open(dataset_root, split, "make_evaluate_fn"))
+            opened.append(pipeline.open_source(dataset_root, split, "make_evaluate_fn"))
         return evaluate_coco(
             model, opened[0], max_images=max_images, test_config=test_config, verbose=verbose
         )
@@ -457,24 +457,6 @@ def make_evaluate_fn(
 
 
 # --------------------------------------------------------------------- helpers
-
-
-def _open(dataset, split: str, caller: str) -> CocoDataset:
-    if isinstance(dataset, CocoDataset):
-        source = dataset
-    elif isinstance(dataset, str | os.PathLike):
-        source = CocoDataset.open(dataset, split)
-    else:
-        raise TypeError(
-            f"{caller}: `dataset` must be a dataset root (str or path) or a CocoDataset, got "
-            f"{type(dataset).__name__}."
-        )
-    if not source.records:
-        raise ValueError(
-            f"{caller}: {source.annotation_file!r} has no usable images (see the log for what "
-            "was excluded); point it at a split with images."
-        )
-    return source
 
 
 def _read_images(records, max_pixels: int) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:

@@ -364,7 +364,8 @@ def _check_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
-def _open_source(source, split: str, caller: str) -> CocoDataset:
+def open_source(source, split: str, caller: str) -> CocoDataset:
+    """A `CocoDataset` from a dataset root or an opened dataset; errors name `caller`."""
     if isinstance(source, CocoDataset):
         dataset = source
     elif isinstance(source, str | os.PathLike):
@@ -548,7 +549,7 @@ def make_train_dataset(
             the argument or file named.
     """
     caller = "make_train_dataset"
-    dataset = _open_source(source, split, caller)
+    dataset = open_source(source, split, caller)
     batch_size = _check_int("batch_size", batch_size)
     in_size = augment.size_pair(input_size, "input_size")
     out_size = augment.size_pair(output_size, "output_size")
@@ -687,7 +688,7 @@ def make_eval_dataset(
     from cornernet_tf import postprocess
 
     caller = "make_eval_dataset"
-    dataset = _open_source(source, split, caller)
+    dataset = open_source(source, split, caller)
     batch_size = _check_int("batch_size", batch_size)
     _check_int("max_pixels", max_pixels)
     if not isinstance(scale, numbers.Real) or not scale > 0:
