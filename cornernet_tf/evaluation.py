@@ -43,6 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cornernet_tf import images
 from cornernet_tf.data import pipeline
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
 
@@ -290,7 +291,7 @@ def run_coco_evaluation(
     *,
     max_images: int | None = None,
     test_config: Mapping[str, Any] | None = None,
-    max_pixels: int = pipeline.DEFAULT_MAX_PIXELS,
+    max_pixels: int = images.DEFAULT_MAX_PIXELS,
     decimals: int | None = OFFICIAL_DECIMALS,
     verbose: int = 1,
 ) -> CocoEvaluation:
@@ -353,14 +354,14 @@ def run_coco_evaluation(
         progbar = keras.utils.Progbar(len(records), verbose=verbose, unit_name="image")
         for record, (image, code) in zip(records, _read_images(records, max_pixels), strict=True):
             code = int(code)
-            if code != pipeline.OK:
-                bad_images.append((record.path, pipeline.REASONS[code]))
+            if code != images.OK:
+                bad_images.append((record.path, images.REASONS[code]))
                 logger.warning(
                     "COCO evaluation: %s (image %d) cannot be read (%s); evaluated with no "
                     "detections.",
                     record.path,
                     record.image_id,
-                    pipeline.REASONS[code],
+                    images.REASONS[code],
                 )
             else:
                 out = detect(image[None])
@@ -387,7 +388,7 @@ def evaluate_coco(
     *,
     max_images: int | None = None,
     test_config: Mapping[str, Any] | None = None,
-    max_pixels: int = pipeline.DEFAULT_MAX_PIXELS,
+    max_pixels: int = images.DEFAULT_MAX_PIXELS,
     verbose: int = 1,
 ) -> dict[str, float]:
     """COCO box AP of `model` on a split (see `run_coco_evaluation`).
@@ -465,7 +466,7 @@ def _read_images(records, max_pixels: int) -> Iterator[tuple[tf.Tensor, tf.Tenso
     dataset = (
         tf.data.Dataset.from_tensor_slices(paths)
         .map(
-            lambda path: pipeline.read_image(path, max_pixels=max_pixels),
+            lambda path: images.read_image(path, max_pixels=max_pixels),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

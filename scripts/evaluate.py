@@ -121,8 +121,8 @@ def write_plots(evaluation, dataset, plots_dir) -> list:
     import numpy as np
 
     from cornernet_tf import evaluation as evaluation_lib
+    from cornernet_tf import images as image_io
     from cornernet_tf import visualization
-    from cornernet_tf.data import pipeline
 
     coco_eval = evaluation.coco_eval
     names = list(evaluation.per_class_ap)
@@ -143,8 +143,8 @@ def write_plots(evaluation, dataset, plots_dir) -> list:
     images, titles = [], []
     for image_id in worst:
         record = records[image_id]
-        image, code = pipeline.read_image(record.path)
-        if int(code) != pipeline.OK:
+        image, code = image_io.read_image(record.path)
+        if int(code) != image_io.OK:
             continue
         dets = [
             r

@@ -119,9 +119,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
-    from cornernet_tf import visualization
+    from cornernet_tf import images, visualization
     from cornernet_tf.config import atomic_write_text
-    from cornernet_tf.data import pipeline
 
     try:
         model = load_model(args.model)
@@ -138,12 +137,12 @@ def main(argv=None) -> int:
             errors.append({"file": path, "error": f"{reason}; pass an image file"})
             print(f"error: {path}: {errors[-1]['error']}.", file=sys.stderr)
             continue
-        image, code = pipeline.read_image(path)
-        if int(code) != pipeline.OK:
+        image, code = images.read_image(path)
+        if int(code) != images.OK:
             errors.append(
                 {
                     "file": path,
-                    "error": f"cannot read the image ({pipeline.REASONS[int(code)]}); pass a "
+                    "error": f"cannot read the image ({images.REASONS[int(code)]}); pass a "
                     "JPEG, PNG, GIF or BMP file",
                 }
             )

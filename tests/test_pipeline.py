@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from test_augment import OFFICIAL_SCALES, ref_clip, ref_flip, ref_random_crop, ref_resize
 
-from cornernet_tf import postprocess
+from cornernet_tf import images, postprocess
 from cornernet_tf.data import augment, pipeline
 from cornernet_tf.data.coco import CocoDataset
 
@@ -217,13 +217,13 @@ def bad_root(tmp_path):
 
 GOOD = ["good.png", "gray.png", "rgba.png", "deep.png", "gray.jpg"]
 BAD_REASONS = {
-    "zero.jpg": pipeline.REASONS[pipeline.EMPTY_FILE],
-    "truncated.jpg": pipeline.REASONS[pipeline.CORRUPT],
-    "truncated.png": pipeline.REASONS[pipeline.CORRUPT],
-    "corrupt.jpg": pipeline.REASONS[pipeline.CORRUPT],
-    "junk.png": pipeline.REASONS[pipeline.UNSUPPORTED_FORMAT],
-    "huge.png": pipeline.REASONS[pipeline.TOO_LARGE],
-    "missing.png": pipeline.REASONS[pipeline.CORRUPT],
+    "zero.jpg": images.REASONS[images.EMPTY_FILE],
+    "truncated.jpg": images.REASONS[images.CORRUPT],
+    "truncated.png": images.REASONS[images.CORRUPT],
+    "corrupt.jpg": images.REASONS[images.CORRUPT],
+    "junk.png": images.REASONS[images.UNSUPPORTED_FORMAT],
+    "huge.png": images.REASONS[images.TOO_LARGE],
+    "missing.png": images.REASONS[images.CORRUPT],
 }
 
 
@@ -282,7 +282,7 @@ def test_pixel_limit_refuses_before_decoding(bad_root):
     assert list(data.dataset) == []
     reasons = {os.path.basename(path): reason for path, reason in data.tracker.bad_images()}
     for name in GOOD:  # PNG and JPEG headers
-        assert reasons[name] == pipeline.REASONS[pipeline.TOO_LARGE]
+        assert reasons[name] == images.REASONS[images.TOO_LARGE]
 
 
 def test_images_without_usable_annotations_give_all_negative_targets(tmp_path):
@@ -331,10 +331,10 @@ def test_header_size_and_decoding_per_format(tmp_path, fmt):
     path = tmp_path / f"x.{fmt.lower()}"
     Image.fromarray(rgb).save(path, format=fmt)
     contents = tf.io.read_file(str(path))
-    size, code = pipeline.image_header_size(contents)
-    assert int(code) == pipeline.OK and list(size.numpy()) == [37, 53]
-    image, code = pipeline.read_image(tf.constant(str(path)))
-    assert int(code) == pipeline.OK and image.shape == (37, 53, 3)
+    size, code = images.image_header_size(contents)
+    assert int(code) == images.OK and list(size.numpy()) == [37, 53]
+    image, code = images.read_image(tf.constant(str(path)))
+    assert int(code) == images.OK and image.shape == (37, 53, 3)
     if fmt in ("PNG", "BMP"):  # lossless
         np.testing.assert_array_equal(image.numpy(), rgb)
 
@@ -342,10 +342,10 @@ def test_header_size_and_decoding_per_format(tmp_path, fmt):
 def test_read_image_never_raises(tmp_path):
     path = tmp_path / "x.png"
     shutil.copyfile(__file__, path)  # text, not an image
-    image, code = pipeline.read_image(tf.constant(str(path)))
-    assert int(code) == pipeline.UNSUPPORTED_FORMAT and image.shape == (1, 1, 3)
-    image, code = pipeline.read_image(tf.constant(str(tmp_path / "nope.png")))
-    assert int(code) == pipeline.CORRUPT
+    image, code = images.read_image(tf.constant(str(path)))
+    assert int(code) == images.UNSUPPORTED_FORMAT and image.shape == (1, 1, 3)
+    image, code = images.read_image(tf.constant(str(tmp_path / "nope.png")))
+    assert int(code) == images.CORRUPT
 
 
 def test_works_under_a_distribution_strategy(shapes_root):

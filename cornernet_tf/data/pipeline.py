@@ -1,4 +1,4 @@
-"""tf.data input pipelines: the official training sampler and the test-time input.
+"""The tf.data training input pipeline: the official training sampler.
 
 Training (`make_train_dataset`), per image, all TensorFlow ops in parallel
 `map`s: read the file → check its header (format, pixel count) → decode to
@@ -7,10 +7,6 @@ Training (`make_train_dataset`), per image, all TensorFlow ops in parallel
 lighting) → `cornernet_tf.targets.encode_targets` → batch → prefetch. It
 replaces princeton-vl/CornerNet `sample/coco.py` (`kp_detection`) run in the
 official trainer's prefetch processes.
-
-Evaluation (`make_eval_dataset`): no augmentation; each image at its own size
-placed on its official test canvas (`cornernet_tf.postprocess.prepare_test_image`),
-with its id and the geometry that maps detections back to image pixels.
 
 Bad images (SPEC §12) never stop training silently or fatally by default:
 files that cannot be read or decoded (missing, empty, truncated, corrupt,
@@ -40,154 +36,17 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from cornernet_tf import images
 from cornernet_tf import targets as targets_lib
 from cornernet_tf.data import augment
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
 
 logger = logging.getLogger(__name__)
 
-# Status codes of `read_image`.
-OK, EMPTY_FILE, CORRUPT, TOO_LARGE, UNSUPPORTED_FORMAT = range(5)
-REASONS = (
-    "ok",
-    "empty file",
-    "missing, unreadable, truncated or corrupt",
-    "too many pixels (see max_pixels)",
-    "unsupported format (JPEG, PNG, GIF and BMP are read)",
-)
-DEFAULT_MAX_PIXELS = 1 << 26  # 67 megapixels (8192 x 8192): ~200 MB decoded
 DEFAULT_MAX_BAD_IMAGES = 100
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The map functions use TF control flow explicitly; skipping AutoGraph's source
 # conversion makes building a pipeline several times faster.
 _no_autograph = tf.autograph.experimental.do_not_convert
-
-
-def _bytes_at(contents: tf.Tensor, start: int, length: int) -> tf.Tensor:
-    """`length` bytes of `contents` from `start` as int64 [length] (raises when too short)."""
-    raw = tf.io.decode_raw(tf.strings.substr(contents, start, length), tf.uint8)
-    raw = tf.ensure_shape(tf.reshape(raw, [length]), [length])  # fails on short data
-    return tf.cast(raw, tf.int64)
-
-
-def _big_endian(values: tf.Tensor) -> tf.Tensor:
-    weights = tf.constant([256**k for k in reversed(range(values.shape[0]))], tf.int64)
-    return tf.reduce_sum(values * weights)
-
-
-def image_header_size(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Image (height, width) read from the file header, without decoding.
-
-    JPEG via `tf.image.extract_jpeg_shape`; PNG (IHDR, big-endian), GIF
-    (logical screen, little-endian) and BMP (DIB header, little-endian) parsed
-    from their fixed header fields.
-
-    Args:
-        contents: scalar string, the file bytes.
-
-    Returns:
-        (size [2] int64, format_code) where format_code is OK for a known
-        format and UNSUPPORTED_FORMAT otherwise (size is then [-1, -1]).
-        Raises (inside TF) on a header too short to read.
-    """
-    is_jpeg = tf.io.is_jpeg(contents)
-    is_png = tf.strings.substr(contents, 0, 8) == _PNG_SIGNATURE
-    magic = tf.strings.substr(contents, 0, 6)
-    is_gif = (magic == b"GIF87a") | (magic == b"GIF89a")
-    is_bmp = tf.strings.substr(contents, 0, 2) == b"BM"
-
-    def jpeg():
-        return tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64)
-
-    def png():
-        return tf.stack(
-            [_big_endian(_bytes_at(contents, 20, 4)), _big_endian(_bytes_at(contents, 16, 4))]
-        )
-
-    def gif():
-        return tf.stack(
-            [
-                _big_endian(_bytes_at(contents, 8, 2)[::-1]),
-                _big_endian(_bytes_at(contents, 6, 2)[::-1]),
-            ]
-        )
-
-    def bmp():
-        def signed32(v):
-            v = _big_endian(v[::-1])
-            return tf.abs(tf.where(v >= 2**31, v - 2**32, v))  # height < 0: top-down rows
-
-        return tf.stack(
-            [signed32(_bytes_at(contents, 22, 4)), signed32(_bytes_at(contents, 18, 4))]
-        )
-
-    size = tf.case(
-        [(is_jpeg, jpeg), (is_png, png), (is_gif, gif), (is_bmp, bmp)],
-        default=lambda: tf.constant([-1, -1], tf.int64),
-        exclusive=False,
-    )
-    known = is_jpeg | is_png | is_gif | is_bmp
-    return size, tf.where(known, OK, UNSUPPORTED_FORMAT)
-
-
-def decode_checked(contents: tf.Tensor, *, max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Checks the header, then decodes to a 3-channel uint8 image.
-
-    Grayscale becomes RGB, alpha is dropped, 16-bit PNGs are scaled to 8 bits
-    (`tf.io.decode_image` semantics), animations give their first frame. JPEGs
-    use the accurate integer IDCT, as OpenCV (the official reader) does.
-
-    Args:
-        contents: scalar string, the file bytes.
-        max_pixels: refuse images with more pixels (from the header) undecoded.
-
-    Returns:
-        (image [H, W, 3] uint8, code int32 scalar). For a code other than OK
-        the image is [1, 1, 3] zeros. Corrupt data raises (inside TF); wrap
-        the call as `read_image` does.
-    """
-    size, code = image_header_size(contents)
-    num_pixels = size[0] * size[1]
-    code = tf.where(tf.strings.length(contents) == 0, EMPTY_FILE, code)
-    code = tf.where((code == OK) & tf.reduce_any(size <= 0), CORRUPT, code)
-    code = tf.where((code == OK) & (num_pixels > max_pixels), TOO_LARGE, code)
-
-    def decode():
-        image = tf.cond(
-            tf.io.is_jpeg(contents),
-            lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
-            lambda: tf.io.decode_image(
-                contents, channels=3, dtype=tf.uint8, expand_animations=False
-            ),
-        )
-        return tf.ensure_shape(image, [None, None, 3])
-
-    image = tf.cond(code == OK, decode, lambda: tf.zeros([1, 1, 3], tf.uint8))
-    return image, tf.cast(code, tf.int32)
-
-
-def read_image(path: tf.Tensor, *, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """Reads and decodes an image file; never raises on bad files.
-
-    Any error while reading, parsing the header or decoding (missing file,
-    truncated or corrupt data) is caught inside the graph: the work runs in a
-    one-element dataset with `ignore_errors`, followed by a fallback element.
-
-    Args:
-        path: scalar string tensor.
-        max_pixels: see `decode_checked`.
-
-    Returns:
-        (image [H, W, 3] uint8, code int32 scalar; `REASONS[code]` explains it).
-    """
-    attempt = (
-        tf.data.Dataset.from_tensors(path)
-        .map(_no_autograph(lambda p: decode_checked(tf.io.read_file(p), max_pixels=max_pixels)))
-        .ignore_errors()
-    )
-    fallback = tf.data.Dataset.from_tensors((tf.zeros([1, 1, 3], tf.uint8), tf.constant(CORRUPT)))
-    return attempt.concatenate(fallback).take(1).get_single_element()
 
 
 def element_seed(seed, position, pipeline_id=0) -> tf.Tensor:
@@ -247,7 +106,7 @@ class BadSampleTracker:
         self.initial_bad = int(initial_bad)
         with tf.init_scope():
             # record index -> status code (only bad ones are stored)
-            self._codes = tf.lookup.experimental.MutableHashTable(tf.int64, tf.int32, OK)
+            self._codes = tf.lookup.experimental.MutableHashTable(tf.int64, tf.int32, images.OK)
             # record index -> times skipped
             self._skips = tf.lookup.experimental.MutableHashTable(tf.int64, tf.int64, 0)
 
@@ -264,7 +123,9 @@ class BadSampleTracker:
     def bad_images(self) -> list[tuple[str, str]]:
         """(path, reason) of every image found bad while reading, in record order."""
         keys, codes = (t.numpy() for t in self._codes.export())
-        return [(self.paths[k], REASONS[c]) for k, c in sorted(zip(keys, codes, strict=True))]
+        return [
+            (self.paths[k], images.REASONS[c]) for k, c in sorted(zip(keys, codes, strict=True))
+        ]
 
     def log_summary(self, log: logging.Logger = logger) -> None:
         """Logs the counts (WARNING when anything was skipped, else INFO)."""
@@ -284,7 +145,7 @@ class BadSampleTracker:
 
     def is_known_bad(self, index: tf.Tensor) -> tf.Tensor:
         """Graph: whether record `index` was already found bad (bool scalar)."""
-        return self._codes.lookup(tf.cast(index, tf.int64)) != OK
+        return self._codes.lookup(tf.cast(index, tf.int64)) != images.OK
 
     def count_skip(self, index: tf.Tensor) -> tf.Tensor:
         """Graph: counts one skip of record `index`."""
@@ -292,7 +153,7 @@ class BadSampleTracker:
         return self._skips.insert(index, self._skips.lookup(index) + 1)
 
     def record(self, index: tf.Tensor, code: tf.Tensor, path: tf.Tensor) -> tf.Tensor:
-        """Graph: notes the outcome of reading record `index`; returns `code == OK`.
+        """Graph: notes the outcome of reading record `index`; returns `code == images.OK`.
 
         A bad image is marked, counted and logged; past the limit this raises
         InvalidArgumentError naming the file, the reason and the fix.
@@ -302,7 +163,7 @@ class BadSampleTracker:
             marked = self._codes.insert(tf.cast(index, tf.int64), code)
             with tf.control_dependencies([marked, self.count_skip(index)]):
                 total = self._codes.size() + self.initial_bad
-            reason = tf.gather(tf.constant(REASONS), code)
+            reason = tf.gather(tf.constant(images.REASONS), code)
             checks = [
                 tf.print(
                     "cornernet_tf.data: skipping bad image",
@@ -330,7 +191,7 @@ class BadSampleTracker:
             with tf.control_dependencies(checks):
                 return tf.constant(False)
 
-        return tf.cond(code == OK, lambda: tf.constant(True), mark)
+        return tf.cond(code == images.OK, lambda: tf.constant(True), mark)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -459,7 +320,7 @@ def _read_stage(tracker: BadSampleTracker, max_pixels: int):
     @_no_autograph
     def read(record):
         def attempt():
-            image, code = read_image(record["path"], max_pixels=max_pixels)
+            image, code = images.read_image(record["path"], max_pixels=max_pixels)
             return image, tracker.record(record["index"], code, record["path"])
 
         def skip():  # found bad in an earlier epoch: do not read it again
@@ -491,7 +352,7 @@ def make_train_dataset(
     include_boxes: bool = False,
     shuffle_buffer: int = 10_000,
     repeat: bool = True,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = images.DEFAULT_MAX_PIXELS,
     max_bad_images: int | None = DEFAULT_MAX_BAD_IMAGES,
     input_context: tf.distribute.InputContext | None = None,
     num_parallel_calls: int = tf.data.AUTOTUNE,
@@ -644,80 +505,3 @@ def make_train_dataset(
     options.deterministic = deterministic
     ds = ds.with_options(options)
     return PipelineData(ds, dataset, tracker, num_records // per_replica)
-
-
-def make_eval_dataset(
-    source: str | os.PathLike | CocoDataset,
-    split: str = "val2017",
-    *,
-    batch_size: int = 1,
-    scale: float = 1.0,
-    normalize: bool = False,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_bad_images: int | None = DEFAULT_MAX_BAD_IMAGES,
-    input_context: tf.distribute.InputContext | None = None,
-    num_parallel_calls: int = tf.data.AUTOTUNE,
-) -> PipelineData:
-    """Test-time input: every image once, in file order, unaugmented.
-
-    Official `test/coco.py` (`kp_detection`): the image resized by `scale`
-    and placed centred on a zero canvas of `(h | 127, w | 127)`
-    (`cornernet_tf.postprocess.prepare_test_image`).
-
-    Args:
-        source: dataset root in the COCO 2017 layout, or an opened `CocoDataset`.
-        split: split name.
-        batch_size: images per batch (per replica with `input_context`); 1
-            keeps each image at its own canvas size, more pads the canvases of
-            a batch at the bottom/right with zeros (the placement of each image,
-            and so its geometry, is unchanged).
-        scale: test scale.
-        normalize: output `(x - mean) / std` instead of 0-255 RGB.
-        max_pixels: see `make_train_dataset`.
-        max_bad_images: see `make_train_dataset`.
-        input_context: shards the images per input pipeline.
-        num_parallel_calls: parallelism of the map.
-
-    Returns:
-        `PipelineData` whose dataset yields dicts: `image` [B, H, W, 3]
-        float32, `image_id` [B] int64, `image_hw` [B, 2] int32 (original
-        size), `input_size` [B, 2] int32 (canvas before batch padding),
-        `ratios` [B, 2], `borders` [B, 4] (`postprocess.test_geometry`) and
-        `scale` [B] float32 — what `postprocess.postprocess` needs.
-    """
-    from cornernet_tf import postprocess
-
-    caller = "make_eval_dataset"
-    dataset = open_source(source, split, caller)
-    batch_size = _check_int("batch_size", batch_size)
-    _check_int("max_pixels", max_pixels)
-    if not isinstance(scale, numbers.Real) or not scale > 0:
-        raise ValueError(f"`scale` must be a positive number, got {scale!r}.")
-    tracker = _tracker_for(dataset, max_bad_images, caller)
-    records, num_records, _, _ = _records_dataset(dataset, input_context, caller)
-    per_replica = batch_size  # evaluation batches are per replica (they are 1 by default)
-
-    @_no_autograph
-    def prepare(record):
-        image = record["image"]
-        canvas, geometry = postprocess.prepare_test_image(image, float(scale))
-        canvas = tf.cast(canvas, tf.float32)  # [inp_h, inp_w, 3] 0-255
-        if normalize:
-            canvas = augment.normalize(canvas / 255.0)
-        return {
-            "image": canvas,
-            "image_id": record["image_id"],
-            "image_hw": tf.shape(image)[:2],
-            "input_size": geometry["input_size"],
-            "ratios": geometry["ratios"],
-            "borders": geometry["borders"],
-            "scale": tf.constant(scale, tf.float32),
-        }
-
-    read = _read_stage(tracker, max_pixels)
-    ds = records.map(read, num_parallel_calls=num_parallel_calls, deterministic=True)
-    ds = ds.filter(_no_autograph(lambda record: record["valid"]))
-    ds = ds.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
-    ds = ds.padded_batch(per_replica) if per_replica > 1 else ds.batch(1)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    return PipelineData(ds, dataset, tracker, -(-num_records // per_replica))
