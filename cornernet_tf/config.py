@@ -1,4 +1,4 @@
-"""Experiment configuration: YAML files mapped onto frozen dataclasses (SPEC §7).
+"""Experiment configuration: YAML files mapped onto frozen dataclasses.
 
 A config file has four sections, each a frozen dataclass whose defaults are the
 official CornerNet settings (princeton-vl/CornerNet `config/CornerNet.json`,
@@ -7,7 +7,7 @@ official CornerNet settings (princeton-vl/CornerNet `config/CornerNet.json`,
     model:  preset name + constructor overrides (`CornerNet.from_preset`)
     data:   input/output sizes, target and augmentation settings
     train:  global batch, schedule, checkpointing, precision, logging
-    test:   decoding / post-processing settings stored in the model
+    test:   the test procedure (`TestConfig`), stored in the trained model
 
 Unknown keys and values of the wrong type are errors naming the key and the
 file. `--set section.key=value` overrides are parsed with `yaml.safe_load` and
@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import re
-import tempfile
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import yaml
+
+from cornernet_tf.utils.fs import atomic_write_text
 
 __all__ = [
     "Config",
@@ -42,7 +46,16 @@ __all__ = [
 
 
 class ConfigError(ValueError):
-    """A config file or override is malformed; the message names file, key and fix."""
+    """A config file or override is malformed; the message names file, key and fix.
+
+    Args:
+        message: what is wrong and how to fix it.
+        key: the offending `section.key`, when one is to blame.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,20 +165,30 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TestConfig:
-    """Decoding and post-processing (official `_decode` + `test/coco.py`).
+    """The test procedure's settings: one schema for YAML, the model and every export.
 
-    The fields are the keys of `CornerNet.test_config`; they are stored in the
-    trained model so that `predict` and the exporters use them.
+    Defaults are the official single-scale procedure (princeton-vl/CornerNet
+    `config/CornerNet.json` and `test/coco.py`); `config/CornerNet-multi_scale.json`
+    is `scales: [0.5, 0.75, 1, 1.25, 1.5]`, `merge_bbox: true`, `weight_exp: 10`.
+    A `CornerNet` holds one (`model.test_config`, saved in `.keras` files and in
+    the SavedModel's `assets/model_config.json`); `CornerNet.detect`, COCO
+    evaluation, the SavedModel signatures, the TFLite graphs and the host-side
+    soft-NMS of int8 TFLite files all run `cornernet_tf.inference.CornerNetDecoder`
+    built from it. A new option is one field here and its use in the decoder.
 
     Attributes:
-        top_k: corners kept per heatmap (K = 100).
-        ae_threshold: largest embedding distance of a pair (0.5).
-        num_dets: corner pairs kept after scoring (1000).
-        nms_kernel: max-pool window of the heatmap NMS (3).
-        max_detections: detections kept per image (`max_per_image`, 100).
-        soft_nms_sigma: Gaussian soft-NMS sigma (0.5).
-        score_threshold: soft-NMS score floor (0.001).
-        flip_test: average with the horizontally flipped image.
+        top_k: corners kept per heatmap (K).
+        ae_threshold: largest embedding distance of a corner pair.
+        num_dets: corner pairs kept after scoring, per image and test input.
+        nms_kernel: max-pool window of the heatmap NMS (odd).
+        max_detections: detections kept per image (`max_per_image`); the
+            size of every exported output.
+        soft_nms_sigma: Gaussian soft-NMS sigma.
+        score_threshold: soft-NMS score floor.
+        flip_test: also run the mirrored image and pool both detections.
+        scales: test scales (multi-scale testing with more than one).
+        merge_bbox: merge overlapping boxes in soft-NMS (official `soft_nms_merge`).
+        weight_exp: exponent of the merge weights.
     """
 
     __test__ = False  # not a pytest test class despite the name
@@ -178,6 +201,83 @@ class TestConfig:
     soft_nms_sigma: float = 0.5
     score_threshold: float = 0.001
     flip_test: bool = True
+    scales: tuple[float, ...] = (1.0,)
+    merge_bbox: bool = False
+    weight_exp: float = 8.0
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            key = f"test.{field.name}"
+            try:
+                value = _check_type(getattr(self, field.name), hints[field.name], key)
+            except ConfigError as error:
+                raise ConfigError(str(error), key=key) from None
+            object.__setattr__(self, field.name, value)
+
+        def fail(key: str, message: str) -> None:
+            raise ConfigError(f"test.{key} {message}", key=f"test.{key}")
+
+        for key in ("top_k", "num_dets", "nms_kernel", "max_detections", "soft_nms_sigma"):
+            if getattr(self, key) <= 0:
+                fail(key, f"must be > 0, got {getattr(self, key)!r}.")
+        for key in ("ae_threshold", "score_threshold", "weight_exp"):
+            if getattr(self, key) < 0:
+                fail(key, f"must be >= 0, got {getattr(self, key)!r}.")
+        if self.nms_kernel % 2 != 1:
+            fail("nms_kernel", f"must be odd (the NMS window is centred), got {self.nms_kernel}.")
+        if self.num_dets > self.top_k**2:
+            fail(
+                "num_dets",
+                f"({self.num_dets}) exceeds the top_k**2 = {self.top_k**2} corner pairs; lower "
+                "test.num_dets or raise test.top_k.",
+            )
+        if self.max_detections > self.num_dets:
+            fail("max_detections", f"must be <= test.num_dets ({self.num_dets}).")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            fail("scales", f"must be a non-empty list of scales > 0, got {list(self.scales)}.")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> TestConfig:
+        """Builds a `TestConfig` from a mapping; missing keys take the defaults.
+
+        Raises:
+            ConfigError: an unknown key or an invalid value, named as `test.<key>`.
+        """
+        values = dict(values or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"unknown test setting {unknown[0]!r}; valid settings: {', '.join(names)}.",
+                key=f"test.{unknown[0]}",
+            )
+        return cls(**values)
+
+    @classmethod
+    def coerce(cls, value: TestConfig | Mapping[str, Any] | None) -> TestConfig:
+        """`value` itself if it is a `TestConfig`, else `from_dict(value)`."""
+        return value if isinstance(value, cls) else cls.from_dict(value)
+
+    def replace(self, **changes: Any) -> TestConfig:
+        """A copy with `changes` applied (validated)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-able values (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    def __getitem__(self, key: str) -> Any:
+        # `model.test_config` was a dict before it became a TestConfig.
+        warnings.warn(
+            f"test_config[{key!r}] is deprecated; `CornerNet.test_config` is a TestConfig, read "
+            f"`test_config.{key}`.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if key not in {f.name for f in dataclasses.fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,12 +314,10 @@ _POSITIVE = {
         "keep_checkpoints",
         "log_every",
     ),
-    "test": ("top_k", "num_dets", "nms_kernel", "max_detections", "soft_nms_sigma"),
 }
 _NON_NEGATIVE = {
     "data": ("border", "max_bad_images"),
     "train": ("pull_weight", "push_weight", "offset_weight", "seed", "eval_every"),
-    "test": ("ae_threshold", "score_threshold"),
 }
 
 
@@ -372,7 +470,11 @@ def config_from_dict(
                     f"{', '.join(names)}."
                 )
             kwargs[key] = _check_type(value, hints[key], f"{where}: {name}.{key}")
-        sections[name] = cls(**kwargs)
+        try:
+            sections[name] = cls(**kwargs)
+        except ConfigError as error:  # a section's own cross-field checks
+            where = overridden.get(error.key or "", source)
+            raise ConfigError(f"{where}: {error}", key=error.key) from None
     config = Config(**sections)
     _check_ranges(config, source, overridden)
     return config
@@ -387,24 +489,6 @@ def save_config(config: Config, path: str | os.PathLike) -> None:
     """
     text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
     atomic_write_text(path, text)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` to `path` so that readers see the old or the new file, never half."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # --------------------------------------------------------------------- helpers
@@ -427,18 +511,18 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
                 errors.append(e)
         raise errors[0]
     if hint is bool:
-        if isinstance(value, bool):
-            return value
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
         raise ConfigError(f"{where} must be true or false, got {value!r}.")
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+            return int(value)
         raise ConfigError(f"{where} must be an integer, got {value!r}.")
     if hint is float:
         if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
             # YAML 1.1 reads `1e-3` (no dot) as a string; it is plainly a number.
             value = float(value)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
             if not math.isfinite(value):
                 raise ConfigError(f"{where} must be a finite number, got {value!r}.")
             return float(value)
@@ -500,10 +584,6 @@ def _check_ranges(config: Config, source: str, overridden: Mapping[str, str]) ->
     decay = train.lr_decay_steps
     if any(s <= 0 for s in decay) or list(decay) != sorted(set(decay)):
         fail("train", "lr_decay_steps", f"must be increasing positive steps, got {list(decay)}.")
-    if config.test.nms_kernel % 2 != 1:
-        fail("test", "nms_kernel", f"must be odd, got {config.test.nms_kernel}.")
-    if config.test.max_detections > config.test.num_dets:
-        fail("test", "max_detections", f"must be <= test.num_dets ({config.test.num_dets}).")
     if not isinstance(config.model.preset, str):
         fail("model", "preset", "must be a preset name.")
 

@@ -1,4 +1,4 @@
-"""COCO box AP of a detector on a COCO-format split (SPEC §8).
+"""COCO box AP of a detector on a COCO-format split.
 
 Follows princeton-vl/CornerNet `test/coco.py` (`kp_detection`: every image
 once, at its own size, through the official test procedure that
@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf import images
+from cornernet_tf.config import TestConfig
 from cornernet_tf.data import pipeline
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
 
@@ -290,7 +291,7 @@ def run_coco_evaluation(
     split: str = "val2017",
     *,
     max_images: int | None = None,
-    test_config: Mapping[str, Any] | None = None,
+    test_config: TestConfig | Mapping[str, Any] | None = None,
     max_pixels: int = images.DEFAULT_MAX_PIXELS,
     decimals: int | None = OFFICIAL_DECIMALS,
     verbose: int = 1,
@@ -308,8 +309,9 @@ def run_coco_evaluation(
         dataset: dataset root in the COCO 2017 layout, or an opened `CocoDataset`.
         split: split name (used when `dataset` is a root).
         max_images: evaluate only the first N images (in file order).
-        test_config: `CornerNet.test_config` keys overriding the model's for
-            this evaluation (e.g. a config's `test` section); restored after.
+        test_config: test settings for this evaluation instead of the model's:
+            a `TestConfig` (e.g. a config's `test` section) or a dict of
+            fields replacing the model's; the model is not modified.
         max_pixels: images with more pixels are treated as unreadable.
         decimals: rounding of the results (official: 2); None keeps all.
         verbose: 0 silent, 1 a progress bar over the images, 2 one line at the end.
@@ -343,37 +345,36 @@ def run_coco_evaluation(
             list(categories.names)[:10],
         )
     results, bad_images = [], []
-    with _override_test_config(model, test_config):
-        # `detect` uses explicit TF control flow (tf.while_loop, static Python
-        # loops over settings): autograph's source conversion only adds tracing time.
-        detect = tf.function(
-            model.detect,
-            input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)],
-            autograph=False,
-        )
-        progbar = keras.utils.Progbar(len(records), verbose=verbose, unit_name="image")
-        for record, (image, code) in zip(records, _read_images(records, max_pixels), strict=True):
-            code = int(code)
-            if code != images.OK:
-                bad_images.append((record.path, images.REASONS[code]))
-                logger.warning(
-                    "COCO evaluation: %s (image %d) cannot be read (%s); evaluated with no "
-                    "detections.",
-                    record.path,
-                    record.image_id,
-                    images.REASONS[code],
-                )
-            else:
-                out = detect(image[None])
-                results += detections_to_coco(
-                    record.image_id,
-                    out["boxes"][0].numpy(),
-                    out["confidence"][0].numpy(),
-                    out["classes"][0].numpy(),
-                    categories,
-                    decimals=decimals,
-                )
-            progbar.add(1)
+    # `detect` uses explicit TF control flow (tf.while_loop, static Python
+    # loops over settings): autograph's source conversion only adds tracing time.
+    detect = tf.function(
+        model.detect if test_config is None else _with_test_config(model, test_config),
+        input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)],
+        autograph=False,
+    )
+    progbar = keras.utils.Progbar(len(records), verbose=verbose, unit_name="image")
+    for record, (image, code) in zip(records, _read_images(records, max_pixels), strict=True):
+        code = int(code)
+        if code != images.OK:
+            bad_images.append((record.path, images.REASONS[code]))
+            logger.warning(
+                "COCO evaluation: %s (image %d) cannot be read (%s); evaluated with no "
+                "detections.",
+                record.path,
+                record.image_id,
+                images.REASONS[code],
+            )
+        else:
+            out = detect(image[None])
+            results += detections_to_coco(
+                record.image_id,
+                out["boxes"][0].numpy(),
+                out["confidence"][0].numpy(),
+                out["classes"][0].numpy(),
+                categories,
+                decimals=decimals,
+            )
+        progbar.add(1)
     evaluation = evaluate_detections(
         source.coco, results, [r.image_id for r in records], categories
     )
@@ -387,7 +388,7 @@ def evaluate_coco(
     split: str = "val2017",
     *,
     max_images: int | None = None,
-    test_config: Mapping[str, Any] | None = None,
+    test_config: TestConfig | Mapping[str, Any] | None = None,
     max_pixels: int = images.DEFAULT_MAX_PIXELS,
     verbose: int = 1,
 ) -> dict[str, float]:
@@ -398,7 +399,7 @@ def evaluate_coco(
         dataset_root: dataset root in the COCO 2017 layout, or an opened `CocoDataset`.
         split: split name, e.g. "val2017".
         max_images: evaluate only the first N images.
-        test_config: test settings overriding the model's for this call.
+        test_config: test settings for this call (see `run_coco_evaluation`).
         max_pixels: images with more pixels are treated as unreadable.
         verbose: 0 silent, 1 progress bar, 2 one line at the end.
 
@@ -424,7 +425,7 @@ def make_evaluate_fn(
     split: str = "val2017",
     *,
     max_images: int | None = None,
-    test_config: Mapping[str, Any] | None = None,
+    test_config: TestConfig | Mapping[str, Any] | None = None,
     verbose: int = 0,
 ) -> Callable[[Any], dict[str, float]]:
     """The trainer's periodic-evaluation hook: `model -> evaluate_coco(model, ...)`.
@@ -437,7 +438,7 @@ def make_evaluate_fn(
         dataset_root: dataset root in the COCO 2017 layout.
         split: split name.
         max_images: evaluate only the first N images.
-        test_config: test settings overriding the model's.
+        test_config: test settings for the evaluation (see `run_coco_evaluation`).
         verbose: progress output (0: none, the trainer logs the results).
 
     Returns:
@@ -475,29 +476,25 @@ def _read_images(records, max_pixels: int) -> Iterator[tuple[tf.Tensor, tf.Tenso
     return iter(dataset)
 
 
-@contextlib.contextmanager
-def _override_test_config(model, test_config: Mapping[str, Any] | None):
-    if not test_config:
-        yield
-        return
-    previous = getattr(model, "test_config", None)
-    if previous is None:
+def _with_test_config(model, test_config):
+    """`model.detect` with `test_config` for this evaluation, the model untouched."""
+    if not hasattr(model, "test_config"):
         raise ValueError(
             "run_coco_evaluation: `test_config` was given but the model has no `test_config`."
         )
-    unknown = sorted(set(test_config) - set(previous))
-    if unknown:
-        raise ValueError(
-            f"run_coco_evaluation: unknown `test_config` keys {unknown}; valid keys are "
-            f"{sorted(previous)}."
-        )
-    # Plain copies: the model's own dict and lists are Keras-tracked objects.
-    saved = {k: list(v) if isinstance(v, list | tuple) else v for k, v in previous.items()}
-    model.test_config = {**saved, **dict(test_config)}
-    try:
-        yield
-    finally:
-        model.test_config = saved
+    if isinstance(test_config, Mapping):
+        known = [field.name for field in dataclasses.fields(TestConfig)]
+        unknown = sorted(set(test_config) - set(known))
+        if unknown:
+            raise ValueError(
+                f"run_coco_evaluation: unknown `test_config` keys {unknown}; valid keys are "
+                f"{known}."
+            )
+
+    def detect(images):
+        return model.detect(images, test_config=test_config)
+
+    return detect
 
 
 def _empty_results(coco_gt):

@@ -18,7 +18,6 @@ naming the file, the field and the fix).
 """
 
 import argparse
-import dataclasses
 import glob
 import json
 import logging
@@ -225,7 +224,7 @@ def main(argv=None) -> int:
                 f"{dataset.annotation_file}: no usable images in split {split!r} (see the log "
                 "above for what was excluded)."
             )
-        test_config = {**model.test_config, **dataclasses.asdict(config.test)}
+        test_config = config.test
         evaluation = evaluation_lib.run_coco_evaluation(
             model,
             dataset,
@@ -256,7 +255,7 @@ def main(argv=None) -> int:
         "num_detections": len(evaluation.results),
         "num_bad_images": len(evaluation.bad_images),
         "model": os.path.abspath(args.model),
-        "test_config": test_config,
+        "test_config": test_config.to_dict(),
     }
     atomic_write_text(output, json.dumps(metrics, indent=1) + "\n")
     atomic_write_text(detections_path, json.dumps(evaluation.results) + "\n")

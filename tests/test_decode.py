@@ -1,37 +1,14 @@
-"""Corner decoding (`cornernet_tf.decode`): round trip, official parity, rejection rules."""
+"""Corner decoding (`cornernet_tf.inference.decode`): round trip, official parity, rejection
+rules, the flip test."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from ideal_heads import KEYS, as_outputs, ideal_outputs
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cornernet_tf.decode import decode_corners
-
-BACKGROUND_LOGIT = -30.0  # sigmoid ~ 1e-13
-CORNER_LOGIT = 30.0  # sigmoid == 1.0 in float32
-BACKGROUND_EMBEDDING = 1000.0
-
-
-def ideal_outputs(objects_per_image, height, width, num_classes):
-    """Perfect head outputs (NHWC) for boxes given in output-map pixels.
-
-    Built here from the SPEC §4/§8 definitions, independently of
-    `cornernet_tf.targets`: a +30 logit at each corner's integer pixel, -30
-    elsewhere; embedding 3·(n+1) for object n on both its corners; offsets
-    `corner - floor(corner)`.
-    """
-    batch = len(objects_per_image)
-    heat = np.full((2, batch, height, width, num_classes), BACKGROUND_LOGIT, np.float32)
-    emb = np.full((2, batch, height, width, 1), BACKGROUND_EMBEDDING, np.float32)
-    off = np.zeros((2, batch, height, width, 2), np.float32)
-    for b, objects in enumerate(objects_per_image):
-        for n, (x1, y1, x2, y2, cls) in enumerate(objects):
-            for corner, (x, y) in enumerate(((x1, y1), (x2, y2))):
-                ix, iy = int(x), int(y)
-                heat[corner, b, iy, ix, cls] = CORNER_LOGIT
-                emb[corner, b, iy, ix, 0] = 3.0 * (n + 1)
-                off[corner, b, iy, ix] = (x - ix, y - iy)
-    return heat[0], heat[1], emb[0], emb[1], off[0], off[1]
+from cornernet_tf.inference.decode import decode_outputs
 
 
 def box_iou(a, b):
@@ -295,3 +272,43 @@ def test_bad_inputs():
         decode_corners(outputs[0], outputs[1][:, :4], *outputs[2:])
     with pytest.raises(TypeError, match="floating"):
         decode_corners(outputs[0].astype(np.int32), *outputs[1:])
+
+
+# ------------------------------------------------------------------ flip test
+
+
+def test_flip_test_maps_flipped_detections_back():
+    width = 32
+    images = IMAGES[:2]
+    # The flipped image's boxes under the official convention x' = W - x.
+    flipped = [
+        [(width - x2, y1, width - x1, y2, cls) for x1, y1, x2, y2, cls in objects]
+        for objects in images
+    ]
+    batch = [
+        np.concatenate([a, b])
+        for a, b in zip(
+            ideal_outputs(images, 32, width, 3), ideal_outputs(flipped, 32, width, 3), strict=True
+        )
+    ]
+    decoded = decode_outputs(as_outputs(batch), flip_test=True, k=20, num_dets=50)
+    assert decoded["boxes"].shape == (2, 100, 4)
+    for b, objects in enumerate(images):
+        n = len(objects)
+        expected = sorted(tuple(np.round(np.float32(o[:4]), 3)) for o in objects)
+        for half in (slice(0, n), slice(50, 50 + n)):
+            np.testing.assert_array_equal(decoded["scores"][b, half].numpy(), 1.0)
+            found = sorted(tuple(np.round(box, 3)) for box in decoded["boxes"][b, half].numpy())
+            assert found == expected
+
+
+def test_flip_test_needs_an_even_batch():
+    with pytest.raises(ValueError, match="odd batch"):
+        decode_outputs(as_outputs(ideal_outputs([[]], 8, 8, 2)), flip_test=True, k=4, num_dets=8)
+
+
+def test_decode_outputs_names_missing_keys():
+    with pytest.raises(ValueError, match="br_offset"):
+        decode_outputs({key: None for key in KEYS[:5]})
+    with pytest.raises(TypeError, match="dict"):
+        decode_outputs([1, 2, 3])

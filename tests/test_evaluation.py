@@ -64,8 +64,8 @@ class GroundTruthDetector:
         out_boxes[0, :n], out_scores[0, :n], out_classes[0, :n] = boxes, 1.0, labels
         return out_boxes, out_scores, out_classes
 
-    def detect(self, images):
-        self.traced_configs.append(dict(self.test_config))
+    def detect(self, images, test_config=None):
+        self.traced_configs.append(test_config)
         boxes, scores, classes = tf.numpy_function(
             self._lookup, [images], [tf.float32, tf.float32, tf.int32]
         )
@@ -195,18 +195,20 @@ def test_no_detections_at_all_give_zero_ap_and_a_warning(val_set, caplog):
         )  # fmt: skip
 
 
-def test_test_config_is_overridden_for_the_run_and_restored(val_set):
+def test_test_config_is_passed_for_the_run_and_the_model_is_untouched(val_set):
     model = GroundTruthDetector(val_set)
     result = evaluation.run_coco_evaluation(
         model, val_set, max_images=2, test_config={"flip_test": False}, verbose=0
     )
     assert len(result.image_ids) == 2
     assert result.image_ids == [r.image_id for r in val_set.records[:2]]
-    assert model.traced_configs == [{"flip_test": False, "top_k": 100}]  # traced once
+    assert model.traced_configs == [{"flip_test": False}]  # traced once
     assert model.test_config == {"flip_test": True, "top_k": 100}
     with pytest.raises(ValueError, match="unknown `test_config` keys \\['flip'\\]"):
         evaluation.run_coco_evaluation(model, val_set, test_config={"flip": False}, verbose=0)
-    assert model.test_config == {"flip_test": True, "top_k": 100}
+    assert model.traced_configs == [{"flip_test": False}]
+    evaluation.run_coco_evaluation(model, val_set, max_images=1, verbose=0)
+    assert model.traced_configs[-1] is None  # no settings given: the model's own
 
 
 def test_bad_arguments_are_named(val_set, shapes_root):

@@ -1,13 +1,15 @@
 """The CornerNet detector as a `keras.Model`."""
 
 import copy
+from collections.abc import Mapping
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from cornernet_tf import losses as losses_lib
-from cornernet_tf import postprocess as post
+from cornernet_tf.config import ConfigError, TestConfig
+from cornernet_tf.inference.decoder import CornerNetDecoder
 from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
 from cornernet_tf.layers.corner_pool_module import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
@@ -63,25 +65,12 @@ class CornerNet(keras.Model):
         channel_order: channel order the first convolution expects, "rgb" or
             "bgr" (converted official weights).
         class_names: optional list of `num_classes` names.
-        test_config: optional dict overriding decoding/post-processing
-            settings used by `predict` (see `DEFAULT_TEST_CONFIG`).
+        test_config: the test procedure `detect` and `predict` run: a
+            `cornernet_tf.config.TestConfig`, or a dict of its fields (missing
+            ones take the official defaults).
         bounding_box_format: box format `predict` returns ("xyxy" by default;
             any `keras.utils.bounding_boxes` format).
     """
-
-    DEFAULT_TEST_CONFIG = {
-        "top_k": 100,
-        "ae_threshold": 0.5,
-        "num_dets": 1000,
-        "nms_kernel": 3,
-        "max_detections": 100,
-        "soft_nms_sigma": 0.5,
-        "score_threshold": 0.001,
-        "flip_test": True,
-        "scales": [1.0],
-        "merge_bbox": False,
-        "weight_exp": 8.0,
-    }
 
     def __init__(
         self,
@@ -113,12 +102,6 @@ class CornerNet(keras.Model):
                 f"CornerNet: `class_names` has {len(class_names)} names but `num_classes` is "
                 f"{num_classes}; pass one name per class."
             )
-        unknown = set(test_config or {}) - set(self.DEFAULT_TEST_CONFIG)
-        if unknown:
-            raise ValueError(
-                f"CornerNet: unknown `test_config` keys {sorted(unknown)}; valid keys are "
-                f"{sorted(self.DEFAULT_TEST_CONFIG)}."
-            )
         self.num_classes = num_classes
         self.num_stacks = num_stacks
         self.dims = list(dims)
@@ -131,7 +114,9 @@ class CornerNet(keras.Model):
         self.image_std = [float(v) for v in image_std]
         self.channel_order = channel_order
         self.class_names = None if class_names is None else [str(n) for n in class_names]
-        self.test_config = {**self.DEFAULT_TEST_CONFIG, **(test_config or {})}
+        # conv 7x7/2, then a stride-2 residual (`pre`): the heads see 1/4 of the input.
+        self.output_stride = 2 * 2
+        self.test_config = test_config
         self.bounding_box_format = bounding_box_format
 
         curr_dim = self.dims[0]
@@ -198,8 +183,22 @@ class CornerNet(keras.Model):
         return cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
 
     @property
-    def output_stride(self):
-        return 4
+    def test_config(self) -> TestConfig:
+        """The test procedure's settings (`TestConfig`); assign a TestConfig or a dict."""
+        return self._decoder.config
+
+    @test_config.setter
+    def test_config(self, value):
+        self._decoder = self._make_decoder(value)
+
+    def _make_decoder(self, test_config) -> CornerNetDecoder:
+        try:
+            return CornerNetDecoder(TestConfig.coerce(test_config), self.output_stride)
+        except ConfigError as error:
+            raise ValueError(
+                f"CornerNet: invalid test setting: {error} Fix it in `test_config` (a "
+                "TestConfig or dict) or the config file's `test` section."
+            ) from None
 
     def _normalize(self, images):
         images = tf.cast(images, "float32") / 255.0  # [B, H, W, 3] RGB in [0, 1]
@@ -298,7 +297,7 @@ class CornerNet(keras.Model):
             tracker.update_state(parts[name])
         # Each replica's gradients are all-reduced with a sum; dividing by the
         # replica count makes the update the mean of the per-replica losses,
-        # as the official trainer averages its per-GPU losses (SPEC §5).
+        # as the official trainer averages its per-GPU losses.
         return parts["loss"] / _num_replicas()
 
     def test_step(self, data):
@@ -314,24 +313,27 @@ class CornerNet(keras.Model):
 
     # ---------------------------------------------------------------- inference
 
-    def detect(self, images):
+    def detect(self, images, test_config=None):
         """Detections for a batch of same-size images (official test procedure).
 
-        Each image is placed centred on a zero canvas of `(h | 127, w | 127)`,
-        run (with its mirror image when `test_config["flip_test"]`, at every
-        scale of `test_config["scales"]`), decoded (`decode_corners`), mapped
-        back to image pixels and reduced by per-class Gaussian soft-NMS to the
-        best `max_detections` (`cornernet_tf.postprocess`). Graph-friendly:
-        `predict_step` and the exported serving functions call it.
+        Runs `cornernet_tf.inference.CornerNetDecoder`: each image is placed
+        centred on a zero canvas of `(h | 127, w | 127)` at every test scale
+        (with its mirror image for the flip test), run through the network,
+        decoded (`decode_corners`), mapped back to image pixels and reduced by
+        per-class Gaussian soft-NMS to the best `max_detections`.
+        Graph-friendly: `predict_step`, COCO evaluation and the SavedModel
+        signatures call it.
 
         Args:
             images: [B, H, W, 3] RGB, pixel values in [0, 255], any numeric
                 dtype.
+            test_config: settings for this call instead of `self.test_config`:
+                a `TestConfig`, or a dict of fields replacing the model's.
 
         Returns:
             Dict of `boxes` [B, M, 4] (x1, y1, x2, y2 in input-image pixels),
             `confidence` [B, M], `classes` [B, M] int32, `num_detections` [B]
-            int32; unused slots are -1.
+            int32; unused slots are -1; M = `max_detections`.
         """
         images = tf.convert_to_tensor(images)
         if images.shape.rank != 4 or images.shape[-1] != 3:
@@ -339,47 +341,22 @@ class CornerNet(keras.Model):
                 f"CornerNet.detect: `images` must be a batch [B, H, W, 3] of RGB images, got "
                 f"shape {images.shape}; add a batch axis or convert grayscale/RGBA to RGB."
             )
-        cfg = self.test_config
-        decoded, ratios, borders = [], [], []
-        for scale in cfg["scales"]:
-            canvas, geometry = post.prepare_test_image(images, scale)
-            if cfg["flip_test"]:
-                canvas = tf.concat([canvas, tf.reverse(canvas, [2])], 0)
-            decoded.append(
-                post.decode_outputs(
-                    self(canvas, training=False),
-                    flip_test=cfg["flip_test"],
-                    k=cfg["top_k"],
-                    ae_threshold=cfg["ae_threshold"],
-                    num_dets=cfg["num_dets"],
-                    kernel=cfg["nms_kernel"],
-                )
-            )
-            ratios.append(geometry["ratios"])
-            borders.append(geometry["borders"])
-        result = post.postprocess_multiscale(
-            decoded,
-            ratios,
-            borders,
-            tf.shape(images)[1:3],
-            list(cfg["scales"]),
-            sigma=cfg["soft_nms_sigma"],
-            score_threshold=cfg["score_threshold"],
-            max_detections=cfg["max_detections"],
-            merge=cfg["merge_bbox"],
-            weight_exp=cfg["weight_exp"],
-        )
-        return {
-            "boxes": result["boxes"],
-            "confidence": result["scores"],
-            "classes": result["classes"],
-            "num_detections": result["num_detections"],
-        }
+        decoder = self._decoder
+        if isinstance(test_config, Mapping):
+            test_config = self.test_config.to_dict() | dict(test_config)
+        if test_config is not None:
+            decoder = self._make_decoder(test_config)
+        return decoder(lambda canvas: self(canvas, training=False), images)
 
     def predict_step(self, data):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        images = tf.convert_to_tensor(images)
         detections = self.detect(images)
-        return _convert_boxes(detections, self.bounding_box_format, tf.shape(images)[1:3])
+        # `predict` converts the xyxy pixel boxes to the asked-for format, which
+        # for relative formats needs each image's size.
+        batch = tf.shape(images)[0]
+        detections["image_size"] = tf.tile(tf.shape(images)[None, 1:3], [batch, 1])
+        return detections
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None, **kwargs):
         """Detections for a batch of images: `keras.Model.predict` plus a box format.
@@ -398,21 +375,17 @@ class CornerNet(keras.Model):
             Dict of numpy arrays `boxes` [N, M, 4], `confidence` [N, M],
             `classes` [N, M], `num_detections` [N]; unused slots are -1.
         """
-        box_format = kwargs.pop("bounding_box_format", None)
+        box_format = kwargs.pop("bounding_box_format", None) or self.bounding_box_format
         if kwargs:
             raise TypeError(f"CornerNet.predict: unexpected arguments {sorted(kwargs)}.")
-        previous = self.bounding_box_format
-        if box_format is not None and box_format != previous:
-            self.bounding_box_format = box_format
-            self.predict_function = None
-        try:
-            return super().predict(
-                x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks
-            )
-        finally:
-            if self.bounding_box_format != previous:
-                self.bounding_box_format = previous
-                self.predict_function = None
+        detections = super().predict(
+            x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks
+        )
+        return _in_box_format(detections, box_format)
+
+    def predict_on_batch(self, x):
+        """`keras.Model.predict_on_batch` with boxes in the model's `bounding_box_format`."""
+        return _in_box_format(super().predict_on_batch(x), self.bounding_box_format)
 
     def predict_images(self, images, bounding_box_format=None):
         """Detections for a list of images of different sizes.
@@ -431,7 +404,6 @@ class CornerNet(keras.Model):
             raise ValueError(
                 "CornerNet.predict_images: `images` is empty; pass at least one image."
             )
-        box_format = bounding_box_format or self.bounding_box_format
         if getattr(self, "_detect_one", None) is None:
             # One trace for every image size.
             self._detect_one = tf.function(
@@ -448,8 +420,11 @@ class CornerNet(keras.Model):
                     "[H, W, 3] RGB (convert grayscale/RGBA first)."
                 )
             detections = self._detect_one(tf.cast(image, tf.float32)[None])
-            results.append(_convert_boxes(detections, box_format, tf.shape(image)[:2]))
-        return {k: np.concatenate([r[k].numpy() for r in results]) for k in results[0]}
+            detections = {key: value.numpy() for key, value in detections.items()}
+            detections["image_size"] = np.array([image.shape[:2]], np.int32)
+            results.append(detections)
+        stacked = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+        return _in_box_format(stacked, bounding_box_format or self.bounding_box_format)
 
     # ------------------------------------------------------------ serialisation
 
@@ -468,25 +443,34 @@ class CornerNet(keras.Model):
             image_std=self.image_std,
             channel_order=self.channel_order,
             class_names=self.class_names,
-            test_config=self.test_config,
+            test_config=self.test_config.to_dict(),
             bounding_box_format=self.bounding_box_format,
         )
         return config
 
 
-def _convert_boxes(detections, box_format, image_hw):
-    """Converts `xyxy` pixel boxes to `box_format`, keeping the -1 padding."""
+def _in_box_format(detections, box_format):
+    """Host-side: xyxy pixel boxes → `box_format`, keeping the -1 padding.
+
+    Args:
+        detections: numpy arrays from `predict_step`, with `image_size` [N, 2]
+            (height, width) of each image; that key is dropped.
+        box_format: any `keras.utils.bounding_boxes` format.
+    """
+    detections = dict(detections)
+    image_size = np.asarray(detections.pop("image_size"), np.float32)  # [N, 2]
     if box_format == "xyxy":
         return detections
     boxes = keras.utils.bounding_boxes.convert_format(
         detections["boxes"],
         source="xyxy",
         target=box_format,
-        height=tf.cast(image_hw[0], "float32"),
-        width=tf.cast(image_hw[1], "float32"),
+        height=image_size[:, 0, None, None],
+        width=image_size[:, 1, None, None],
     )
-    valid = (detections["classes"] >= 0)[..., None]
-    return {**detections, "boxes": tf.where(valid, boxes, -1.0)}
+    valid = (np.asarray(detections["classes"]) >= 0)[..., None]
+    detections["boxes"] = np.where(valid, np.asarray(boxes), -1.0).astype(np.float32)
+    return detections
 
 
 def _num_replicas():
