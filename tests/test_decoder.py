@@ -17,8 +17,9 @@ from cornernet_tf.inference.geometry import test_geometry as geometry_of
 def ideal_network(objects, image_hw, scales=(1.0,), flip=True, num_classes=2):
     """A stand-in network: perfect heads of `objects` (image pixels) on each test canvas.
 
-    The canvas size tells the scale (distinct sizes per scale); with the flip test the second half of the
-    batch is the mirrored canvas and gets the mirrored boxes.
+    The canvas size tells the scale (distinct sizes per scale); with the flip
+    test the second half of the batch is the mirrored canvas and gets the
+    mirrored boxes.
     """
     heads_by_size = {}
     for scale in scales:
