@@ -282,13 +282,12 @@ class CornerNet(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        num_stacks = self.num_stacks if "tl_heatmap_0" in y_pred else 1
-        if num_stacks == 1 and "tl_heatmap" in y_pred:
-            y_pred = {f"{k}_0": v for k, v in y_pred.items()}
+        # `y_pred` holds every stack's heads (`call(training=True)` and
+        # `test_step`); `cornernet_loss` names any that are missing.
         parts = losses_lib.cornernet_loss(
             y_pred,
             y,
-            num_stacks=num_stacks,
+            num_stacks=self.num_stacks,
             pull_weight=self.loss_weights_["pull"],
             push_weight=self.loss_weights_["push"],
             offset_weight=self.loss_weights_["offset"],
