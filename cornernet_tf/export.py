@@ -40,6 +40,9 @@ import tensorflow as tf
 
 from cornernet_tf import postprocess
 
+# Moved to cornernet_tf/models/loading.py; re-exported for the callers not yet updated.
+from cornernet_tf.models.loading import load_model  # noqa: F401
+
 SIGNATURE_IMAGES = "serving_default"
 SIGNATURE_UINT8 = "detect_uint8"
 INPUT_NAME = "images"
@@ -56,48 +59,6 @@ QUANTIZATIONS = ("none", "float16", "int8")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_MAX_IMAGE_SIDE = 4096
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-# --------------------------------------------------------------------- loading
-
-
-def load_model(path: str | os.PathLike) -> keras.Model:
-    """Loads a trained CornerNet from a `.keras` file, checking the path first.
-
-    Args:
-        path: a `.keras` file written by `model.save` / `scripts/train.py`.
-
-    Returns:
-        The `CornerNet`, uncompiled.
-
-    Raises:
-        ValueError: the file is missing, not a `.keras` file, or holds
-            another kind of model.
-    """
-    from cornernet_tf.models.cornernet import CornerNet  # registers the layers
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(
-            f"model file {str(path)!r} does not exist; pass the .keras file saved by "
-            "scripts/train.py (or `model.save('model.keras')`)."
-        )
-    if path.suffix != ".keras":
-        raise ValueError(
-            f"model file {str(path)!r} is not a .keras file; save the model with "
-            "`model.save('model.keras')` (checkpoints and weight files cannot be exported)."
-        )
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # noqa: BLE001 - any loader failure means a bad file
-        raise ValueError(
-            f"model file {str(path)!r} could not be loaded ({type(error).__name__}: {error})."
-        ) from error
-    if not isinstance(model, CornerNet):
-        raise ValueError(
-            f"model file {str(path)!r} holds a {type(model).__name__}, not a CornerNet."
-        )
-    return model
 
 
 def _check_model(model, caller: str) -> None:
