@@ -1,4 +1,4 @@
-"""Exports a trained CornerNet for serving (SPEC §9).
+"""Exports a trained CornerNet for serving: a TF Serving SavedModel or TFLite files.
 
     # TF Serving SavedModel: exports/cornernet/<version>/
     python scripts/export.py --model model.keras --output exports --format saved_model
@@ -14,7 +14,7 @@ argument and the fix.
 import argparse
 import sys
 
-from cornernet_tf import export
+from cornernet_tf import export, load_model
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_calibration < 1:
         parser.error(f"--num-calibration must be >= 1, got {args.num_calibration}.")
     try:
-        model = export.load_model(args.model)
+        model = load_model(args.model)
         if args.format == "saved_model":
             path = export.export_saved_model(
                 model,
