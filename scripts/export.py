@@ -9,6 +9,9 @@
 
 A thin shell over `cornernet_tf.export`; every failure is one line naming the
 argument and the fix.
+
+Exit codes: 0 written, 1 the export failed (e.g. an op without a TFLite
+builtin), 2 bad arguments, model file or calibration images.
 """
 
 import argparse
@@ -91,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         for quantization, path in paths.items():
             size = path.stat().st_size / 2**20
             print(f"TFLite ({quantization}) written to {path} ({size:.2f} MiB)")
-    except (ValueError, TypeError, RuntimeError) as error:
+    except ValueError as error:
+        # The library raises ValueError for bad input only: the model file, the
+        # name/version/output arguments or the calibration folder.
+        print(f"export.py: error: {error}", file=sys.stderr)
+        return 2
+    except (TypeError, RuntimeError) as error:
         print(f"export.py: error: {error}", file=sys.stderr)
         return 1
     return 0
