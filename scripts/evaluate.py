@@ -100,7 +100,7 @@ def check_inputs(args, config) -> str:
 
 
 def load_model(path):
-    from cornernet_tf.export import load_model as load_cornernet
+    from cornernet_tf import load_model as load_cornernet
 
     try:
         return load_cornernet(path)

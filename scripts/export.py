@@ -1,4 +1,4 @@
-"""Exports a trained CornerNet for serving (SPEC §9).
+"""Exports a trained CornerNet for serving: a TF Serving SavedModel or TFLite files.
 
     # TF Serving SavedModel: exports/cornernet/<version>/
     python scripts/export.py --model model.keras --output exports --format saved_model
@@ -9,12 +9,15 @@
 
 A thin shell over `cornernet_tf.export`; every failure is one line naming the
 argument and the fix.
+
+Exit codes: 0 written, 1 the export failed (e.g. an op without a TFLite
+builtin), 2 bad arguments, model file or calibration images.
 """
 
 import argparse
 import sys
 
-from cornernet_tf import export
+from cornernet_tf import export, load_model
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_calibration < 1:
         parser.error(f"--num-calibration must be >= 1, got {args.num_calibration}.")
     try:
-        model = export.load_model(args.model)
+        model = load_model(args.model)
         if args.format == "saved_model":
             path = export.export_saved_model(
                 model,
@@ -91,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         for quantization, path in paths.items():
             size = path.stat().st_size / 2**20
             print(f"TFLite ({quantization}) written to {path} ({size:.2f} MiB)")
-    except (ValueError, TypeError, RuntimeError) as error:
+    except ValueError as error:
+        # The library raises ValueError for bad input only: the model file, the
+        # name/version/output arguments or the calibration folder.
+        print(f"export.py: error: {error}", file=sys.stderr)
+        return 2
+    except (TypeError, RuntimeError) as error:
         print(f"export.py: error: {error}", file=sys.stderr)
         return 1
     return 0

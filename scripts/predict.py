@@ -59,7 +59,7 @@ def check_args(args) -> None:
 
 
 def load_model(path):
-    from cornernet_tf.export import load_model as load_cornernet
+    from cornernet_tf import load_model as load_cornernet
 
     try:
         return load_cornernet(path)

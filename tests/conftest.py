@@ -1,8 +1,14 @@
 """Shared pytest fixtures."""
 
+import keras
+import numpy as np
 import pytest
+import tensorflow as tf
+from export_helpers import CLASS_NAMES, SIZE
 
+from cornernet_tf import export
 from cornernet_tf.data import shapes
+from cornernet_tf.models.cornernet import CornerNet
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +25,57 @@ def shapes_root(tmp_path_factory):
     )
     shapes.make_shapes_dataset(root, num_train=8, num_val=4, seed=7, config=config)
     return root
+
+
+# --- export, runtime and serving: one tiny model, its SavedModel and TFLite files.
+# Session-scoped because building and converting take most of those tests' time;
+# do not modify them (the model's weights, the files) in a test.
+
+
+@pytest.fixture(scope="session")
+def export_model():
+    """Tiny CornerNet with spread-out heatmap logits (fewer near-tied scores)."""
+    keras.utils.set_random_seed(1)
+    net = CornerNet.from_preset("tiny", class_names=CLASS_NAMES)
+    net(np.zeros((1, SIZE, SIZE, 3), np.float32), training=False)
+    for corner in ("tl", "br"):
+        heat = net.heads[f"{corner}_heatmap"][-1].out
+        heat.kernel.assign(heat.kernel * 40.0)
+        embedding = net.heads[f"{corner}_embedding"][-1].out
+        embedding.kernel.assign(embedding.kernel * 0.0)  # every pair passes the AE test
+    return net
+
+
+@pytest.fixture(scope="session")
+def export_detect(export_model):
+    """`export_model.detect` as a `tf.function` over uint8 batches of any size."""
+    spec = tf.TensorSpec([None, None, None, 3], tf.uint8)
+    return tf.function(export_model.detect, input_signature=[spec], autograph=False)
+
+
+@pytest.fixture(scope="session")
+def saved_model_root(export_model, tmp_path_factory):
+    """Export root holding `cornernet/1/`, the SavedModel of `export_model`."""
+    root = tmp_path_factory.mktemp("exports")
+    assert export.export_saved_model(export_model, root) == root / "cornernet" / "1"
+    return root
+
+
+@pytest.fixture(scope="session")
+def saved_model(saved_model_root):
+    """`saved_model_root`'s SavedModel, loaded with `tf.saved_model.load`."""
+    return tf.saved_model.load(str(saved_model_root / "cornernet" / "1"))
+
+
+@pytest.fixture(scope="session")
+def calibration_images(shapes_root):
+    """Eight shapes images letterboxed to the TFLite input, for int8 calibration."""
+    return export.representative_images(shapes_root / "train2017", (SIZE, SIZE), max_images=8)
+
+
+@pytest.fixture(scope="session")
+def tflite_models(export_model, calibration_images):
+    """`{"none" | "float16" | "int8": flatbuffer}` of `export_model` at 127x127."""
+    return export.convert_tflite_variants(
+        export_model, input_size=(SIZE, SIZE), representative_data=calibration_images
+    )

@@ -1,0 +1,77 @@
+"""Exporting CornerNet for serving: TF Serving SavedModels and TFLite/LiteRT files.
+
+- `cornernet_tf.export.saved_model`: `export_saved_model` writes
+  `<output>/<name>/<version>/` for TensorFlow Serving (two signatures: encoded
+  image files of any size, and uint8 pixel batches).
+- `cornernet_tf.export.tflite`: `export_tflite` writes fixed-size
+  `.tflite` files (float32, float16, int8) with builtin ops only.
+
+Loading a trained model is `cornernet_tf.load_model`; running a `.tflite` file
+is `cornernet_tf.runtime.TFLiteDetector`.
+"""
+
+import warnings
+
+from cornernet_tf.export.saved_model import (
+    CLASSES_ASSET,
+    CONFIG_ASSET,
+    DEFAULT_MAX_IMAGE_SIDE,
+    DETECTION_OUTPUTS,
+    INPUT_NAME,
+    SIGNATURE_IMAGES,
+    SIGNATURE_UINT8,
+    ServingModule,
+    export_saved_model,
+    next_version,
+    serving_functions,
+)
+from cornernet_tf.export.tflite import (
+    QUANTIZATIONS,
+    check_builtin_ops,
+    convert_tflite,
+    convert_tflite_variants,
+    export_tflite,
+    representative_images,
+    tflite_file_name,
+    tflite_function,
+    tflite_ops,
+)
+
+__all__ = [
+    "CLASSES_ASSET",
+    "CONFIG_ASSET",
+    "DEFAULT_MAX_IMAGE_SIDE",
+    "DETECTION_OUTPUTS",
+    "INPUT_NAME",
+    "QUANTIZATIONS",
+    "SIGNATURE_IMAGES",
+    "SIGNATURE_UINT8",
+    "ServingModule",
+    "check_builtin_ops",
+    "convert_tflite",
+    "convert_tflite_variants",
+    "export_saved_model",
+    "export_tflite",
+    "next_version",
+    "representative_images",
+    "serving_functions",
+    "tflite_file_name",
+    "tflite_function",
+    "tflite_ops",
+]
+
+
+def __getattr__(name: str):
+    # `load_model` lived here before models/loading.py; the old name keeps working
+    # for one release, with a warning that names the new place.
+    if name == "load_model":
+        warnings.warn(
+            "cornernet_tf.export.load_model is deprecated and will be removed in the next "
+            "release; use cornernet_tf.load_model (cornernet_tf.models.loading.load_model).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from cornernet_tf.models.loading import load_model
+
+        return load_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

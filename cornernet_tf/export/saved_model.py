@@ -1,0 +1,273 @@
+"""TF Serving SavedModel export of CornerNet.
+
+A SavedModel export is a plain `tf.Module` holding the model's variables, two
+serving functions and the class names (not the Keras model, its optimizer or
+its training functions), written in TensorFlow Serving's layout
+`<output>/<name>/<version>/` through a staging directory renamed into place
+(`cornernet_tf.utils.fs.atomic_directory`), so a server watching
+`<output>/<name>` never sees a half-written version:
+
+- `serving_default`: `images` [B] `tf.string` of encoded JPEG/PNG/GIF/BMP
+  files of any sizes; each image is decoded and detected at its own size
+  (`tf.map_fn`), as the official `test/coco.py` runs one image at a time.
+- `detect_uint8`: `images` [B, H, W, 3] uint8 RGB of one size.
+
+Both return `detection_boxes` [B, 100, 4] float32 (x1, y1, x2, y2 in the input
+image's pixels), `detection_scores` [B, 100] float32, `detection_classes`
+[B, 100] int32 and `num_detections` [B] int32, padded with -1 after
+`num_detections` (`CornerNet.detect`: preprocessing, network, decoding and the
+official soft-NMS, all inside the graph). `assets/classes.json` lists the
+class names; `assets/model_config.json` the model's configuration.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+from cornernet_tf.export._checks import check_model, check_name
+from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE, DETECTION_OUTPUTS, INPUT_NAME
+from cornernet_tf.utils.fs import atomic_directory, atomic_write_json
+
+__all__ = [
+    "CLASSES_ASSET",
+    "CONFIG_ASSET",
+    "DEFAULT_MAX_IMAGE_SIDE",
+    "DETECTION_OUTPUTS",
+    "INPUT_NAME",
+    "SIGNATURE_IMAGES",
+    "SIGNATURE_UINT8",
+    "ServingModule",
+    "export_saved_model",
+    "next_version",
+    "serving_functions",
+]
+
+SIGNATURE_IMAGES = "serving_default"
+SIGNATURE_UINT8 = "detect_uint8"
+CLASSES_ASSET = "classes.json"
+CONFIG_ASSET = "model_config.json"
+
+
+def _class_names(model) -> list[str]:
+    names = getattr(model, "class_names", None)
+    return list(names) if names else [str(i) for i in range(model.num_classes)]
+
+
+def _check_image_format(contents: tf.Tensor, index: tf.Tensor) -> tf.Operation:
+    """Asserts that `contents` starts like a JPEG, PNG, GIF or BMP file."""
+    head = tf.strings.substr(contents, 0, 4)
+    known = tf.reduce_any(
+        [
+            tf.strings.substr(contents, 0, 3) == b"\xff\xd8\xff",  # JPEG
+            head == b"\x89PNG",
+            head == b"GIF8",
+            tf.strings.substr(contents, 0, 2) == b"BM",
+        ]
+    )
+    return tf.debugging.Assert(
+        known,
+        [
+            "serving_default: image",
+            index,
+            "of the batch is not a JPEG, PNG, GIF or BMP file (it has",
+            tf.strings.length(contents),
+            'bytes); send the encoded file bytes, base64-encoded as {"b64": ...} in JSON.',
+        ],
+    )
+
+
+class ServingModule(tf.Module):
+    """The exported object: the model's variables and the class-name assets.
+
+    The serving functions (`serving_functions`) reach the Keras model through
+    their closures and are saved as signatures only, so neither the Keras
+    model, its optimizer and training functions, nor a second copy of each
+    function graph is written.
+
+    Args:
+        model: a built CornerNet.
+        assets_dir: directory holding `classes.json` and `model_config.json`
+            (copied into the SavedModel's `assets/`).
+    """
+
+    def __init__(self, model, assets_dir):
+        super().__init__(name="cornernet_serving")
+        self.model_variables = list(model.variables)
+        self.classes_file = tf.saved_model.Asset(str(Path(assets_dir) / CLASSES_ASSET))
+        self.config_file = tf.saved_model.Asset(str(Path(assets_dir) / CONFIG_ASSET))
+
+
+def serving_functions(model, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> dict:
+    """The two serving signatures as `tf.function`s, by signature key.
+
+    Not traced here: `tf.saved_model.save` traces them in its save context
+    (a trace made outside it would be repeated inside).
+
+    Args:
+        model: a built CornerNet.
+        max_image_side: `serving_default` rejects decoded images with a larger
+            side with an `InvalidArgumentError` instead of exhausting memory.
+
+    Returns:
+        `{"serving_default": f(images [B] string), "detect_uint8":
+        f(images [B, H, W, 3] uint8)}`, each returning the four detection
+        outputs.
+    """
+    detect = model.detect
+
+    def rename(detections):
+        return {name: detections[key] for key, name in DETECTION_OUTPUTS.items()}
+
+    # autograph off: the graph code uses explicit TF control flow, and converting
+    # the whole network is slow (Keras' own ExportArchive does the same).
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)],
+        autograph=False,
+    )
+    def detect_uint8(images):
+        return rename(detect(images))
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)], autograph=False
+    )
+    def detect_encoded(images):
+        def detect_one(args):
+            contents, index = args
+            with tf.control_dependencies([_check_image_format(contents, index)]):
+                image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+            image = tf.ensure_shape(image, [None, None, 3])  # [H, W, 3] uint8
+            size_ok = tf.debugging.Assert(
+                tf.reduce_max(tf.shape(image)[:2]) <= max_image_side,
+                [
+                    "serving_default: image",
+                    index,
+                    "has shape",
+                    tf.shape(image),
+                    f"; sides above {max_image_side} pixels are rejected, resize it or "
+                    "re-export with a larger max_image_side.",
+                ],
+            )
+            with tf.control_dependencies([size_ok]):
+                image = tf.identity(image)
+            # A call of the uint8 signature's function: the network is traced once.
+            detections = detect_uint8(image[None])
+            return {name: value[0] for name, value in detections.items()}
+
+        indices = tf.range(tf.shape(images)[0])
+        return tf.map_fn(
+            detect_one, (images, indices), fn_output_signature=_detection_specs(batched=False)
+        )
+
+    return {SIGNATURE_IMAGES: detect_encoded, SIGNATURE_UINT8: detect_uint8}
+
+
+def _detection_specs(batched: bool) -> dict[str, tf.TensorSpec]:
+    batch = [None] if batched else []
+    return {
+        "detection_boxes": tf.TensorSpec(batch + [100, 4], tf.float32),
+        "detection_scores": tf.TensorSpec(batch + [100], tf.float32),
+        "detection_classes": tf.TensorSpec(batch + [100], tf.int32),
+        "num_detections": tf.TensorSpec(batch, tf.int32),
+    }
+
+
+def next_version(base_dir: str | os.PathLike) -> int:
+    """The next free TF Serving version number under `base_dir` (1 if none).
+
+    Args:
+        base_dir: `<output>/<name>`, whose numeric subdirectories are versions.
+
+    Returns:
+        One more than the highest numeric subdirectory name, or 1.
+    """
+    base_dir = Path(base_dir)
+    versions = (
+        [int(p.name) for p in base_dir.iterdir() if p.name.isdigit()] if base_dir.is_dir() else []
+    )
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(
+    model,
+    output_dir: str | os.PathLike,
+    *,
+    name: str = "cornernet",
+    version: int | None = None,
+    max_image_side: int = DEFAULT_MAX_IMAGE_SIDE,
+) -> Path:
+    """Writes a TF Serving SavedModel to `<output_dir>/<name>/<version>/`, atomically.
+
+    The model's `max_detections` must be 100 (the exported output shapes).
+    See the module docstring for the signatures and outputs.
+
+    Args:
+        model: a built CornerNet (see `cornernet_tf.load_model`).
+        output_dir: the export root (TF Serving's `--model_base_path` is
+            `<output_dir>/<name>`).
+        name: the served model name.
+        version: a positive version number; default: one more than the
+            highest existing version (1 for a new model).
+        max_image_side: the `serving_default` signature rejects decoded
+            images with a larger side.
+
+    Returns:
+        The version directory.
+
+    Raises:
+        TypeError: `model` is not a CornerNet.
+        ValueError: bad `name`, `version` or `max_image_side`, an existing
+            version directory, or an unbuilt model.
+    """
+    check_model(model, "export_saved_model")
+    check_name(name, "export_saved_model")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise ValueError(
+            f"export_saved_model: `version` must be a positive integer, got {version!r}."
+        )
+    if (
+        isinstance(max_image_side, bool)
+        or not isinstance(max_image_side, int)
+        or max_image_side < 1
+    ):
+        raise ValueError(
+            f"export_saved_model: `max_image_side` must be a positive integer, got "
+            f"{max_image_side!r}."
+        )
+    if model.test_config.get("max_detections", 100) != 100:
+        raise ValueError(
+            "export_saved_model: the exported outputs hold 100 detections per image; set the "
+            f"model's test_config max_detections to 100 (it is "
+            f"{model.test_config['max_detections']})."
+        )
+    base_dir = Path(output_dir) / name
+    if base_dir.exists() and not base_dir.is_dir():
+        raise ValueError(f"export_saved_model: {str(base_dir)!r} exists and is not a directory.")
+    version = next_version(base_dir) if version is None else version
+    final_dir = base_dir / str(version)
+    if final_dir.exists():
+        raise ValueError(
+            f"export_saved_model: version directory {str(final_dir)!r} already exists; pass "
+            f"another version (next free: {next_version(base_dir)}) or delete it."
+        )
+
+    # The staging folder's name is not numeric, so TF Serving ignores it until the rename.
+    with atomic_directory(final_dir) as staging, tempfile.TemporaryDirectory() as assets_dir:
+        atomic_write_json(Path(assets_dir) / CLASSES_ASSET, _class_names(model))
+        atomic_write_json(Path(assets_dir) / CONFIG_ASSET, _model_config(model))
+        module = ServingModule(model, assets_dir)
+        signatures = serving_functions(model, max_image_side)
+        tf.saved_model.save(module, str(staging), signatures=signatures)
+    return final_dir
+
+
+def _model_config(model) -> dict:
+    return {
+        "class_name": type(model).__name__,
+        "config": model.get_config(),
+        "input": "RGB pixel values in [0, 255]",
+        "outputs": list(DETECTION_OUTPUTS.values()),
+    }

@@ -1,0 +1,69 @@
+"""`scripts/export.py`: arguments wired to `cornernet_tf.export`, errors and exit codes.
+
+The export functions are replaced by fakes (they are tested in
+test_saved_model.py and test_tflite.py); only the script's own work is tested.
+"""
+
+import pytest
+from export_helpers import load_repo_module
+
+export_script = load_repo_module("export_script", "scripts/export.py")
+
+
+def test_cli_wires_arguments_to_the_export(tmp_path, monkeypatch, capsys):
+    model = object()  # only passed through: loading and exporting are faked
+    calls = []
+    monkeypatch.setattr(export_script, "load_model", lambda path: model)
+
+    def fake_export(*args, **kwargs):
+        calls.append((args, kwargs))
+        return tmp_path / "cornernet" / "4"
+
+    monkeypatch.setattr(export_script.export, "export_saved_model", fake_export)
+    argv = ["--model", "m.keras", "--output", str(tmp_path), "--format", "saved_model"]
+    assert export_script.main([*argv, "--version", "4", "--name", "cornernet"]) == 0
+    assert calls == [
+        ((model, str(tmp_path)), {"name": "cornernet", "version": 4, "max_image_side": 4096})
+    ]
+    assert "SavedModel written to" in capsys.readouterr().out
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    missing = ["--model", str(tmp_path / "nope.keras"), "--output", str(tmp_path)]
+    assert export_script.main([*missing, "--format", "saved_model"]) == 2
+    assert "nope.keras' does not exist" in capsys.readouterr().err
+    (tmp_path / "weights.h5").write_bytes(b"x")
+    wrong = ["--model", str(tmp_path / "weights.h5"), "--output", str(tmp_path)]
+    assert export_script.main([*wrong, "--format", "saved_model"]) == 2
+    assert "is not a .keras file" in capsys.readouterr().err
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    broken = ["--model", str(tmp_path / "broken.keras"), "--output", str(tmp_path)]
+    assert export_script.main([*broken, "--format", "saved_model"]) == 2
+    assert "could not be loaded" in capsys.readouterr().err
+    for argv, message in [
+        ([*missing, "--format", "onnx"], "invalid choice: 'onnx'"),
+        ([*missing, "--format", "saved_model", "--quantize", "int8"], "--quantize applies"),
+        ([*missing, "--format", "tflite", "--quantize", "int8"], "needs --data-dir"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            export_script.main(argv)
+        assert exited.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ValueError("export_tflite: ['x'] already exist"), 2),  # bad input
+        (RuntimeError("convert_tflite: conversion to TFLite builtin ops failed"), 1),
+    ],
+)
+def test_cli_exit_code_tells_bad_input_from_failed_work(tmp_path, monkeypatch, capsys, error, code):
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(export_script, "load_model", lambda path: object())
+    monkeypatch.setattr(export_script.export, "export_tflite", fail)
+    argv = ["--model", "m.keras", "--output", str(tmp_path), "--format", "tflite"]
+    assert export_script.main(argv) == code
+    assert f"export.py: error: {error}" in capsys.readouterr().err

@@ -1,0 +1,151 @@
+"""`cornernet_tf.export.saved_model`: the TF Serving SavedModel export.
+
+The SavedModel is the session fixture `saved_model_root` (conftest.py): the
+tiny preset exported once with the defaults; `saved_model` is it loaded.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from export_helpers import CLASS_NAMES, png, random_image
+
+from cornernet_tf import export
+from cornernet_tf.models.cornernet import CornerNet
+
+DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
+
+
+def test_saved_model_layout_and_assets(saved_model_root):
+    base = saved_model_root / "cornernet"
+    assert sorted(p.name for p in base.iterdir()) == ["1"]  # no staging directory left
+    version = base / "1"
+    assert (version / "saved_model.pb").is_file()
+    assert (version / "variables").is_dir()
+    assert json.loads((version / "assets" / "classes.json").read_text()) == CLASS_NAMES
+    config = json.loads((version / "assets" / "model_config.json").read_text())
+    assert config["config"]["num_classes"] == 3
+    assert export.next_version(base) == 2
+
+
+def _parse_saved_model_cli(text):
+    """{signature: {"inputs"|"outputs": {name: (dtype, shape)}, "method": str}}."""
+    signatures = {}
+    for block in re.split(r"\nsignature_def\['", text)[1:]:
+        name, body = block.split("']:", 1)
+        entry = {"inputs": {}, "outputs": {}}
+        for kind, tensor, dtype, shape in re.findall(
+            r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: ([^\n]+)", body
+        ):
+            entry[kind][tensor] = (dtype, shape.strip())
+        entry["method"] = re.search(r"Method name is: ([^\n]*)", body).group(1).strip()
+        signatures[name] = entry
+    return signatures
+
+
+def test_saved_model_cli_shows_batched_signatures(saved_model_root):
+    cli = Path(sys.executable).parent / "saved_model_cli"
+    result = subprocess.run(
+        [str(cli), "show", "--dir", str(saved_model_root / "cornernet" / "1"), "--all"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    signatures = _parse_saved_model_cli(result.stdout)
+    outputs = {
+        "detection_boxes": ("DT_FLOAT", "(-1, 100, 4)"),
+        "detection_scores": ("DT_FLOAT", "(-1, 100)"),
+        "detection_classes": ("DT_INT32", "(-1, 100)"),
+        "num_detections": ("DT_INT32", "(-1)"),
+    }
+    assert signatures["serving_default"] == {
+        "inputs": {"images": ("DT_STRING", "(-1)")},
+        "outputs": outputs,
+        "method": "tensorflow/serving/predict",
+    }
+    assert signatures["detect_uint8"] == {
+        "inputs": {"images": ("DT_UINT8", "(-1, -1, -1, 3)")},
+        "outputs": outputs,
+        "method": "tensorflow/serving/predict",
+    }
+
+
+def test_uint8_signature_matches_detect(saved_model, export_detect):
+    images = np.stack([random_image(0), random_image(1)])
+    outputs = saved_model.signatures["detect_uint8"](images=tf.constant(images))
+    expected = export_detect(images)
+    assert int(expected["num_detections"][0]) > 0
+    for key, name in DETECTION_KEYS.items():
+        np.testing.assert_allclose(outputs[name].numpy(), expected[key].numpy(), atol=1e-4)
+
+
+def test_encoded_signature_runs_each_image_at_its_own_size(saved_model):
+    images = [random_image(2), random_image(3, height=90, width=150)]
+    batch = tf.constant([png(image) for image in images])
+    outputs = saved_model.signatures["serving_default"](images=batch)
+    assert outputs["detection_boxes"].shape == (2, 100, 4)
+    for i, image in enumerate(images):
+        # detect_uint8 equals `CornerNet.detect` (test above); one image, its own size.
+        expected = saved_model.signatures["detect_uint8"](images=tf.constant(image[None]))
+        for name in DETECTION_KEYS.values():
+            np.testing.assert_allclose(outputs[name][i].numpy(), expected[name][0].numpy())
+    boxes = outputs["detection_boxes"][1].numpy()[: int(outputs["num_detections"][1])]
+    assert len(boxes) > 0
+    assert boxes[:, 2].max() <= 150 and boxes[:, 3].max() <= 90  # pixels of image 1
+
+
+@pytest.mark.parametrize("payload", [b"not an image", b""])
+def test_undecodable_image_is_an_invalid_argument(saved_model, payload):
+    batch = tf.constant([png(random_image(4, 32, 32)), payload])
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"image\] \[1\] \[of the batch is not"
+    ):
+        saved_model.signatures["serving_default"](images=batch)
+
+
+def test_truncated_png_is_an_invalid_argument(saved_model):
+    truncated = png(random_image(5, 32, 32))[:60]
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        saved_model.signatures["serving_default"](images=tf.constant([truncated]))
+
+
+def test_existing_version_is_refused(export_model, saved_model_root):
+    with pytest.raises(ValueError, match="already exists.*next free: 2"):
+        export.export_saved_model(export_model, saved_model_root, version=1)
+
+
+def test_failed_save_leaves_no_version_directory(export_model, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", fail)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_saved_model(export_model, tmp_path, version=7)
+    assert list((tmp_path / "cornernet").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "../evil"}, "`name` must be"),
+        ({"version": 0}, "`version` must be a positive integer"),
+        ({"version": "2"}, "`version` must be a positive integer"),
+        ({"max_image_side": 0}, "`max_image_side`"),
+    ],
+)
+def test_export_saved_model_rejects_bad_arguments(export_model, tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        export.export_saved_model(export_model, tmp_path, **kwargs)
+
+
+def test_export_rejects_non_models(tmp_path):
+    with pytest.raises(TypeError, match="must be a CornerNet"):
+        export.export_saved_model(object(), tmp_path)
+    with pytest.raises(ValueError, match="no weights yet"):
+        export.export_saved_model(CornerNet.from_preset("tiny"), tmp_path)

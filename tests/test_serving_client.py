@@ -1,0 +1,123 @@
+"""`serving/client.py`, the REST client, against a double of TF Serving's REST API.
+
+The client runs against `tests/serving_double.py`, a test double of TF
+Serving's documented REST API (the real server cannot be installed here),
+serving the session fixture `saved_model_root` (conftest.py).
+"""
+
+import base64
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+from export_helpers import CLASS_NAMES, REPO, load_repo_module, png, random_image
+from serving_double import ServingDouble
+
+from cornernet_tf import export
+
+client = load_repo_module("serving_client", "serving/client.py")
+DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
+
+
+@pytest.fixture(scope="module")
+def server(saved_model_root):
+    with ServingDouble(saved_model_root / "cornernet", "cornernet", lifetime=300) as double:
+        yield double
+
+
+def _client(server, *args):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "serving" / "client.py"), "--url", server.url, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_client_status_and_metadata(server):
+    code, out, _ = _client(server, "status")
+    assert code == 0
+    assert json.loads(out)["model_version_status"] == [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
+    metadata = client.model_metadata(server.url, "cornernet")
+    assert metadata["model_spec"] == {"name": "cornernet", "signature_name": "", "version": "1"}
+    signatures = metadata["metadata"]["signature_def"]["signature_def"]
+    images = signatures["serving_default"]["inputs"]["images"]
+    assert images["dtype"] == "DT_STRING"
+    assert images["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False}
+    boxes = signatures["detect_uint8"]["outputs"]["detection_boxes"]
+    assert [d["size"] for d in boxes["tensor_shape"]["dim"]] == ["-1", "100", "4"]
+
+
+def test_client_request_formats_follow_the_rest_api():
+    body = client.predict_request_body([b"\x89PNG"], columnar=False)
+    assert body == {
+        "signature_name": "serving_default",
+        "instances": [{"images": {"b64": "iVBORw=="}}],
+    }
+    body = client.predict_request_body([b"\x89PNG", b"ab"], columnar=True)
+    assert body["inputs"] == {"images": [{"b64": "iVBORw=="}, {"b64": "YWI="}]}
+    rows = client.parse_predict_response({"outputs": {"a": [1, 2], "b": [[3], [4]]}})
+    assert rows == [{"a": 1, "b": [3]}, {"a": 2, "b": [4]}]
+
+
+def test_client_predict_row_and_columnar_match_the_signature(server, saved_model):
+    images = [png(random_image(6)), png(random_image(7, 100, 60))]
+    expected = saved_model.signatures["serving_default"](images=tf.constant(images))
+    for columnar in (False, True):
+        results = client.predict(images, server.url, "cornernet", columnar=columnar)
+        assert len(results) == 2
+        for i, result in enumerate(results):
+            for name in DETECTION_KEYS.values():
+                np.testing.assert_allclose(result[name], expected[name][i].numpy(), atol=1e-5)
+    pixels = [random_image(8).tolist()]
+    result = client.predict(pixels, server.url, "cornernet", signature=client.UINT8_SIGNATURE)
+    expected = saved_model.signatures["detect_uint8"](images=tf.constant(random_image(8)[None]))
+    np.testing.assert_allclose(result[0]["detection_scores"], expected["detection_scores"][0])
+
+
+def test_client_cli_prints_named_detections(server, saved_model_root, tmp_path):
+    paths = []
+    for i, image in enumerate([random_image(9), random_image(10, 80, 96)]):
+        paths.append(tmp_path / f"image{i}.png")
+        paths[-1].write_bytes(png(image))
+    classes = saved_model_root / "cornernet" / "1" / "assets" / "classes.json"
+    args = ["predict", *map(str, paths), "--classes", str(classes), "--score-threshold", "0"]
+    code, out, err = _client(server, *args)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{paths[0]}: ") and "detections" in lines[0]
+    detections = [line for line in lines if line.startswith("  ")]
+    assert detections and all(line.split()[0] in CLASS_NAMES for line in detections)
+    code, out, _ = _client(server, "predict", str(paths[0]), "--columnar", "--json")
+    assert code == 0 and len(json.loads(out)[str(paths[0])]["detection_scores"]) == 100
+
+
+def test_client_reports_server_errors(server, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    code, _, err = _client(server, "predict", str(bad))
+    assert code == 1 and "HTTP 400" in err and "not a JPEG, PNG" in err
+    code, _, err = _client(server, "--model", "other", "status")
+    assert code == 1 and "HTTP 404" in err and "Servable not found" in err
+    code, _, err = _client(server, "predict", str(tmp_path / "missing.png"))
+    assert code == 1 and "cannot read image" in err
+    with pytest.raises(client.ServingError, match="cannot reach TensorFlow Serving"):
+        client.model_status("http://127.0.0.1:9", timeout=2)
+
+
+def test_double_follows_documented_errors(server):
+    address = f"{server.url}/v1/models/cornernet:predict"
+    both = {"instances": [{"b64": "eA=="}], "inputs": [{"b64": "eA=="}]}
+    response = requests.post(address, data=json.dumps(both), timeout=30)
+    assert response.status_code == 400 and "error" in response.json()
+    unnamed = {"instances": [{"b64": base64.b64encode(png(random_image(11, 40, 40))).decode()}]}
+    response = requests.post(address, data=json.dumps(unnamed), timeout=60)
+    assert response.status_code == 200
+    assert len(response.json()["predictions"][0]["detection_boxes"]) == 100
