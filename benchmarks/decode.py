@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.decode import decode_corners
-from cornernet_tf.postprocess import OUTPUT_KEYS, decode_outputs, postprocess, test_geometry
+from cornernet_tf.inference import CornerNetDecoder
+from cornernet_tf.inference.decode import OUTPUT_KEYS
 
 NUM_CLASSES = 80
 OUTPUT_SIZE = 128
@@ -59,25 +60,26 @@ def main() -> None:
     if args.batch < 1 or args.repeats < 1:
         parser.error("--batch and --repeats must be >= 1")
 
-    geometry = test_geometry(IMAGE_HW)
+    decoder = CornerNetDecoder()  # the official settings: flip test, K=100, 1000 pairs
+    images = tf.zeros((args.batch, *IMAGE_HW, 3), tf.uint8)
     single = random_outputs(args.batch)
-    pairs = random_outputs(2 * args.batch, seed=1)
+    pairs = random_outputs(2 * args.batch, seed=1)  # image + flipped image heads
 
     def decode(outputs):
         return decode_corners(*(outputs[key] for key in OUTPUT_KEYS))
 
-    def flip_postprocess(outputs):
-        decoded = decode_outputs(outputs, flip_test=True)
-        return postprocess(decoded, geometry["ratios"], geometry["borders"], IMAGE_HW)
+    def candidates(outputs):
+        # The network is stood in for by fixed heads: canvas, decode, flip merge, rescale.
+        found = decoder.candidates(lambda canvas: outputs, images)
+        return {key: value for key, value in found.items() if key != "heads"}
 
-    def postprocess_only(decoded):
-        return postprocess(decoded, geometry["ratios"], geometry["borders"], IMAGE_HW)
+    def whole(outputs):
+        return decoder(lambda canvas: outputs, images)
 
-    decoded_pairs = tf.function(lambda outputs: decode_outputs(outputs, flip_test=True))(pairs)
     stages = (
         ("decode_corners", decode, single),
-        ("postprocess (2000 pairs)", postprocess_only, decoded_pairs),
-        ("flip decode + postprocess", flip_postprocess, pairs),
+        ("soft-NMS (2000 pairs)", decoder.suppress, tf.function(candidates)(pairs)),
+        ("decoder without network", whole, pairs),
     )
     rows = []
     for name, fn, inputs in stages:

@@ -129,7 +129,7 @@ def main(argv=None) -> None:
 
     print(
         f"Model: {source}; input {input_size[0]}x{input_size[1]}; flip test "
-        f"{model.test_config['flip_test']}; {args.threads} TFLite threads; "
+        f"{model.test_config.flip_test}; {args.threads} TFLite threads; "
         f"conversion of the three files {conversion:.1f} s"
     )
     print(f"{'format':<18} {'size MiB':>9} {'median ms':>10} {'min ms':>8} {'vs Keras':>9}")

@@ -358,8 +358,7 @@ def run_coco_evaluation(
         if code != images.OK:
             bad_images.append((record.path, images.REASONS[code]))
             logger.warning(
-                "COCO evaluation: %s (image %d) cannot be read (%s); evaluated with no "
-                "detections.",
+                "COCO evaluation: %s (image %d) cannot be read (%s); evaluated with no detections.",
                 record.path,
                 record.image_id,
                 images.REASONS[code],

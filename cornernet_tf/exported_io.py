@@ -53,18 +53,13 @@ def check_input_size(input_size, caller: str) -> tuple[int, int]:
 
 
 def detection_outputs(detections: dict) -> dict:
-    """Names a `postprocess.soft_nms` result with the exported output names.
+    """Names detections (`CornerNet.detect` keys) with the exported output names.
 
     Args:
-        detections: `boxes`, `scores`, `classes` and `num_detections`.
+        detections: `boxes`, `confidence`, `classes` and `num_detections`.
 
     Returns:
         The same values as `detection_boxes`, `detection_scores`,
         `detection_classes` and `num_detections`.
     """
-    return {
-        "detection_boxes": detections["boxes"],
-        "detection_scores": detections["scores"],
-        "detection_classes": detections["classes"],
-        "num_detections": detections["num_detections"],
-    }
+    return {name: detections[key] for key, name in DETECTION_OUTPUTS.items()}

@@ -13,34 +13,36 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf import postprocess
 from cornernet_tf.exported_io import (
     DETECTION_OUTPUTS,
     INPUT_NAME,
     check_input_size,
     detection_outputs,
 )
-from cornernet_tf.models.cornernet import CornerNet
+from cornernet_tf.inference.decoder import CornerNetDecoder
 
 __all__ = ["TFLiteDetector", "host_soft_nms", "letterbox"]
 
+CANDIDATE_KEYS = ("boxes", "scores", "classes", "tl_scores", "br_scores")
 
-def host_soft_nms(outputs: dict, test_config: dict | None = None) -> dict[str, np.ndarray]:
+
+def host_soft_nms(outputs: dict, test_config=None) -> dict[str, np.ndarray]:
     """Completes the outputs of a TFLite file without in-graph soft-NMS.
 
-    Runs `postprocess.soft_nms` (official per-class Gaussian soft-NMS) on the
-    `candidate_*` outputs; outputs that already hold `detection_*` pass
-    through. The int8 files need this (see
+    Runs the soft-NMS step of `cornernet_tf.inference.CornerNetDecoder`
+    (official per-class Gaussian soft-NMS) on the `candidate_*` outputs;
+    outputs that already hold `detection_*` pass through. The int8 files need this (see
     `cornernet_tf.export.convert_tflite_variants`).
 
     Args:
         outputs: the interpreter's output dict.
-        test_config: `sigma`/threshold/`max_detections` settings
-            (`CornerNet.test_config`); default: the official values.
+        test_config: the model's `TestConfig` (or a dict of its fields) whose
+            soft-NMS settings apply; default: the official values.
 
     Returns:
-        `detection_boxes` [1, 100, 4], `detection_scores` [1, 100],
-        `detection_classes` [1, 100] int32, `num_detections` [1] int32.
+        `detection_boxes` [1, M, 4], `detection_scores` [1, M],
+        `detection_classes` [1, M] int32, `num_detections` [1] int32, with
+        M = `max_detections`.
 
     Raises:
         ValueError: `outputs` holds neither `candidate_*` nor `detection_*`.
@@ -52,20 +54,10 @@ def host_soft_nms(outputs: dict, test_config: dict | None = None) -> dict[str, n
             "host_soft_nms: `outputs` must come from a CornerNet TFLite file (candidate_* or "
             f"detection_* keys), got {sorted(outputs)}."
         )
-    config = {**CornerNet.DEFAULT_TEST_CONFIG, **(test_config or {})}
-    detections = postprocess.soft_nms(
-        outputs["candidate_boxes"],
-        outputs["candidate_scores"],
-        outputs["candidate_classes"],
-        sigma=config["soft_nms_sigma"],
-        score_threshold=config["score_threshold"],
-        max_detections=config["max_detections"],
-        merge=config["merge_bbox"],
-        weight_exp=config["weight_exp"],
-        tl_scores=outputs.get("candidate_tl_scores"),
-        br_scores=outputs.get("candidate_br_scores"),
-    )
-    return {key: value.numpy() for key, value in detection_outputs(detections).items()}
+    decoder = CornerNetDecoder(test_config)
+    candidates = {key: outputs.get(f"candidate_{key}") for key in CANDIDATE_KEYS}
+    detections = detection_outputs(decoder.suppress(candidates))
+    return {key: np.asarray(value) for key, value in detections.items()}
 
 
 def letterbox(image: np.ndarray, input_size) -> tuple[np.ndarray, float]:
@@ -117,7 +109,7 @@ class TFLiteDetector:
         ValueError: `model` is a path that does not exist.
     """
 
-    def __init__(self, model, *, test_config: dict | None = None, num_threads: int | None = None):
+    def __init__(self, model, *, test_config=None, num_threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         if isinstance(model, bytes):
@@ -149,7 +141,7 @@ class TFLiteDetector:
             image: [h, w, 3] RGB, any size.
 
         Returns:
-            `boxes` [1, 100, 4], `confidence` [1, 100], `classes` [1, 100]
+            `boxes` [1, M, 4], `confidence` [1, M], `classes` [1, M]
             int32, `num_detections` [1] int32; padding -1.
         """
         image = np.asarray(image)

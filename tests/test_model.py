@@ -150,7 +150,11 @@ def test_normalisation_and_channel_order():
 
 
 def test_config_round_trip_and_keras_file(tmp_path):
-    model = _tiny(num_classes=4, class_names=["a", "b", "c", "d"], test_config={"top_k": 20, "num_dets": 400})
+    model = _tiny(
+        num_classes=4,
+        class_names=["a", "b", "c", "d"],
+        test_config={"top_k": 20, "num_dets": 400},
+    )
     x = _random_images(1, 127, seed=1)
     ref = model(x, training=False)
     clone = CornerNet.from_config(model.get_config())

@@ -149,3 +149,20 @@ def test_export_rejects_non_models(tmp_path):
         export.export_saved_model(object(), tmp_path)
     with pytest.raises(ValueError, match="no weights yet"):
         export.export_saved_model(CornerNet.from_preset("tiny"), tmp_path)
+
+
+def test_signatures_hold_the_model_s_max_detections(export_model):
+    """The output size follows `test_config.max_detections` (no fixed 100)."""
+    model = CornerNet.from_config(
+        {**export_model.get_config(), "test_config": {"max_detections": 7, "flip_test": False}}
+    )
+    model.build((None, None, None, 3))
+    model.set_weights(export_model.get_weights())
+    functions = export.serving_functions(model)
+    encoded = functions["serving_default"](tf.constant([png(random_image(3, 40, 56))]))
+    raw = functions["detect_uint8"](tf.constant(random_image(3, 40, 56)[None]))
+    for outputs in (encoded, raw):
+        assert outputs["detection_boxes"].shape == (1, 7, 4)
+        assert outputs["detection_scores"].shape == (1, 7)
+        assert outputs["detection_classes"].shape == (1, 7)
+    np.testing.assert_allclose(encoded["detection_scores"], raw["detection_scores"], atol=1e-6)

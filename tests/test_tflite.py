@@ -10,8 +10,10 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from export_helpers import SIZE, random_image
 
-from cornernet_tf import export, postprocess
+from cornernet_tf import export
 from cornernet_tf.export import tflite
+from cornernet_tf.inference.decode import OUTPUT_KEYS
+from cornernet_tf.inference.geometry import prepare_test_image
 from cornernet_tf.runtime import host_soft_nms
 
 DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
@@ -33,9 +35,9 @@ def test_tflite_files_use_builtin_ops_only(tflite_models):
 def test_tflite_float32_matches_keras_and_detect(export_model, export_detect, tflite_models):
     image = random_image(12)
     outputs = _run_tflite(tflite_models["none"], image)
-    canvas, _ = postprocess.prepare_test_image(image[None])
+    canvas, _ = prepare_test_image(image[None])
     heads = export_model(canvas, training=False)
-    for key in postprocess.OUTPUT_KEYS:
+    for key in OUTPUT_KEYS:
         np.testing.assert_allclose(outputs[key], heads[key].numpy(), atol=1e-4)
     expected = export_detect(image[None])
     for key, name in DETECTION_KEYS.items():
@@ -45,8 +47,8 @@ def test_tflite_float32_matches_keras_and_detect(export_model, export_detect, tf
 def test_tflite_float16_heads_within_1e_2(export_model, tflite_models):
     image = random_image(13)
     outputs = _run_tflite(tflite_models["float16"], image)
-    heads = export_model(postprocess.prepare_test_image(image[None])[0], training=False)
-    for key in postprocess.OUTPUT_KEYS:
+    heads = export_model(prepare_test_image(image[None])[0], training=False)
+    for key in OUTPUT_KEYS:
         np.testing.assert_allclose(outputs[key], heads[key].numpy(), atol=1e-2)
     assert outputs["detection_boxes"].shape == (1, 100, 4)
 
@@ -62,7 +64,7 @@ def _peaks(heatmap, count):
 def test_tflite_int8_runs_and_keeps_heatmap_peaks(export_model, tflite_models):
     image = random_image(14)
     outputs = _run_tflite(tflite_models["int8"], image)
-    heads = export_model(postprocess.prepare_test_image(image[None])[0], training=False)
+    heads = export_model(prepare_test_image(image[None])[0], training=False)
     for key in ("tl_heatmap", "br_heatmap"):
         agree = _peaks(outputs[key], 20) & _peaks(heads[key], 20)
         assert len(agree) >= 10, key

@@ -12,9 +12,10 @@ its training functions), written in TensorFlow Serving's layout
   (`tf.map_fn`), as the official `test/coco.py` runs one image at a time.
 - `detect_uint8`: `images` [B, H, W, 3] uint8 RGB of one size.
 
-Both return `detection_boxes` [B, 100, 4] float32 (x1, y1, x2, y2 in the input
-image's pixels), `detection_scores` [B, 100] float32, `detection_classes`
-[B, 100] int32 and `num_detections` [B] int32, padded with -1 after
+Both return (M = the model's `test_config.max_detections`, 100 officially)
+`detection_boxes` [B, M, 4] float32 (x1, y1, x2, y2 in the input
+image's pixels), `detection_scores` [B, M] float32, `detection_classes`
+[B, M] int32 and `num_detections` [B] int32, padded with -1 after
 `num_detections` (`CornerNet.detect`: preprocessing, network, decoding and the
 official soft-NMS, all inside the graph). `assets/classes.json` lists the
 class names; `assets/model_config.json` the model's configuration.
@@ -27,7 +28,12 @@ from pathlib import Path
 import tensorflow as tf
 
 from cornernet_tf.export._checks import check_model, check_name
-from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE, DETECTION_OUTPUTS, INPUT_NAME
+from cornernet_tf.exported_io import (
+    DEFAULT_MAX_IMAGE_SIDE,
+    DETECTION_OUTPUTS,
+    INPUT_NAME,
+    detection_outputs,
+)
 from cornernet_tf.utils.fs import atomic_directory, atomic_write_json
 
 __all__ = [
@@ -116,9 +122,7 @@ def serving_functions(model, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> di
         outputs.
     """
     detect = model.detect
-
-    def rename(detections):
-        return {name: detections[key] for key, name in DETECTION_OUTPUTS.items()}
+    max_detections = model.test_config.max_detections
 
     # autograph off: the graph code uses explicit TF control flow, and converting
     # the whole network is slow (Keras' own ExportArchive does the same).
@@ -127,7 +131,7 @@ def serving_functions(model, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> di
         autograph=False,
     )
     def detect_uint8(images):
-        return rename(detect(images))
+        return detection_outputs(detect(images))
 
     @tf.function(
         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)], autograph=False
@@ -157,19 +161,19 @@ def serving_functions(model, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> di
 
         indices = tf.range(tf.shape(images)[0])
         return tf.map_fn(
-            detect_one, (images, indices), fn_output_signature=_detection_specs(batched=False)
+            detect_one, (images, indices), fn_output_signature=_detection_specs(max_detections)
         )
 
     return {SIGNATURE_IMAGES: detect_encoded, SIGNATURE_UINT8: detect_uint8}
 
 
-def _detection_specs(batched: bool) -> dict[str, tf.TensorSpec]:
-    batch = [None] if batched else []
+def _detection_specs(max_detections: int) -> dict[str, tf.TensorSpec]:
+    """The outputs of one image (inside `tf.map_fn`)."""
     return {
-        "detection_boxes": tf.TensorSpec(batch + [100, 4], tf.float32),
-        "detection_scores": tf.TensorSpec(batch + [100], tf.float32),
-        "detection_classes": tf.TensorSpec(batch + [100], tf.int32),
-        "num_detections": tf.TensorSpec(batch, tf.int32),
+        "detection_boxes": tf.TensorSpec([max_detections, 4], tf.float32),
+        "detection_scores": tf.TensorSpec([max_detections], tf.float32),
+        "detection_classes": tf.TensorSpec([max_detections], tf.int32),
+        "num_detections": tf.TensorSpec([], tf.int32),
     }
 
 
@@ -199,7 +203,6 @@ def export_saved_model(
 ) -> Path:
     """Writes a TF Serving SavedModel to `<output_dir>/<name>/<version>/`, atomically.
 
-    The model's `max_detections` must be 100 (the exported output shapes).
     See the module docstring for the signatures and outputs.
 
     Args:
@@ -236,12 +239,6 @@ def export_saved_model(
         raise ValueError(
             f"export_saved_model: `max_image_side` must be a positive integer, got "
             f"{max_image_side!r}."
-        )
-    if model.test_config.get("max_detections", 100) != 100:
-        raise ValueError(
-            "export_saved_model: the exported outputs hold 100 detections per image; set the "
-            f"model's test_config max_detections to 100 (it is "
-            f"{model.test_config['max_detections']})."
         )
     base_dir = Path(output_dir) / name
     if base_dir.exists() and not base_dir.is_dir():

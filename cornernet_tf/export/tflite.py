@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf import postprocess
 from cornernet_tf.export._checks import check_model, check_name
 from cornernet_tf.exported_io import INPUT_NAME, check_input_size, detection_outputs
 from cornernet_tf.images import image_files
+from cornernet_tf.inference.decoder import CornerNetDecoder
 from cornernet_tf.runtime import letterbox
 from cornernet_tf.utils.fs import atomic_write_bytes
 
@@ -45,24 +45,25 @@ def tflite_function(
     """The fixed-size detection graph converted to TFLite, as a `tf.function`.
 
     Input `images` [1, H, W, 3] float32 RGB in [0, 255] (H, W = `input_size`).
-    The graph repeats `CornerNet.detect` with the model's `test_config` at a
-    fixed size: per test scale, the image is resized and placed centred on its
-    `(h | 127, w | 127)` canvas (`postprocess.prepare_test_image`), run through
-    the network (with the flipped copy when `flip_test`), decoded
-    (`postprocess.decode_outputs`) and mapped to input pixels
-    (`postprocess.rescale_detections`); with `soft_nms`, the official
-    per-class Gaussian soft-NMS follows (`postprocess.soft_nms`, a
-    `tf.while_loop` that converts to the builtin WHILE op).
+    The graph is `CornerNet.detect` at a fixed size: the model's decoder
+    (`cornernet_tf.inference.CornerNetDecoder`, built from `model.test_config`)
+    places the image on its test canvas at every scale, runs the network (with
+    the flipped copy for the flip test), decodes and maps the pairs to input
+    pixels; with `soft_nms`, the official per-class Gaussian soft-NMS follows
+    (a `tf.while_loop` that converts to the builtin WHILE op). With a fixed
+    input size the test geometry folds into constants.
     `tf.image.non_max_suppression_with_scores` does convert to the builtin
     NON_MAX_SUPPRESSION_V5, but its IoU (no "+1") and thresholds differ from
-    the official soft-NMS (see `postprocess.soft_nms`), so it is not used.
+    the official soft-NMS (see `cornernet_tf.inference.soft_nms`), so it is
+    not used.
 
-    Outputs: with `soft_nms`, `detection_boxes` [1, 100, 4] (x1, y1, x2, y2 in
-    input pixels), `detection_scores` [1, 100], `detection_classes` [1, 100]
-    and `num_detections` [1], as the SavedModel; without, the decoded
-    candidates `candidate_boxes` [1, D, 4] (input pixels), `candidate_scores`
-    [1, D] (-1 = rejected pair), `candidate_classes` [1, D] (and
-    `candidate_tl_scores`, `candidate_br_scores` with `merge_bbox`) for
+    Outputs (M = `test_config.max_detections`): with `soft_nms`,
+    `detection_boxes` [1, M, 4] (x1, y1, x2, y2 in input pixels),
+    `detection_scores` [1, M], `detection_classes` [1, M] and `num_detections`
+    [1], as the SavedModel; without, the decoded candidates `candidate_boxes`
+    [1, D, 4] (input pixels), `candidate_scores` [1, D] (-1 = rejected pair),
+    `candidate_classes` [1, D] (and `candidate_tl_scores`,
+    `candidate_br_scores` with `merge_bbox`) for
     `cornernet_tf.runtime.host_soft_nms`. Always, for parity checks against
     Keras, the raw heads of the first scale's unflipped canvas: `tl_heatmap`,
     `br_heatmap` [1, h, w, C] logits, `tl_embedding`, `br_embedding`
@@ -80,70 +81,24 @@ def tflite_function(
     check_model(model, "tflite_function")
     height, width = check_input_size(input_size, "tflite_function")
     config = model.test_config
-    flip = config["flip_test"] if flip_test is None else bool(flip_test)
-    scales = [float(scale) for scale in config.get("scales", [1.0])]
-    merge = bool(config.get("merge_bbox", False))
-    image_hw = np.array([height, width], np.int32)
-    # The input size is fixed, so the test geometry is a set of constants.
-    geometries = [
-        {key: value.numpy() for key, value in postprocess.test_geometry(image_hw, s).items()}
-        for s in scales
-    ]
+    if flip_test is not None:
+        config = config.replace(flip_test=bool(flip_test))
+    decoder = CornerNetDecoder(config, model.output_stride)
 
     @tf.function(
         input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name=INPUT_NAME)],
         autograph=False,
     )
     def detect_fixed(images):
-        outputs, parts = {}, {"boxes": [], "scores": [], "classes": [], "tl": [], "br": []}
-        for scale, geometry in zip(scales, geometries, strict=True):
-            canvas, _ = postprocess.prepare_test_image(images, scale)  # [1, H', W', 3]
-            if flip:
-                canvas = tf.concat([canvas, tf.reverse(canvas, [2])], axis=0)
-            heads = model(canvas, training=False)
-            if not outputs:
-                outputs = {key: heads[key][:1] for key in postprocess.OUTPUT_KEYS}
-            decoded = postprocess.decode_outputs(
-                heads,
-                flip_test=flip,
-                k=config["top_k"],
-                ae_threshold=config["ae_threshold"],
-                num_dets=config["num_dets"],
-                kernel=config["nms_kernel"],
-            )
-            parts["boxes"].append(
-                postprocess.rescale_detections(
-                    decoded["boxes"], geometry["ratios"], geometry["borders"], image_hw, scale
-                )
-            )  # [1, D, 4] input pixels
-            parts["scores"].append(decoded["scores"])
-            parts["classes"].append(decoded["classes"])
-            parts["tl"].append(decoded["tl_scores"])
-            parts["br"].append(decoded["br_scores"])
-        boxes, scores, classes, tl_scores, br_scores = (
-            tf.concat(parts[key], axis=1) for key in ("boxes", "scores", "classes", "tl", "br")
-        )
-        if not soft_nms:
-            outputs["candidate_boxes"] = boxes
-            outputs["candidate_scores"] = scores
-            outputs["candidate_classes"] = classes
-            if merge:
-                outputs["candidate_tl_scores"] = tl_scores
-                outputs["candidate_br_scores"] = br_scores
+        candidates = decoder.candidates(lambda canvas: model(canvas, training=False), images)
+        outputs = dict(candidates["heads"])
+        if soft_nms:
+            outputs.update(detection_outputs(decoder.suppress(candidates)))
             return outputs
-        detections = postprocess.soft_nms(
-            boxes,
-            scores,
-            classes,
-            sigma=config["soft_nms_sigma"],
-            score_threshold=config["score_threshold"],
-            max_detections=config["max_detections"],
-            merge=merge,
-            weight_exp=config.get("weight_exp", 8.0),
-            tl_scores=tl_scores,
-            br_scores=br_scores,
-        )
-        outputs.update(detection_outputs(detections))
+        keys = ("boxes", "scores", "classes")
+        if config.merge_bbox:
+            keys += ("tl_scores", "br_scores")
+        outputs.update({f"candidate_{key}": candidates[key] for key in keys})
         return outputs
 
     return detect_fixed
