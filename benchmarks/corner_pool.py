@@ -266,7 +266,7 @@ def main():
             line += f" {fwd / floor:10.2f} {fb / floor:10.2f}"
         print(line)
     print("floor: one elementwise pass (tf.maximum(x, 0), forward).")
-    print("Targets (issue): ours fwd+bwd <= 0.25x torch fwd+bwd and <= 3x the floor.")
+    print("Targets (docs/performance.md): ours fwd+bwd <= 0.25x torch fwd+bwd and <= 3x the floor.")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Decode and post-processing time per image (SPEC §11).
+"""Decode and post-processing time per image (docs/performance.md).
 
 Measures `decode_corners` (K=100, C=80, 128x128 output maps, 1000 pairs) and
 the flip-test post-processing (decode of an image/flipped-image pair, rescale,

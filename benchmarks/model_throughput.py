@@ -1,4 +1,4 @@
-"""Train-step and predict throughput of the CornerNet presets (SPEC §11).
+"""Train-step and predict throughput of the CornerNet presets (docs/performance.md).
 
 For each preset, on random images of its input size and targets of a few
 boxes: images/s of one compiled training step (`train_on_batch`, Adam), and

@@ -1,4 +1,4 @@
-"""TFLite/LiteRT size and latency per quantisation, next to Keras.
+"""TFLite/LiteRT size and latency per quantisation, next to Keras (docs/performance.md).
 
 Converts one model to float32, float16 and int8 TFLite files at a fixed input
 size (`cornernet_tf.export.convert_tflite_variants`), then times, on the same
@@ -6,8 +6,8 @@ machine in one run: Keras `model.predict` on one image (the full detection
 pipeline) and each TFLite file's interpreter call (int8 adds the host soft-NMS,
 timed separately). With `--ap DATASET_ROOT`, it also scores float32 and int8
 with COCO AP on a split (`cornernet_tf.evaluation.evaluate_coco` over
-`cornernet_tf.runtime.TFLiteDetector`); the accuracy target of the int8 export
-is at most 2 AP points below float32, which needs a trained model to check.
+`cornernet_tf.runtime.TFLiteDetector`); the project's target is int8 within 2
+AP points of float32, which needs a trained model.
 
     python benchmarks/tflite.py                               # fresh tiny preset, 127x127
     python benchmarks/tflite.py --model model.keras --input-size 511 511

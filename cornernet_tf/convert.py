@@ -55,7 +55,8 @@ OFFICIAL_TOP_LEVEL = (
 )
 # Official head names per `CornerNet.heads` key suffix.
 _OFFICIAL_HEADS = {"heatmap": "heats", "embedding": "tags", "offset": "regrs"}
-# Constructor arguments a converted model must not change (SPEC §6).
+# Constructor arguments a converted model must not change: the official weights
+# were trained on BGR images normalised with the official mean/std.
 _FIXED_ARGUMENTS = {
     "channel_order": "bgr",
     "image_mean": OFFICIAL_MEAN_RGB,

@@ -1,4 +1,4 @@
-"""CornerNet losses: focal, pull/push embedding and offset (SPEC §5).
+"""CornerNet losses: focal, pull/push embedding and offset.
 
 Follows the official `AELoss` of princeton-vl/CornerNet
 (`models/py_utils/kp.py`) and its helpers `_neg_loss`, `_ae_loss`,

@@ -1,4 +1,4 @@
-"""CornerNet training targets: corner heatmaps, tag indices, offsets (SPEC §4).
+"""CornerNet training targets: corner heatmaps, tag indices, offsets.
 
 Follows the official `sample/coco.py` (`kp_detection`) and `sample/utils.py`
 (`gaussian_radius`, `gaussian2D`, `draw_gaussian`) of princeton-vl/CornerNet,
@@ -38,7 +38,8 @@ def gaussian_radius(height: TensorLike, width: TensorLike, min_overlap: float) -
             of the heatmap (the official code passes `ceil(h * ratio)`).
         width: box widths, same units.
         min_overlap: the IoU `o` in (0, 1) a box through shifted corners must keep
-            (`gaussian_iou`, 0.3 in the official config).
+            (`gaussian_iou`: 0.3 in the paper, in the official config since
+            commit 3e71377 and in this project's configs).
 
     Returns:
         The radii, broadcast shape of `height` and `width`, not truncated to an
@@ -151,7 +152,7 @@ def encode_targets(
         output_size: `(height, width)` of the heatmaps, or one int (square).
         num_classes: number of heatmap channels C.
         max_objects: M, the fixed number of tag slots (official `max_tag_len`).
-        gaussian_iou: `min_overlap` of `gaussian_radius` (official 0.3).
+        gaussian_iou: `min_overlap` of `gaussian_radius` (0.3, the paper's value).
 
     Returns:
         A dict of fixed-shape tensors:

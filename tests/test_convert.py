@@ -2,8 +2,9 @@
 
 The reference is a PyTorch network written here from princeton-vl/CornerNet
 `models/CornerNet.py` and `models/py_utils/{kp,utils,kp_utils}.py` (same module
-tree, so the same state-dict names), checked against the official listing in
-`shared/reference/official_hg104_state_dict.tsv`.
+tree, so the same state-dict names), checked against the listing of the published
+Hourglass-104 checkpoint in `tests/data/official_hg104_state_dict.tsv` (see
+`tests/data/README.md`).
 """
 
 import functools
@@ -23,7 +24,7 @@ from cornernet_tf.models.cornernet import OFFICIAL_MEAN_BGR, OFFICIAL_STD_BGR, C
 from cornernet_tf.models.presets import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
-LISTING = REPO.parent / "shared" / "reference" / "official_hg104_state_dict.tsv"
+LISTING = REPO / "tests" / "data" / "official_hg104_state_dict.tsv"
 SCRIPT = REPO / "scripts" / "convert_official.py"
 
 # A small architecture with every official feature: two stacks, two hourglass
@@ -45,8 +46,7 @@ HEADS = ("heatmap", "embedding", "offset")
 
 
 def _official_listing():
-    if not LISTING.is_file():
-        pytest.skip(f"official state-dict listing not found at {LISTING} (shared/ beside the repo)")
+    """`(key, shape)` of every tensor of the official state dict, in checkpoint order."""
     rows = []
     for line in LISTING.read_text().splitlines():
         if not line or line.startswith("#") or line.startswith("key\t"):

@@ -1,4 +1,4 @@
-"""Corner pooling (SPEC §3): values, the gradient's tie rule, XLA, dtypes, TFLite, layer."""
+"""Corner pooling: values, the gradient's tie rule, XLA, dtypes, TFLite, layer."""
 
 import importlib
 
@@ -33,7 +33,7 @@ def small_chunk(monkeypatch):
 
 
 def reference_pool(x, direction):
-    """The SPEC §3 formulas: reversed (top/left) or forward cumulative max."""
+    """The official `_cpools` formulas: reversed (top/left) or forward cumulative max."""
     axis, toward_end = AXES[direction]
     if toward_end:
         return np.flip(np.maximum.accumulate(np.flip(x, axis), axis), axis)

@@ -1,6 +1,6 @@
 """CornerNet losses against closed forms and literal transcriptions of the official code.
 
-The references below transcribe SPEC §5 (official `kp_utils.py`: `_neg_loss`,
+The references below transcribe the official loss (`kp_utils.py`: `_neg_loss`,
 `_ae_loss`, `_regr_loss`) line by line, boolean indexing, diagonal and 1e-4
 terms included: numpy for values, TensorFlow where gradients are compared.
 """

@@ -132,11 +132,27 @@ def test_tiny_outputs_every_stack_in_training_and_last_at_inference():
     assert all(v.dtype == tf.float32 for v in infer_out.values())
 
 
-def test_fresh_heatmaps_start_at_the_focal_prior():
+def _assert_head_biases(model):
+    """Every heatmap head of every stack starts at the focal prior, the others at 0."""
+    expected = {"heatmap": -2.19, "embedding": 0.0, "offset": 0.0}
+    widths = {"heatmap": model.num_classes, "embedding": 1, "offset": 2}
+    for corner in ("tl", "br"):
+        for head in HEADS:
+            layers = model.heads[f"{corner}_{head}"]
+            assert len(layers) == model.num_stacks
+            for stack, layer in enumerate(layers):
+                # Official `tl_heats[-1].bias.fill_(-2.19)`: sigmoid(-2.19) ~= 0.1.
+                np.testing.assert_array_equal(
+                    layer.out.bias.numpy(),
+                    np.full(widths[head], expected[head], np.float32),
+                    err_msg=f"{corner}_{head}_{stack}",
+                )
+
+
+def test_fresh_heads_start_at_the_focal_prior():
     model = _tiny()
-    out = model(_random_images(1, 127), training=False)
-    # The heatmap bias -2.19 dominates a freshly initialised network.
-    assert abs(float(tf.reduce_mean(out["tl_heatmap"])) + 2.19) < 1.0
+    model(_random_images(1, 127), training=True)  # builds the heads of both stacks
+    _assert_head_biases(model)
 
 
 def test_normalisation_and_channel_order():
@@ -209,6 +225,7 @@ def test_hourglass104_parameters_and_shapes():
     running = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
     assert trainable == 201_035_212
     assert running == 125_696
+    _assert_head_biases(model)
 
 
 @pytest.mark.slow

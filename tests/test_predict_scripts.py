@@ -1,4 +1,4 @@
-"""`scripts/predict.py` and the drawing helpers of `cornernet_tf.visualization` (SPEC §12).
+"""`scripts/predict.py` and the drawing helpers of `cornernet_tf.visualization`.
 
 The script runs in this process with an untrained, very small CornerNet on
 generated shapes images, together with the bad inputs it must survive: a

@@ -1,7 +1,7 @@
 """Ground truth: `gaussian_radius` and `encode_targets` against the official formulas.
 
-The reference below is a plain numpy transcription of SPEC §4 (the official
-`sample/coco.py::kp_detection` target loop and `sample/utils.py`), written with
+The reference below is a plain numpy transcription of the official ground truth
+(`sample/coco.py::kp_detection` target loop and `sample/utils.py`), written with
 Python loops and float64 like the original.
 """
 
@@ -21,7 +21,7 @@ OUT_SIZE = 128
 
 
 def _ref_radius(height, width, o):
-    """The three official quadratic roots, min of them (SPEC §4)."""
+    """The three official quadratic roots, min of them (`sample/utils.py::gaussian_radius`)."""
     b1 = height + width
     c1 = width * height * (1 - o) / (1 + o)
     r1 = (b1 - math.sqrt(b1**2 - 4 * c1)) / 2

@@ -11,10 +11,11 @@ dataset is opened).
 
 Differences from the official reader, on purpose:
     * crowd annotations (`iscrowd=1`) are excluded from the training targets
-      (the official reader keeps them; SPEC §6 says not to train on them);
+      (the official reader keeps them; crowd boxes cover groups of objects, not
+      one object with two corners);
     * bad annotations (unknown category ids, NaN/negative/zero sizes, boxes
       entirely outside the image) and unsafe or missing image files are
-      excluded and reported instead of crashing or training on garbage (§12).
+      excluded and reported instead of crashing or training on garbage.
 """
 
 from __future__ import annotations

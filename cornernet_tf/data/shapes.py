@@ -1,4 +1,4 @@
-"""The embedded dataset: synthetic shapes written in the COCO 2017 layout (SPEC §6).
+"""The embedded dataset: synthetic shapes written in the COCO 2017 layout.
 
 `make_shapes_dataset(output_dir)` writes::
 

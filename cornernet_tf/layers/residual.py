@@ -44,11 +44,3 @@ class Residual(keras.layers.Layer):
         config = super().get_config()
         config.update(filters=self.filters, strides=self.strides)
         return config
-
-
-def residual_stack(filters, count, strides=1, name=None):
-    """`count` residual blocks; only the first one strides / changes width."""
-    return [
-        Residual(filters, strides=strides if i == 0 else 1, name=f"{name}_{i}")
-        for i in range(count)
-    ]

@@ -1,4 +1,4 @@
-"""Corner pooling: a directional cumulative max along H or W (paper §3.4, SPEC §3).
+"""Corner pooling: a directional cumulative max along H or W (paper §3.4).
 
 Top pool `out[i, j] = max(in[i:, j])`, left pool `out[i, j] = max(in[i, j:])`,
 bottom `max(in[:i+1, j])`, right `max(in[i, :j+1])`, as computed by the official
