@@ -1,4 +1,4 @@
-"""`CornerNet.predict` and `CornerNet.predict_images`, the Keras-facing inference API (SPEC §10).
+"""`CornerNet.predict` and `CornerNet.predict_images`, the Keras-facing inference API.
 
 An untrained tiny CornerNet; `top_k=10` and a wide `ae_threshold` leave a
 few valid corner pairs per image, so the -1 padding after `num_detections`
