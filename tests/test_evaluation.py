@@ -1,4 +1,4 @@
-"""COCO evaluation (`cornernet_tf.evaluation`) and `scripts/evaluate.py`: scores, bad images, bad arguments.
+"""COCO evaluation (`cornernet_tf.evaluation`) and `scripts/evaluate.py`: scores and bad input.
 
 The numbers are checked with a stand-in detector whose `detect` returns each
 image's ground truth (looked up by its pixels): perfect detections must give
