@@ -17,6 +17,12 @@ from cornernet_tf.layers.hourglass import HourglassModule
 from cornernet_tf.layers.residual import Residual
 from cornernet_tf.models.presets import PRESETS
 
+if keras.backend.backend() != "tensorflow":  # e.g. set in ~/.keras/keras.json
+    raise ImportError(
+        f"cornernet_tf needs the TensorFlow backend of Keras, but Keras runs on "
+        f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow."
+    )
+
 # Official normalisation constants (`db/coco.py`), given there in BGR order.
 OFFICIAL_MEAN_BGR = (0.40789654, 0.44719302, 0.47026115)
 OFFICIAL_STD_BGR = (0.28863828, 0.27408164, 0.27809835)
