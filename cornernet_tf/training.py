@@ -697,25 +697,11 @@ def make_train_pipeline(config: Config, source, *, seed: int, input_context=None
     """
     from cornernet_tf.data import pipeline
 
-    data = config.data
     return pipeline.make_train_dataset(
         source,
-        data.train_split,
+        config.data,
         batch_size=config.train.batch_size,
-        input_size=data.input_size,
-        output_size=data.output_size,
         seed=seed,
-        scales=data.rand_scales,
-        border=data.border,
-        flip=data.flip,
-        color=data.color_jitter,
-        lighting=data.lighting,
-        normalize=False,  # CornerNet normalises inside the model
-        max_objects=data.max_objects,
-        gaussian_iou=data.gaussian_iou,
-        shuffle_buffer=data.shuffle_buffer,
-        max_pixels=data.max_pixels,
-        max_bad_images=data.max_bad_images,
         input_context=input_context,
     )
 
