@@ -218,11 +218,21 @@ def bench_official(records, batch_size, batches, warmup, workers):
 
 
 def tf_iterator(root, batch_size):
-    from cornernet_tf.data import pipeline
+    from cornernet_tf.config import DataConfig
+    from cornernet_tf.data import augment, pipeline
 
-    data = pipeline.make_train_dataset(
-        root, "train2017", batch_size=batch_size, input_size=INPUT, output_size=OUTPUT, seed=0
+    # The official sampler's settings; the scales as np.arange gives them (SCALES),
+    # which is what the official code crops with.
+    config = DataConfig(
+        train_split="train2017",
+        input_size=INPUT,
+        output_size=OUTPUT,
+        rand_scales=augment.DEFAULT_SCALES,
+        border=BORDER,
+        gaussian_iou=GAUSSIAN_IOU,
+        max_objects=MAX_TAGS,
     )
+    data = pipeline.make_train_dataset(root, config, batch_size=batch_size, seed=0)
     return iter(data.dataset)
 
 

@@ -16,6 +16,8 @@ import argparse
 import os
 import sys
 
+# `cornernet_tf.training.STRATEGIES`, repeated so that `--help` and config errors
+# answer without importing TensorFlow.
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 
 
@@ -53,13 +55,13 @@ def main(argv=None) -> int:
 
     training.configure_logging()
     try:
-        training.validate_data_dir(config, args.data_dir)
-        strategy = training.make_strategy(args.strategy)  # before any other TF work
+        # `train` checks the data directory, then creates the strategy from its
+        # name before any other TensorFlow work.
         result = training.train(
             config,
             args.data_dir,
             args.model_dir,
-            strategy=strategy,
+            strategy=args.strategy,
             evaluate_fn=training.default_evaluate_fn(config, args.data_dir),
             verbose=args.verbose,
         )

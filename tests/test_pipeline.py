@@ -1,5 +1,6 @@
-"""The tf.data pipelines: batches, official geometry end to end, determinism, bad input."""
+"""The tf.data training pipeline: batches, official geometry end to end, determinism, bad input."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -11,16 +12,24 @@ import pytest
 import tensorflow as tf
 from test_augment import OFFICIAL_SCALES, ref_clip, ref_flip, ref_random_crop, ref_resize
 
-from cornernet_tf import images, postprocess
+from cornernet_tf import images
+from cornernet_tf.config import DataConfig
 from cornernet_tf.data import augment, pipeline
 from cornernet_tf.data.coco import CocoDataset
 
 INPUT, OUTPUT = 127, 32
+# Small sizes, and the crop scales as the official np.arange(0.6, 1.4, 0.1) gives
+# them (`augment.DEFAULT_SCALES`): the geometry test compares against the official
+# sampler, and int(127 * 0.9999999999999999) is one pixel less than int(127 * 1.0).
+DATA = DataConfig(input_size=INPUT, output_size=OUTPUT, rand_scales=augment.DEFAULT_SCALES)
+DATA_FIELDS = {field.name for field in dataclasses.fields(DataConfig)}
 
 
 def small_train(source, **kwargs):
-    args = {"batch_size": 2, "input_size": INPUT, "output_size": OUTPUT, "seed": 0}
-    return pipeline.make_train_dataset(source, **{**args, **kwargs})
+    """`make_train_dataset` on DATA; `kwargs` that are DataConfig fields replace DATA's."""
+    config = dataclasses.replace(DATA, **{k: v for k, v in kwargs.items() if k in DATA_FIELDS})
+    args = {"batch_size": 2, "seed": 0, **{k: v for k, v in kwargs.items() if k not in DATA_FIELDS}}
+    return pipeline.make_train_dataset(source, config, **args)
 
 
 def test_batch_structure(shapes_root):
@@ -68,7 +77,12 @@ def test_geometry_end_to_end_matches_the_official_sampler(shapes_root):
     """Pipeline output == official random_crop → resize → clip → flip for the drawn values."""
     seed = 5
     data = small_train(
-        shapes_root, batch_size=1, seed=seed, shuffle_buffer=1, color=False, include_boxes=True
+        shapes_root,
+        batch_size=1,
+        seed=seed,
+        shuffle_buffer=1,
+        color_jitter=False,
+        include_boxes=True,
     )
     draw = tf.function(augment.draw_train_params)
     records = data.source.records
@@ -119,41 +133,23 @@ def test_input_context_shards_and_sets_the_per_replica_batch(shapes_root):
     )
     assert next(iter(train.dataset))[0].shape[0] == 2  # global batch 4 over 2 replicas
     assert train.steps_per_epoch == 2  # 4 of the 8 images in this shard
-    ids = []
+    # The files each input pipeline reads: below every image's pixel count, each
+    # read file is refused and recorded, so the trackers list exactly the shards.
+    read = []
     for pipeline_id in range(2):
         context = tf.distribute.InputContext(2, pipeline_id, 2)
-        evaluation = pipeline.make_eval_dataset(shapes_root, "val2017", input_context=context)
-        ids.append([int(b["image_id"][0]) for b in evaluation.dataset])
-    assert ids == [[1, 3], [2, 4]]
+        data = small_train(
+            shapes_root, input_context=context, max_pixels=1, max_bad_images=8, repeat=False
+        )
+        assert list(data.dataset) == []
+        read.append([path for path, _ in data.tracker.bad_images()])
+    paths = [record.path for record in train.source.records]
+    assert read == [paths[0::2], paths[1::2]]
     with pytest.raises(TypeError, match="input_context"):
         small_train(shapes_root, input_context=object())
 
 
-def test_eval_dataset_is_the_official_test_input(shapes_root):
-    data = pipeline.make_eval_dataset(shapes_root, "val2017")
-    batches = list(data.dataset)
-    assert [int(b["image_id"][0]) for b in batches] == [1, 2, 3, 4]
-    batch = batches[0]
-    bgr = cv2.imread(data.source.records[0].path)
-    h, w = bgr.shape[:2]  # 80 x 96 → canvas 127 x 127
-    want = np.zeros((h | 127, w | 127, 3), np.float32)
-    top, left = (h | 127) // 2 - h // 2, (w | 127) // 2 - w // 2
-    want[top : top + h, left : left + w] = bgr[..., ::-1]  # official crop_image placement
-    np.testing.assert_array_equal(batch["image"][0].numpy(), want)
-    geometry = postprocess.test_geometry((h, w))
-    np.testing.assert_array_equal(batch["borders"][0], geometry["borders"])
-    np.testing.assert_array_equal(batch["ratios"][0], geometry["ratios"])
-    np.testing.assert_array_equal(batch["image_hw"][0], [h, w])
-    np.testing.assert_array_equal(batch["input_size"][0], [127, 127])
-    normalized = pipeline.make_eval_dataset(shapes_root, "val2017", normalize=True, batch_size=3)
-    first = next(iter(normalized.dataset))
-    assert first["image"].shape == (3, 127, 127, 3)
-    np.testing.assert_allclose(
-        first["image"][0].numpy(), augment.normalize(want / 255.0).numpy(), atol=1e-5
-    )
-
-
-# --- bad input (SPEC §12) ---------------------------------------------------
+# --- bad input -------------------------------------------------------------
 
 
 def _png(image):
@@ -232,24 +228,29 @@ def _unchecked(root):
     return CocoDataset.open(root, "train2017", check_files=False)
 
 
-def test_bad_images_are_skipped_counted_and_named(bad_root):
-    data = pipeline.make_eval_dataset(_unchecked(bad_root), "train2017")
-    batches = list(data.dataset)
-    assert [int(b["image_id"][0]) for b in batches] == [1, 2, 3, 4, 5]  # the good files
-    for batch in batches:  # grayscale, RGBA, 16-bit: all 3-channel, original size
-        assert batch["image"].shape == (1, 127, 127, 3)
-        np.testing.assert_array_equal(batch["image_hw"][0], [40, 50])
+def test_read_image_decodes_good_files_and_names_bad_ones(bad_root):
     rgb = cv2.imread(str(bad_root / "train2017" / "good.png"))[..., ::-1]
-    deep = batches[3]["image"][0].numpy()
-    np.testing.assert_array_equal(deep[43:83, 38:88], rgb)  # 16-bit scaled to 8-bit exactly
-    bad = {os.path.basename(path): reason for path, reason in data.tracker.bad_images()}
-    assert bad == BAD_REASONS
-    assert data.tracker.num_bad_images == 7 and data.tracker.num_skipped == 7
+    for name in GOOD:  # grayscale, RGBA, 16-bit: all 3-channel, original size
+        image, code = images.read_image(tf.constant(str(bad_root / "train2017" / name)))
+        assert int(code) == images.OK, name
+        assert image.shape == (40, 50, 3) and image.dtype == tf.uint8, name
+        if name == "deep.png":  # 16-bit scaled to 8-bit exactly
+            np.testing.assert_array_equal(image.numpy(), rgb)
+    for name, reason in BAD_REASONS.items():
+        image, code = images.read_image(tf.constant(str(bad_root / "train2017" / name)))
+        assert images.REASONS[int(code)] == reason, name
+        assert image.shape == (1, 1, 3), name
 
 
 def test_training_skips_bad_images_every_pass_without_rereading(bad_root):
-    data = small_train(_unchecked(bad_root), batch_size=1, repeat=False, max_bad_images=None)
-    assert len(list(data.dataset)) == len(GOOD)
+    data = small_train(
+        _unchecked(bad_root), batch_size=1, repeat=False, max_bad_images=len(BAD_REASONS)
+    )
+    batches = list(data.dataset)  # the good files
+    assert len(batches) == len(GOOD)
+    assert all(image.shape == (1, INPUT, INPUT, 3) for image, _ in batches)
+    bad = {os.path.basename(path): reason for path, reason in data.tracker.bad_images()}
+    assert bad == BAD_REASONS  # every bad file named, with its reason
     assert data.tracker.num_bad_images == 7 and data.tracker.num_skipped == 7
     assert len(list(data.dataset)) == len(GOOD)  # second pass: known bad files are not read
     assert data.tracker.num_bad_images == 7 and data.tracker.num_skipped == 14
@@ -276,8 +277,12 @@ def test_open_time_bad_images_count_towards_the_limit(tmp_path):
 
 
 def test_pixel_limit_refuses_before_decoding(bad_root):
-    data = pipeline.make_eval_dataset(
-        _unchecked(bad_root), "train2017", max_pixels=40 * 50 - 1, max_bad_images=None
+    data = small_train(
+        _unchecked(bad_root),
+        batch_size=1,
+        repeat=False,
+        max_pixels=40 * 50 - 1,
+        max_bad_images=len(GOOD) + len(BAD_REASONS),
     )
     assert list(data.dataset) == []
     reasons = {os.path.basename(path): reason for path, reason in data.tracker.bad_images()}
@@ -307,14 +312,16 @@ def test_argument_errors_name_the_argument(shapes_root):
         small_train(shapes_root, batch_size=0)
     with pytest.raises(ValueError, match="input_size"):
         small_train(shapes_root, input_size=(127,))
-    with pytest.raises(ValueError, match="scales"):
-        small_train(shapes_root, scales=(0.0,))
+    with pytest.raises(ValueError, match="data.rand_scales"):
+        small_train(shapes_root, rand_scales=(0.0,))
+    with pytest.raises(ValueError, match="data.max_objects"):
+        small_train(shapes_root, max_objects=0)
     with pytest.raises(ValueError, match="max_bad_images"):
         small_train(shapes_root, max_bad_images=-1)
     with pytest.raises(TypeError, match="source"):
-        pipeline.make_train_dataset(3, batch_size=1)
-    with pytest.raises(ValueError, match="scale"):
-        pipeline.make_eval_dataset(shapes_root, scale=0)
+        pipeline.make_train_dataset(3, DATA, batch_size=1)
+    with pytest.raises(TypeError, match="`config` must be a cornernet_tf.config.DataConfig"):
+        pipeline.make_train_dataset(shapes_root, "train2017", batch_size=1)
 
 
 def test_empty_dataset_is_an_error(tmp_path):

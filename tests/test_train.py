@@ -1,6 +1,7 @@
-"""`scripts/train.py` and `cornernet_tf.training`: schedule, strategies, resume (SPEC §7).
+"""`scripts/train.py` and `cornernet_tf.training.train`: errors, strategies, resume.
 
-The end-to-end tests run the script in subprocesses (their own TensorFlow
+The units of the package have their own files (`test_training_*.py`). The
+end-to-end tests here run the script in subprocesses (their own TensorFlow
 runtime: logical devices, TF_CONFIG, SIGKILL) on the shared shapes dataset
 with a very small hourglass at 63x63 input, so that each run is tracing time
 plus a few fast steps; they are marked slow (still run in CI).
@@ -9,6 +10,7 @@ plus a few fast steps; they are marked slow (still run in CI).
 import contextlib
 import json
 import os
+import runpy
 import shutil
 import signal
 import socket
@@ -87,137 +89,18 @@ def _free_port():
         return s.getsockname()[1]
 
 
-# ------------------------------------------------------------ schedule (fast)
+# ------------------------------------------------------------------ fast
 
 
-def test_learning_rate_scales_linearly_with_the_global_batch():
-    assert training.scaled_learning_rate(2.5e-4, 49, 49) == 2.5e-4
-    assert training.scaled_learning_rate(2.5e-4, 98, 49) == pytest.approx(5e-4)
-    assert training.scaled_learning_rate(2.5e-4, 7, 49) == pytest.approx(2.5e-4 / 7)
-    with pytest.raises(ValueError, match="batch sizes must be > 0"):
-        training.scaled_learning_rate(2.5e-4, 0, 49)
+def test_script_offers_the_package_strategies():
+    script = runpy.run_path(SCRIPT, run_name="train_script")  # not "__main__": no run
+    assert script["STRATEGIES"] == training.STRATEGIES
 
 
-def test_schedule_matches_the_official_step_decay():
-    # Official train.py: iterations 1..450000 at lr, from 450001 on lr / 10; Keras
-    # evaluates the schedule at optimizer.iterations = iteration - 1.
-    schedule = training.learning_rate_schedule(2.5e-4, (450_000,), 10.0)
-    for iteration, expected in [
-        (1, 2.5e-4),
-        (450_000, 2.5e-4),
-        (450_001, 2.5e-5),
-        (500_000, 2.5e-5),
-    ]:
-        assert float(schedule(iteration - 1)) == pytest.approx(expected), iteration
-    two = training.learning_rate_schedule(1.0, (10, 20), 2.0)
-    assert [float(two(s)) for s in (0, 9, 10, 19, 20)] == [1.0, 1.0, 0.5, 0.5, 0.25]
-    flat = training.learning_rate_schedule(0.1, (), 10.0)
-    assert float(flat(10**9)) == pytest.approx(0.1)
-
-
-def test_schedule_follows_a_restored_iteration_counter():
-    optimizer = keras.optimizers.Adam(training.learning_rate_schedule(1.0, (5,), 10.0))
-    optimizer.build([keras.Variable(np.zeros(2, "float32"))])
-    assert float(optimizer.learning_rate) == 1.0
-    optimizer.iterations.assign(5)  # what a restore of step 5 does
-    assert float(optimizer.learning_rate) == pytest.approx(0.1)
-
-
-def test_strategy_selection_and_errors(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    strategy = training.make_strategy("auto")
-    assert isinstance(strategy, tf.distribute.OneDeviceStrategy)
-    assert strategy.num_replicas_in_sync == 1
-    assert training.is_chief(strategy)
-    with pytest.raises(training.SetupError, match="unknown strategy; choose one of auto"):
-        training.make_strategy("horovod")
-    with pytest.raises(training.SetupError, match="TF_CONFIG environment variable is not set"):
-        training.make_strategy("multi_worker")
-    monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(training.SetupError, match="TF_CONFIG is not valid JSON"):
-        training.make_strategy("auto")
-    monkeypatch.setenv("TF_CONFIG", '{"task": {}}')
-    with pytest.raises(training.SetupError, match='"cluster" mapping'):
-        training.make_strategy("multi_worker")
-
-
-def test_validate_data_dir_names_the_missing_path(tmp_path, shapes_root):
-    config = Config()
-    training.validate_data_dir(config, shapes_root)  # a complete dataset passes
-    with pytest.raises(training.SetupError, match="no such directory.*make_shapes.py"):
-        training.validate_data_dir(config, tmp_path / "nope")
-    with pytest.raises(training.SetupError, match="instances_train2017.json: annotation file"):
-        training.validate_data_dir(config, tmp_path)
-    (tmp_path / "annotations").mkdir()
-    (tmp_path / "annotations" / "instances_train2017.json").write_text("{}")
-    with pytest.raises(training.SetupError, match="train2017: image folder"):
-        training.validate_data_dir(config, tmp_path)
-
-
-# ----------------------------------------------------------- callbacks (fast)
-
-
-class _FakeManager:
-    def __init__(self):
-        self.saved = []
-
-    def save(self, checkpoint_number):
-        self.saved.append(int(checkpoint_number))
-
-
-def _toy_model():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    model.compile(keras.optimizers.SGD(0.01), loss="mse")
-    return model
-
-
-def test_checkpoints_evaluation_and_stop_follow_the_global_step():
-    x = np.ones((8, 3), "float32")
-    dataset = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).repeat().batch(2)
-    model = _toy_model()
-    manager = _FakeManager()
-    calls = []
-
-    def evaluate_fn(m):
-        calls.append(int(m.optimizer.iterations.numpy()))
-        return {"ap": 0.5}
-
-    evaluation = training.PeriodicEvaluation(evaluate_fn, every=3)
-    throughput = training.ImagesPerSecond(global_batch=2)
-    history = model.fit(
-        dataset,
-        epochs=4,
-        steps_per_epoch=2,
-        verbose=0,
-        shuffle=False,
-        callbacks=[
-            training.StopAtStep(7),
-            throughput,
-            training.LearningRateLogger(),
-            training.CheckpointEvery(manager, every=2),
-            evaluation,
-        ],
-    )
-    assert int(model.optimizer.iterations.numpy()) == 7  # stopped inside the 4th epoch
-    assert manager.saved == [2, 4, 6, 7]  # every 2 steps, then the final step
-    assert calls == [3, 6, 7]
-    assert evaluation.history[-1] == (7, {"ap": 0.5})
-    assert history.history["learning_rate"] == [pytest.approx(0.01)] * 4
-    assert throughput.overall > 0
-    assert all(r > 0 for r in history.history["images_per_sec"])
-
-
-def test_images_per_sec_uses_the_time_between_batches(monkeypatch):
-    clock = iter([10.0, 10.5, 11.0, 12.0])
-    monkeypatch.setattr(training.time, "perf_counter", lambda: next(clock))
-    callback = training.ImagesPerSecond(global_batch=8, window=2)
-    logs = [{} for _ in range(4)]
-    for i, batch_logs in enumerate(logs):
-        callback.on_train_batch_end(i, batch_logs)
-    assert "images_per_sec" not in logs[0]  # one batch end: no interval yet
-    assert logs[1]["images_per_sec"] == pytest.approx(8 / 0.5)
-    assert logs[3]["images_per_sec"] == pytest.approx(2 * 8 / 1.5)  # window of 2 intervals
-    assert callback.overall == pytest.approx(3 * 8 / 2.0)
+def test_default_evaluate_fn_only_when_evaluations_are_configured(shapes_root):
+    assert training.default_evaluate_fn(Config(), shapes_root) is None  # eval_every=0
+    config = load_config(CONFIG, ["train.eval_every=5"])
+    assert callable(training.default_evaluate_fn(config, shapes_root))
 
 
 # ------------------------------------------------------- the script: bad input
@@ -350,7 +233,11 @@ def test_train_script_killed_resumed_and_finished(shapes_root, tmp_path):
     config = load_config(out / "config.yaml")
     assert config.train.steps == steps and config.data.input_size == 63  # the resolved config
     state = training.build_training_state(
-        config, list(shapes.CLASSES), str(out / "checkpoints"), write_dir=str(tmp_path / "w")
+        config,
+        list(shapes.CLASSES),
+        str(out / "checkpoints"),
+        learning_rate=training.LearningRate.from_config(config.train),
+        write_dir=str(tmp_path / "w"),
     )
     assert state.restored_from == latest and state.step == saved_step
     assert int(state.model.optimizer.iterations.numpy()) == saved_step
@@ -398,7 +285,7 @@ def test_train_script_killed_resumed_and_finished(shapes_root, tmp_path):
 
 @pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus(shapes_root, tmp_path):
-    # Two corrupt training images: skipped, counted and reported, not fatal (SPEC §12).
+    # Two corrupt training images: skipped, counted and reported, not fatal.
     data = tmp_path / "data"
     shutil.copytree(shapes_root, data)
     corrupt = sorted((data / "train2017").iterdir())[:2]

@@ -8,12 +8,13 @@ lighting) → `cornernet_tf.targets.encode_targets` → batch → prefetch. It
 replaces princeton-vl/CornerNet `sample/coco.py` (`kp_detection`) run in the
 official trainer's prefetch processes.
 
-Bad images (SPEC §12) never stop training silently or fatally by default:
-files that cannot be read or decoded (missing, empty, truncated, corrupt,
-unsupported format, more pixels than `max_pixels`, checked from the header
+Bad images never stop training silently, nor fatally unless there are too
+many: files that cannot be read or decoded (missing, empty, truncated, corrupt,
+unsupported format, more pixels than `data.max_pixels`, checked from the header
 before decoding) are skipped, logged by name and counted by a
-`BadSampleTracker` that the trainer can read; once more than `max_bad_images`
-distinct images have been found bad the pipeline fails with an error naming
+`BadSampleTracker` that the trainer can read; once more than
+`data.max_bad_images` distinct images have been found bad (those excluded when
+the annotations were opened included) the pipeline fails with an error naming
 the last one. Images found bad are not read again in later epochs.
 
 Determinism: with a `seed`, every random draw of an image comes from a
@@ -38,6 +39,7 @@ import tensorflow as tf
 
 from cornernet_tf import images
 from cornernet_tf import targets as targets_lib
+from cornernet_tf.config import DataConfig
 from cornernet_tf.data import augment
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
 
@@ -245,12 +247,20 @@ def open_source(source, split: str, caller: str) -> CocoDataset:
 
 
 def _tracker_for(dataset: CocoDataset, max_bad_images: int | None, caller: str):
+    """The pipeline's `BadSampleTracker`, once the images excluded at opening are within the limit.
+
+    This is the only place the limit is checked against the images excluded
+    when the annotations were opened (missing or empty files, unsafe names);
+    images found bad while reading are checked by the tracker inside the
+    pipeline.
+    """
     bad = dataset.report.bad_images
     if max_bad_images is not None and len(bad) > max_bad_images:
         raise ValueError(
-            f"{caller}: {len(bad)} images of {dataset.annotation_file!r} are unusable (more than "
-            f"max_bad_images={max_bad_images}), e.g. {'; '.join(str(p) for p in bad[:5])}. Fix "
-            "the annotation file or the image folder, or raise `max_bad_images`."
+            f"{caller}: {len(bad)} images of {dataset.annotation_file!r} are unusable (missing, "
+            f"empty or unsafe file names), more than max_bad_images={max_bad_images}, e.g. "
+            f"{'; '.join(str(p) for p in bad[:5])}. Fix the annotation file or the image folder, "
+            "or raise data.max_bad_images."
         )
     return BadSampleTracker(
         [r.path for r in dataset.records], max_bad_images=max_bad_images, initial_bad=len(bad)
@@ -335,67 +345,54 @@ def _read_stage(tracker: BadSampleTracker, max_pixels: int):
 
 def make_train_dataset(
     source: str | os.PathLike | CocoDataset,
-    split: str = "train2017",
+    config: DataConfig,
     *,
     batch_size: int,
-    input_size: int | tuple[int, int] = 511,
-    output_size: int | tuple[int, int] = 128,
     seed: int | None = None,
-    scales: Sequence[float] = augment.DEFAULT_SCALES,
-    border: int = augment.DEFAULT_BORDER,
-    flip: bool = True,
-    color: bool = True,
-    lighting: bool = True,
-    normalize: bool = False,
-    max_objects: int = 128,
-    gaussian_iou: float = 0.3,
-    include_boxes: bool = False,
-    shuffle_buffer: int = 10_000,
-    repeat: bool = True,
-    max_pixels: int = images.DEFAULT_MAX_PIXELS,
-    max_bad_images: int | None = DEFAULT_MAX_BAD_IMAGES,
     input_context: tf.distribute.InputContext | None = None,
+    normalize: bool = False,
+    include_boxes: bool = False,
+    repeat: bool = True,
     num_parallel_calls: int = tf.data.AUTOTUNE,
     jit_photometric: bool = True,
 ) -> PipelineData:
     """The official CornerNet training sampler as a `tf.data` pipeline.
 
     princeton-vl/CornerNet `sample/coco.py` `kp_detection` with the
-    `config/CornerNet.json` settings: random scale from `scales` and a crop of
-    `int(input·scale)` centred `border` (halved until it fits) from the image
-    edges on a zero canvas, resize to `input_size`, clip and drop empty boxes,
-    flip with p = 0.5, colour jitter and PCA lighting, then
-    `encode_targets`. See `cornernet_tf.data.augment` for every step.
+    `config/CornerNet.json` settings: random scale from `config.rand_scales`
+    and a crop of `int(input·scale)` centred `config.border` (halved until it
+    fits) from the image edges on a zero canvas, resize to `config.input_size`,
+    clip and drop empty boxes, flip with p = 0.5, colour jitter and PCA
+    lighting, then `encode_targets`. See `cornernet_tf.data.augment` for every
+    step.
+
+    What the experiment config fixes (split, sizes, augmentation, target
+    settings, shuffle buffer, bad-image limits) comes from `config`; the
+    arguments are what a caller chooses per run.
 
     Args:
         source: dataset root in the COCO 2017 layout, or an opened `CocoDataset`.
-        split: split name (annotation file `instances_<split>.json`).
+        config: the `data` section of the experiment config: `train_split`
+            (annotation file `instances_<split>.json`), `input_size`,
+            `output_size`, `rand_scales`, `border`, `flip`, `color_jitter`,
+            `lighting` (applied with the colour jitter, as officially),
+            `max_objects` (tag slots per image), `gaussian_iou`,
+            `shuffle_buffer` (records, i.e. file names and boxes, not
+            images), `max_pixels` (images with more pixels, read from the
+            header, are skipped undecoded) and `max_bad_images` (fail once
+            more bad images than this are found, at opening and while reading).
         batch_size: the global batch size; with `input_context`, each replica
             gets `input_context.get_per_replica_batch_size(batch_size)`.
-        input_size: network input, int or (height, width).
-        output_size: heatmap size, int or (height, width).
         seed: makes the pipeline deterministic (same seed, same batches).
-        scales: random crop scales.
-        border: official crop border.
-        flip: random horizontal flips.
-        color: colour jitter (official `rand_color`).
-        lighting: PCA lighting (applied with the colour jitter, as officially).
+        input_context: from `distribute_datasets_from_function`; shards the
+            files per input pipeline and sets the per-replica batch.
         normalize: output `(x - mean) / std` (official network input);
             False outputs RGB in 0-255 after jitter/lighting, what
             `cornernet_tf.CornerNet` expects (it normalises inside).
-        max_objects: tag slots per image (official 128).
-        gaussian_iou: `gaussian_radius` overlap (SPEC §4: 0.3).
         include_boxes: add the augmented boxes to the targets, `boxes`
             [B, M, 4] (x1, y1, x2, y2 input pixels) and `labels` [B, M] int32,
             padded with 0 / -1 past the image's objects (for inspection and tests).
-        shuffle_buffer: records (file names and boxes, not images) in the
-            shuffle buffer.
         repeat: repeat forever (training); False stops after one pass.
-        max_pixels: images with more pixels (header) are skipped undecoded.
-        max_bad_images: fail once more bad images than this are found
-            (opening + reading); None: never.
-        input_context: from `distribute_datasets_from_function`; shards the
-            files per input pipeline and sets the per-replica batch.
         num_parallel_calls: parallelism of the maps.
         jit_photometric: compile the colour jitter / lighting / normalisation
             step with XLA (same values up to float rounding, faster).
@@ -406,26 +403,36 @@ def make_train_dataset(
         batched (`tl_heatmap` [B, out_h, out_w, C], `tl_index` [B, M], ...).
 
     Raises:
-        FileNotFoundError, ValueError, TypeError: bad arguments or dataset, with
-            the argument or file named.
+        FileNotFoundError, ValueError, TypeError: bad arguments, config or
+            dataset, with the argument, config field or file named.
     """
+    if not isinstance(config, DataConfig):
+        raise TypeError(
+            "make_train_dataset: `config` must be a cornernet_tf.config.DataConfig (the `data` "
+            f"section of the experiment config), got {type(config).__name__}."
+        )
     caller = "make_train_dataset"
-    dataset = open_source(source, split, caller)
+    dataset = open_source(source, config.train_split, caller)
     batch_size = _check_int("batch_size", batch_size)
-    in_size = augment.size_pair(input_size, "input_size")
-    out_size = augment.size_pair(output_size, "output_size")
-    _check_int("max_objects", max_objects)
-    _check_int("shuffle_buffer", shuffle_buffer)
-    _check_int("max_pixels", max_pixels)
-    _check_int("border", border, minimum=0)
+    in_size = augment.size_pair(config.input_size, "data.input_size")
+    out_size = augment.size_pair(config.output_size, "data.output_size")
+    max_objects = _check_int("data.max_objects", config.max_objects)
+    shuffle_buffer = _check_int("data.shuffle_buffer", config.shuffle_buffer)
+    max_pixels = _check_int("data.max_pixels", config.max_pixels)
+    border = _check_int("data.border", config.border, minimum=0)
     if seed is not None:
         _check_int("seed", seed, minimum=0)
+    scales = config.rand_scales
     if not scales or not all(isinstance(s, numbers.Real) and s > 0 for s in scales):
-        raise ValueError(f"`scales` must be positive numbers, got {scales!r}.")
+        raise ValueError(f"`data.rand_scales` must be positive numbers, got {scales!r}.")
     if min(int(in_size[0] * min(scales)), int(in_size[1] * min(scales))) < 1:
-        raise ValueError(f"`scales` {scales!r} give empty crops for input_size {in_size}.")
+        raise ValueError(
+            f"`data.rand_scales` {scales!r} give empty crops for data.input_size {in_size}."
+        )
+    gaussian_iou = config.gaussian_iou
+    flip, color, lighting = config.flip, config.color_jitter, config.lighting
 
-    tracker = _tracker_for(dataset, max_bad_images, caller)
+    tracker = _tracker_for(dataset, config.max_bad_images, caller)
     records, num_records, pipelines, pipeline_id = _records_dataset(dataset, input_context, caller)
     per_replica = _per_replica_batch(batch_size, input_context)
     deterministic = seed is not None

@@ -1,0 +1,420 @@
+"""`train`: one training run (or its resumption), phase by phase.
+
+`train` reads as its phases: check the data and the cluster, open the
+annotations, build or restore the model, wire the input pipelines and the
+callbacks, `fit`, then write the model and the run summary. Each phase is a
+short helper below; what they use lives in the sibling modules (`strategy`,
+`schedule`, `state`, `inputs`, `callbacks`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import math
+import os
+import resource
+import shutil
+import sys
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from cornernet_tf.config import Config, TrainConfig, save_config
+from cornernet_tf.data.coco import CocoDataset
+from cornernet_tf.training import callbacks as cb
+from cornernet_tf.training.errors import BadDataError, assertion_message
+from cornernet_tf.training.inputs import (
+    TrainInput,
+    data_seed,
+    distribute_train_input,
+    open_training_source,
+    validate_data_dir,
+)
+from cornernet_tf.training.schedule import LearningRate
+from cornernet_tf.training.state import TrainingState, build_training_state, global_step
+from cornernet_tf.training.strategy import (
+    barrier,
+    check_global_batch,
+    is_chief,
+    is_multi_worker,
+    make_strategy,
+    task,
+)
+from cornernet_tf.utils.fs import atomic_path, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TrainResult",
+    "configure_logging",
+    "default_evaluate_fn",
+    "save_model_atomic",
+    "train",
+]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a `train` call did.
+
+    Attributes:
+        step: the optimizer's iteration count at the end.
+        start_step: the iteration restored from a checkpoint (0 when fresh).
+        bad_samples: training images skipped as unusable: excluded when the
+            annotations were opened plus found bad by this worker's input
+            pipelines while reading (each worker reads its own shard).
+        images_per_sec: training throughput over the run (first step excluded).
+        replicas: replicas in sync (devices over all workers).
+        global_batch: images per step over all replicas.
+        learning_rate: the scaled initial learning rate.
+        model_path: the final `model.keras` (None on non-chief workers).
+        peak_memory_mb: peak resident memory of this process.
+        evaluations: `(step, results)` of the evaluation hook.
+    """
+
+    step: int
+    start_step: int
+    bad_samples: int
+    images_per_sec: float
+    replicas: int
+    global_batch: int
+    learning_rate: float
+    model_path: str | None
+    peak_memory_mb: float
+    evaluations: list = dataclasses.field(default_factory=list)
+
+
+def train(
+    config: Config,
+    data_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    *,
+    strategy: str | tf.distribute.Strategy = "auto",
+    evaluate_fn: cb.EvaluateFn | None = None,
+    verbose: int | str = "auto",
+) -> TrainResult:
+    """Trains (or resumes training) CornerNet as configured.
+
+    Args:
+        config: the experiment config (`load_config`).
+        data_dir: COCO-layout dataset root.
+        model_dir: output directory (checkpoints, logs, final model); a
+            directory with checkpoints is resumed from the latest one.
+        strategy: a strategy name for `make_strategy` or a strategy instance.
+            A strategy must be created before any other TensorFlow work;
+            `train` resolves a name right after its (TensorFlow-free) data
+            check, so callers doing TensorFlow work first pass an instance.
+        evaluate_fn: optional `model -> {metric: value}` run every
+            `train.eval_every` iterations and at the end (not when
+            `eval_every` is 0).
+        verbose: Keras `fit` verbosity on the chief ("auto": progress bar).
+
+    Returns:
+        The `TrainResult`.
+
+    Raises:
+        ConfigError, SetupError: invalid config, data or cluster, raised before
+            any training step.
+        BadDataError: the input pipeline found more bad images than
+            `data.max_bad_images`.
+    """
+    validate_data_dir(config, data_dir)
+    if isinstance(strategy, str):
+        strategy = make_strategy(strategy)
+    check_global_batch(config.train.batch_size, strategy.num_replicas_in_sync)
+    _set_global_policies(config.train)
+    source = open_training_source(config, data_dir)
+    paths = _RunPaths.create(os.fspath(model_dir), strategy)
+    learning_rate = LearningRate.from_config(config.train)
+    state = build_training_state(
+        config,
+        list(source.categories.names),
+        paths.checkpoint_dir,
+        learning_rate=learning_rate,
+        strategy=strategy,
+        write_dir=paths.write_dir,
+    )
+    if paths.chief:
+        _write_run_config(config, source, paths.model_dir)
+    _log_start(config.train, strategy, learning_rate, state, paths.checkpoint_dir)
+    inputs = distribute_train_input(
+        strategy, config, source, seed=data_seed(config.train.seed, state.step)
+    )
+    run_callbacks = _RunCallbacks.create(config.train, state, inputs, evaluate_fn, paths)
+    _fit(state, inputs, run_callbacks.all, config.train, paths, verbose=verbose)
+    bad = _log_bad_images(inputs, config.data.max_bad_images)
+    save_model_atomic(state.model, paths.save_path)
+    result = TrainResult(
+        step=global_step(state.model),
+        start_step=state.step,
+        bad_samples=bad,
+        images_per_sec=run_callbacks.throughput.overall,
+        replicas=strategy.num_replicas_in_sync,
+        global_batch=config.train.batch_size,
+        learning_rate=learning_rate.initial,
+        model_path=paths.model_path if paths.chief else None,
+        peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        evaluations=list(run_callbacks.evaluation.history) if run_callbacks.evaluation else [],
+    )
+    if paths.chief:
+        _write_summary(result, paths.model_dir)
+    paths.remove_scratch()
+    if is_multi_worker(strategy):
+        barrier(strategy)  # no worker leaves while another still needs it
+    return result
+
+
+# ------------------------------------------------------------------- phases
+
+
+def _set_global_policies(train_cfg: TrainConfig) -> None:
+    """Dtype policy and seeds: process-wide Keras state, set before the model exists."""
+    keras.mixed_precision.set_dtype_policy(
+        "mixed_float16" if train_cfg.mixed_precision else "float32"
+    )
+    keras.utils.set_random_seed(train_cfg.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunPaths:
+    """Where this worker reads and writes.
+
+    Attributes:
+        model_dir: the run's output directory.
+        chief: whether this worker writes into `model_dir`.
+        checkpoint_dir: the chief's checkpoints, restored by every worker.
+        write_dir: where this worker saves checkpoints (`checkpoint_dir` on
+            the chief, a temporary folder elsewhere: every worker must save,
+            saving synchronised variables may need all of them).
+        scratch: the non-chief's temporary folder, removed at the end.
+    """
+
+    model_dir: str
+    chief: bool
+    checkpoint_dir: str
+    write_dir: str
+    scratch: str | None
+
+    @classmethod
+    def create(cls, model_dir: str, strategy: tf.distribute.Strategy) -> _RunPaths:
+        checkpoint_dir = os.path.join(model_dir, "checkpoints")
+        if is_chief(strategy):
+            os.makedirs(checkpoint_dir, exist_ok=True)
+            return cls(model_dir, True, checkpoint_dir, checkpoint_dir, None)
+        task_type, task_id = task(strategy)
+        scratch = tempfile.mkdtemp(prefix=f"cornernet_{task_type}{task_id}_")
+        return cls(model_dir, False, checkpoint_dir, os.path.join(scratch, "checkpoints"), scratch)
+
+    @property
+    def model_path(self) -> str:
+        """The final model of the run."""
+        return os.path.join(self.model_dir, "model.keras")
+
+    @property
+    def save_path(self) -> str:
+        """Where this worker saves the final model (only the chief's lands in `model_dir`)."""
+        return self.model_path if self.chief else os.path.join(self.scratch, "model.keras")
+
+    def remove_scratch(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _write_run_config(config: Config, source: CocoDataset, model_dir: str) -> None:
+    """The resolved config and the class mapping, next to the checkpoints."""
+    save_config(config, os.path.join(model_dir, "config.yaml"))
+    source.categories.to_json(os.path.join(model_dir, "classes.json"))
+
+
+def _log_start(
+    train_cfg: TrainConfig,
+    strategy: tf.distribute.Strategy,
+    learning_rate: LearningRate,
+    state: TrainingState,
+    checkpoint_dir: str,
+) -> None:
+    replicas = strategy.num_replicas_in_sync
+    logger.info(
+        "strategy %s: %d replica(s), global batch %d (%d per replica), learning rate %.3g "
+        "(%.3g x %d / %d)",
+        type(strategy).__name__,
+        replicas,
+        train_cfg.batch_size,
+        train_cfg.batch_size // replicas,
+        learning_rate.initial,
+        train_cfg.learning_rate,
+        train_cfg.batch_size,
+        train_cfg.base_batch,
+    )
+    if state.restored_from:
+        logger.info("resumed from %s at step %d", state.restored_from, state.step)
+    else:
+        logger.info("starting from scratch (no checkpoint in %s)", checkpoint_dir)
+
+
+@dataclasses.dataclass
+class _RunCallbacks:
+    """The callbacks of `fit`, in order, and those read after it.
+
+    Attributes:
+        all: every callback, in the order `fit` runs them.
+        throughput: the `ImagesPerSecond` callback (for the summary).
+        evaluation: the `PeriodicEvaluation` callback, when there is one.
+    """
+
+    all: list[keras.callbacks.Callback]
+    throughput: cb.ImagesPerSecond
+    evaluation: cb.PeriodicEvaluation | None
+
+    @classmethod
+    def create(
+        cls,
+        train_cfg: TrainConfig,
+        state: TrainingState,
+        inputs: TrainInput,
+        evaluate_fn: cb.EvaluateFn | None,
+        paths: _RunPaths,
+    ) -> _RunCallbacks:
+        throughput = cb.ImagesPerSecond(train_cfg.batch_size)
+        # Log producers come before TensorBoard, which writes the logs they add.
+        callbacks = [
+            cb.StopAtStep(train_cfg.steps),
+            cb.MallocTuning(),
+            cb.LearningRateLogger(),
+            throughput,
+            cb.BadImageLogger(inputs.bad_images),
+        ]
+        tensorboard = paths.chief and _tensorboard_available()
+        log_dir = os.path.join(paths.model_dir, "logs")
+        if tensorboard:
+            callbacks.append(
+                cb.StepTensorBoard(
+                    log_dir, update_freq=train_cfg.log_every, write_graph=False, profile_batch=0
+                )
+            )
+        callbacks.append(cb.CheckpointEvery(state.manager, train_cfg.checkpoint_every))
+        evaluation = None
+        if evaluate_fn is not None and train_cfg.eval_every > 0:
+            eval_dir = os.path.join(log_dir, "eval") if tensorboard else None
+            evaluation = cb.PeriodicEvaluation(evaluate_fn, train_cfg.eval_every, eval_dir)
+            callbacks.append(evaluation)
+        return cls(callbacks, throughput, evaluation)
+
+
+def _tensorboard_available() -> bool:
+    # Keras' TensorBoard callback needs the `tensorboard` package, which an
+    # install without dependencies may lack; training goes on without scalars.
+    if importlib.util.find_spec("tensorboard") is None:
+        logger.warning(
+            "TensorBoard scalars are off: the `tensorboard` package is not installed "
+            "(pip install tensorboard)."
+        )
+        return False
+    return True
+
+
+def _fit(
+    state: TrainingState,
+    inputs: TrainInput,
+    callbacks: list[keras.callbacks.Callback],
+    train_cfg: TrainConfig,
+    paths: _RunPaths,
+    *,
+    verbose: int | str,
+) -> None:
+    """`model.fit` from the restored step to `train.steps`, one epoch per checkpoint interval."""
+    if state.step >= train_cfg.steps:
+        logger.info("already trained for %d steps (train.steps=%d)", state.step, train_cfg.steps)
+        return
+    steps_per_epoch = min(train_cfg.checkpoint_every, train_cfg.steps)
+    try:
+        state.model.fit(
+            inputs.dataset,
+            epochs=math.ceil(train_cfg.steps / steps_per_epoch),
+            initial_epoch=state.step // steps_per_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose if paths.chief else 0,
+            shuffle=False,
+        )
+    except tf.errors.InvalidArgumentError as e:
+        # The input pipeline's bad-image limit is a tf.debugging.Assert: it
+        # surfaces as an InvalidArgumentError whose text names the limit.
+        if "max_bad_images" not in str(e):
+            raise
+        raise BadDataError(
+            f"{assertion_message(str(e))} (training stopped at step {global_step(state.model)}; "
+            f"the last checkpoint is in {paths.checkpoint_dir})"
+        ) from None
+
+
+def _log_bad_images(inputs: TrainInput, max_bad_images: int) -> int:
+    """Logs what the input pipelines skipped; returns the number of bad images."""
+    bad = inputs.bad_images()
+    for data in inputs.pipelines:
+        data.tracker.log_summary(logger)
+    logger.info("bad images skipped: %d (limit data.max_bad_images=%d)", bad, max_bad_images)
+    return bad
+
+
+def _write_summary(result: TrainResult, model_dir: str) -> None:
+    atomic_write_json(os.path.join(model_dir, "summary.json"), dataclasses.asdict(result))
+    logger.info(
+        "done: step %d, %.1f images/s, peak memory %.0f MB; model written to %s",
+        result.step,
+        result.images_per_sec,
+        result.peak_memory_mb,
+        result.model_path,
+    )
+
+
+# ------------------------------------------------------------- entry points
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> None:
+    """Saves `model` as a `.keras` file; `path` is the old file or the whole new one.
+
+    Every worker saves (reading synchronised variables may be collective),
+    each to its own path.
+
+    Args:
+        model: the model.
+        path: destination ending in ".keras".
+    """
+    with atomic_path(path, suffix=".keras") as tmp:  # Keras saves only to ".keras" names
+        model.save(tmp)
+
+
+def default_evaluate_fn(config: Config, data_dir: str | os.PathLike) -> cb.EvaluateFn | None:
+    """The evaluation hook `scripts/train.py` passes to `train`.
+
+    COCO AP on `data.val_split` (`cornernet_tf.evaluation.make_evaluate_fn`),
+    or None when `train.eval_every` is 0.
+
+    Args:
+        config: the experiment config.
+        data_dir: dataset root.
+
+    Returns:
+        `model -> {metric: value}`, or None.
+    """
+    if config.train.eval_every <= 0:
+        return None
+    # The only use of the evaluation package by training (`train` takes any
+    # hook); importing it here keeps it off the import path of `train` itself.
+    from cornernet_tf import evaluation
+
+    return evaluation.make_evaluate_fn(os.fspath(data_dir), config.data.val_split)
+
+
+def configure_logging() -> None:
+    """Sends the training log lines to stdout, one plain line each (for the script)."""
+    package_logger = logging.getLogger("cornernet_tf.training")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package_logger.handlers[:] = [handler]
+    package_logger.setLevel(logging.INFO)
+    package_logger.propagate = False
