@@ -1,4 +1,4 @@
-"""YAML configs → frozen dataclasses: defaults, overrides, and bad input (SPEC §7, §12)."""
+"""YAML configs → frozen dataclasses: defaults, overrides, and bad input."""
 
 import dataclasses
 import os
