@@ -139,7 +139,9 @@ class TrainConfig:
         checkpoint_every: iterations between checkpoints (5000 officially).
         keep_checkpoints: checkpoints kept on disk (oldest deleted first).
         mixed_precision: train with the "mixed_float16" dtype policy.
-        jit_compile: XLA-compile the train step.
+        jit_compile: XLA-compile the train step: true, false, or "auto" (where
+            XLA works: GPUs, TPUs, one CPU replica; several CPU replicas run
+            as a graph because XLA across them fails in TF 2.21).
         log_every: iterations between TensorBoard scalar writes.
         eval_every: iterations between evaluations; 0 evaluates only at the end
             when an evaluation function is given, never in between.
@@ -158,7 +160,7 @@ class TrainConfig:
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
     mixed_precision: bool = False
-    jit_compile: bool = False
+    jit_compile: bool | str = "auto"
     log_every: int = 100
     eval_every: int = 0
 
@@ -581,6 +583,8 @@ def _check_ranges(config: Config, source: str, overridden: Mapping[str, str]) ->
             "needs data.color_jitter: true (officially the PCA lighting is part of rand_color); "
             "set both to false to turn the photometric augmentation off.",
         )
+    if isinstance(train.jit_compile, str) and train.jit_compile != "auto":
+        fail("train", "jit_compile", f"must be true, false or auto, got {train.jit_compile!r}.")
     decay = train.lr_decay_steps
     if any(s <= 0 for s in decay) or list(decay) != sorted(set(decay)):
         fail("train", "lr_decay_steps", f"must be increasing positive steps, got {list(decay)}.")

@@ -40,3 +40,54 @@ def test_jit_compile_as_requested_on_one_replica():
     one = tf.distribute.OneDeviceStrategy("/cpu:0")
     assert strategy_lib.use_jit_compile(True, one) is True
     assert strategy_lib.use_jit_compile(False, one) is False
+
+
+def test_devices_are_logged_and_a_missing_gpu_is_said(monkeypatch, caplog):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    caplog.set_level("INFO", logger="cornernet_tf.training.strategy")
+    strategy_lib.make_strategy("one_device")
+    assert "Strategy: OneDeviceStrategy over /cpu:0, 1 replica(s) in sync." in caplog.text
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("a GPU is visible: the CPU fallback cannot happen here")
+    caplog.clear()
+    mirrored = strategy_lib.make_strategy("mirrored")
+    assert isinstance(mirrored, tf.distribute.MirroredStrategy)
+    assert "--strategy mirrored: TensorFlow sees no GPU" in caplog.text
+    assert "mirroring over the 1 logical CPU device(s) instead" in caplog.text
+    caplog.clear()
+    strategy_lib.make_strategy("auto")
+    assert "--strategy auto: TensorFlow sees no GPU" in caplog.text
+    assert "training on the CPU" in caplog.text
+
+
+def test_gpus_asked_for_but_missing_is_an_error(monkeypatch):
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("a GPU is visible")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(
+        SetupError, match=r"CUDA_VISIBLE_DEVICES=0,1 asks for GPUs.*cornernet_tf\[gpu\]"
+    ):
+        strategy_lib.make_strategy("mirrored")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")  # the usual way to hide GPUs
+    strategy_lib.make_strategy("one_device")
+
+
+def test_jit_compile_auto_compiles_where_xla_works(caplog):
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    assert strategy_lib.use_jit_compile("auto", one) is True
+
+    class TwoCpuReplicas:  # `use_jit_compile` reads only the replica count
+        num_replicas_in_sync = 2
+
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("a GPU is visible: XLA stays on")
+    caplog.set_level("INFO", logger="cornernet_tf.training.strategy")
+    assert strategy_lib.use_jit_compile("auto", TwoCpuReplicas()) is False
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    caplog.clear()
+    assert strategy_lib.use_jit_compile(True, TwoCpuReplicas()) is False
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "XLA across CPU replicas fails" in caplog.text
+    assert strategy_lib.use_jit_compile(False, TwoCpuReplicas()) is False

@@ -67,12 +67,77 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
                 'on every worker to {"cluster": {"worker": ["host:port", ...]}, '
                 '"task": {"type": "worker", "index": i}}.'
             )
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        logger.info(
+            "Strategy: MultiWorkerMirroredStrategy, %d workers, %d replicas in sync.",
+            _cluster_size(tf_config),
+            strategy.num_replicas_in_sync,
+        )
+        return strategy
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    _check_requested_gpus(gpus)
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
-    return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
+        if not gpus:
+            logger.warning(
+                "--strategy mirrored: TensorFlow sees no GPU (%s); mirroring over the %d "
+                "logical CPU device(s) instead.",
+                _why_no_gpu(),
+                len(devices),
+            )
+        strategy = tf.distribute.MirroredStrategy(devices)
+    else:
+        device = gpus[0] if gpus else "/cpu:0"
+        if name == "auto" and not gpus:
+            logger.warning(
+                "--strategy auto: TensorFlow sees no GPU (%s); training on the CPU.",
+                _why_no_gpu(),
+            )
+        strategy = tf.distribute.OneDeviceStrategy(device)
+        devices = [device]
+    logger.info(
+        "Strategy: %s over %s, %d replica(s) in sync.",
+        type(strategy).__name__,
+        ", ".join(devices),
+        strategy.num_replicas_in_sync,
+    )
+    return strategy
+
+
+def _why_no_gpu() -> str:
+    if not tf.test.is_built_with_cuda():
+        return (
+            "this TensorFlow is a CPU-only build; on Linux with NVIDIA GPUs install "
+            '`pip install "cornernet_tf[gpu]"`'
+        )
+    return "no NVIDIA GPU or driver found; `nvidia-smi` should list the GPUs"
+
+
+def _check_requested_gpus(gpus: list[str]) -> None:
+    """Refuses to train on the CPU when `CUDA_VISIBLE_DEVICES` asks for GPUs that TF lacks.
+
+    Raises:
+        SetupError: GPUs were asked for, none is visible; says what is missing.
+    """
+    requested = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if gpus or not requested or requested == "-1":
+        return
+    if tf.test.is_built_with_cuda():
+        cause = (
+            "the CUDA libraries or the NVIDIA driver are missing; install them with "
+            '`pip install "cornernet_tf[gpu]"` (tensorflow[and-cuda]) and check `nvidia-smi`'
+        )
+    else:
+        cause = (
+            "this TensorFlow is a CPU-only build (e.g. tensorflow-cpu); install "
+            '`pip install "cornernet_tf[gpu]"`'
+        )
+    raise SetupError(
+        f"CUDA_VISIBLE_DEVICES={requested} asks for GPUs, but TensorFlow sees none: {cause}. "
+        "Check with: python -c \"import tensorflow as tf; "
+        "print(tf.config.list_physical_devices('GPU'))\"; unset CUDA_VISIBLE_DEVICES to "
+        "train on the CPU."
+    )
 
 
 def _tf_config() -> dict | None:
@@ -163,26 +228,33 @@ def check_global_batch(batch_size: int, replicas: int) -> None:
         )
 
 
-def use_jit_compile(requested: bool, strategy: tf.distribute.Strategy) -> bool:
-    """Whether to XLA-compile the train step: as requested, unless the replicas are CPUs.
+def use_jit_compile(requested: bool | str, strategy: tf.distribute.Strategy) -> bool:
+    """Whether to XLA-compile the train step.
 
-    An XLA-compiled step across several CPU replicas (logical CPU devices or
-    CPU-only workers) fails in TF 2.21 with "trying to access resource ...
-    located in device ... from device ..."; such runs fall back to graph mode.
+    `train.jit_compile: auto` compiles wherever XLA works: on GPUs and TPUs
+    and on one CPU replica. An XLA-compiled step across several CPU replicas
+    (logical CPU devices or CPU-only workers) fails in TF 2.21 with "trying to
+    access resource ... located in device ... from device ...", so such runs
+    stay in graph mode (with a warning when `true` was asked for).
 
     Args:
-        requested: `train.jit_compile`.
+        requested: `train.jit_compile`: True, False or "auto".
         strategy: the strategy the model is compiled under.
 
     Returns:
         The `jit_compile` value for `model.compile`.
     """
-    if not requested or strategy.num_replicas_in_sync == 1:
-        return requested
-    if tf.config.list_logical_devices("GPU"):
+    if requested is False:
+        return False
+    if strategy.num_replicas_in_sync == 1 or tf.config.list_logical_devices("GPU"):
+        logger.info("train.jit_compile=%s: the train step is XLA-compiled.", requested)
         return True
-    logger.warning(
-        "train.jit_compile: XLA is off for %d CPU replicas.", strategy.num_replicas_in_sync
+    log = logger.warning if requested is True else logger.info
+    log(
+        "train.jit_compile=%s: XLA is off for %d CPU replicas (XLA across CPU replicas fails "
+        "in TensorFlow 2.21); the train step runs as a graph.",
+        requested,
+        strategy.num_replicas_in_sync,
     )
     return False
 
