@@ -210,11 +210,27 @@ def test_bad_constructor_arguments():
         _tiny(test_config={"topk": 3})
 
 
-def test_hourglass104_parameters_and_shapes():
-    model = CornerNet.from_preset("hourglass104")
+@pytest.fixture(scope="module")
+def hourglass104():
+    """The official network, built by `from_preset` (shared: building takes seconds)."""
+    return CornerNet.from_preset("hourglass104")
+
+
+def test_from_preset_returns_a_built_model(hourglass104):
+    # Weights exist before any call, as with keras-hub's `from_preset`.
+    assert hourglass104.built
+    assert hourglass104.count_params() == 201_035_212 + 125_696
+    assert sum(int(np.prod(w.shape)) for w in hourglass104.trainable_weights) == 201_035_212
+    lines = []
+    hourglass104.summary(print_fn=lambda line, **kwargs: lines.append(line))
+    assert "201,035,212" in "\n".join(lines)  # "Trainable params: 201,035,212"
+
+
+def test_hourglass104_parameters_and_shapes(hourglass104):
+    model = hourglass104
     forward = tf.function(lambda t: model(t, training=True))
-    # Tracing at 511x511 builds every weight and gives the static output
-    # shapes without running the 201M-parameter network at full size.
+    # Tracing at 511x511 gives the static output shapes without running the
+    # 201M-parameter network at full size.
     spec = forward.get_concrete_function(tf.TensorSpec([1, 511, 511, 3], tf.float32))
     shapes = {k: tuple(v.shape) for k, v in spec.structured_outputs.items()}
     assert shapes["tl_heatmap_0"] == (1, 128, 128, 80)
@@ -229,8 +245,8 @@ def test_hourglass104_parameters_and_shapes():
 
 
 @pytest.mark.slow
-def test_hourglass104_forward_pass():
-    model = CornerNet.from_preset("hourglass104")
+def test_hourglass104_forward_pass(hourglass104):
+    model = hourglass104
     # (h + 1) divisible by 128: the smallest valid size keeps the suite fast.
     out = model(_random_images(1, 127), training=False)
     assert out["tl_heatmap"].shape == (1, 32, 32, 80)

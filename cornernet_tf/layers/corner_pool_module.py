@@ -37,6 +37,14 @@ class CornerPoolModule(keras.layers.Layer):
         self.conv1 = ConvBN(dim, 1, use_relu=False, name="conv1")
         self.conv2 = ConvBN(dim, 3, name="conv2")
 
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        self.p1_conv1.build(shape)
+        self.p2_conv1.build(shape)
+        self.p_conv1.build(shape[:-1] + (self.pool_dim,))  # the pooled branches' sum
+        self.conv1.build(shape)
+        self.conv2.build(shape[:-1] + (self.dim,))
+
     def call(self, x, training=None):
         first, second = _CORNERS[self.corner]
         pool1 = corner_pool(self.p1_conv1(x, training=training), first)

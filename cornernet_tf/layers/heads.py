@@ -33,6 +33,11 @@ class CornerHead(keras.layers.Layer):
             name="out",
         )[0]
 
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        self.conv.build(shape)
+        self.out.build(shape[:-1] + (self.hidden_dim,))
+
     def call(self, x, training=None):
         return self.out(self.conv(x, training=training))
 

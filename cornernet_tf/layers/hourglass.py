@@ -60,6 +60,21 @@ class HourglassModule(keras.layers.Layer):
             return x
         return blocks(x, training=training)
 
+    @staticmethod
+    def _build_blocks(blocks, shape):
+        """Builds `blocks` from the input shape alone; returns their output shape."""
+        for block in blocks if isinstance(blocks, list) else [blocks]:
+            block.build(shape)
+            shape = block.compute_output_shape(shape)
+        return shape
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        self._build_blocks(self.up1, shape)
+        low = self._build_blocks(self.low1, shape)
+        low = self._build_blocks(self.low2, low)
+        self._build_blocks(self.low3, low)
+
     def call(self, x, training=None):
         up1 = self._run(self.up1, x, training)
         low = self._run(self.low1, x, training)

@@ -181,12 +181,18 @@ class CornerNet(keras.Model):
         Args:
             name: "hourglass104" (the official network) or "tiny" (CPU demos).
             **overrides: constructor arguments replacing the preset's.
+
+        Returns:
+            A built model (its weights exist: `summary()`, `count_params()`,
+            `trainable_weights` work before the first call).
         """
         if name not in PRESETS:
             raise ValueError(
                 f"CornerNet.from_preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}."
             )
-        return cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
+        model = cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
+        model.build((None, None, None, 3))  # weights exist: summary(), count_params() work
+        return model
 
     @property
     def test_config(self) -> TestConfig:
@@ -214,11 +220,33 @@ class CornerNet(keras.Model):
         return tf.cast(images, self.compute_dtype)
 
     def build(self, input_shape=None):
-        # Runs every layer once (both stacks' heads) on the smallest valid
-        # image, whatever `input_shape` says: weights do not depend on the
-        # image size, and this keeps loading a 511x511 model cheap.
-        size = 4 * 2 ** (len(self.dims) - 1) - 1
-        self.call(tf.zeros([1, size, size, 3]), training=False, all_stacks=True)
+        # Every layer is built from channel counts alone (the weights do not
+        # depend on the image size, whatever `input_shape` says), so building
+        # creates the variables without tracing or running the network:
+        # `from_preset` and `load_model` stay cheap.
+        if self.built:
+            return
+        shape = (None, None, None, 3)
+        for layer in self.pre:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        inter_shape = shape
+        cnv_shape = shape[:-1] + (self.cnv_dim,)
+        for i in range(self.num_stacks):
+            self.kps[i].build(inter_shape)
+            self.cnvs[i].build(self.kps[i].compute_output_shape(inter_shape))
+            for corner in CORNERS:
+                self.corner_modules[corner][i].build(cnv_shape)
+                for head in HEAD_NAMES:
+                    self.heads[f"{corner}_{head}"][i].build(cnv_shape)
+            if i < self.num_stacks - 1:
+                for (conv, bn), in_shape in (
+                    (self.inters_[i], inter_shape),
+                    (self.cnvs_[i], cnv_shape),
+                ):
+                    conv.build(in_shape)
+                    bn.build(conv.compute_output_shape(in_shape))
+                self.inters[i].build(inter_shape)
         self.built = True
 
     def call(self, images, training=None, all_stacks=None):

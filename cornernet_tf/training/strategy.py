@@ -134,7 +134,7 @@ def _check_requested_gpus(gpus: list[str]) -> None:
         )
     raise SetupError(
         f"CUDA_VISIBLE_DEVICES={requested} asks for GPUs, but TensorFlow sees none: {cause}. "
-        "Check with: python -c \"import tensorflow as tf; "
+        'Check with: python -c "import tensorflow as tf; '
         "print(tf.config.list_physical_devices('GPU'))\"; unset CUDA_VISIBLE_DEVICES to "
         "train on the CPU."
     )
