@@ -7,9 +7,17 @@ DEMO_DIR ?= artifacts/demo
 
 .PHONY: install demo test bench lint format clean
 
+# PyTorch (tests and benchmarks run the official reference code with it): one
+# known build first, so that the `convert`/`bench` range does not pull the
+# newest CUDA wheel. Override with e.g. TORCH='torch --index-url
+# https://download.pytorch.org/whl/cpu'.
+TORCH ?= torch==2.13.0
+
 $(STAMP): pyproject.toml
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev,convert,bench]"
 	touch $(STAMP)
 
