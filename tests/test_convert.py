@@ -604,12 +604,12 @@ def test_script_errors_are_friendly(tmp_path, capsys, monkeypatch):
 
     garbage = tmp_path / "garbage.pkl"
     garbage.write_bytes(b"this is not a checkpoint")
-    assert main([str(garbage), "--output", str(output)]) == 1
+    assert main([str(garbage), "--output", str(output)]) == 2
     assert "is not a PyTorch checkpoint" in capsys.readouterr().err
 
     bad_npz = tmp_path / "bad.npz"
     bad_npz.write_bytes(b"PK but not really")
-    assert main([str(bad_npz), "--output", str(output)]) == 1
+    assert main([str(bad_npz), "--output", str(output)]) == 2
     assert "not a readable .npz" in capsys.readouterr().err
 
     npz = tmp_path / "small.npz"
@@ -626,7 +626,7 @@ def test_script_errors_are_friendly(tmp_path, capsys, monkeypatch):
     # Wrong architecture (SMALL is not the "tiny" preset): an existing output is
     # left untouched.
     output.write_text("previous model")
-    assert main([str(npz), "--output", str(output), "--preset", "tiny"]) == 1
+    assert main([str(npz), "--output", str(output), "--preset", "tiny"]) == 2
     err = capsys.readouterr().err
     assert "does not fit CornerNet preset 'tiny'" in err and "misshapen" in err
     assert output.read_text() == "previous model"

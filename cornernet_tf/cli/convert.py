@@ -10,8 +10,9 @@ Reading PyTorch files needs torch (`pip install .[convert]`); `.npz` files need
 only numpy. The output loads with `keras.models.load_model` after
 `import cornernet_tf`, and is written atomically (temporary file + rename).
 
-Exit codes: 0 written, 1 the checkpoint could not be converted, 2 bad arguments
-or paths.
+Exit codes: 0 written, 1 the conversion could not run (torch missing for a
+PyTorch file), 2 bad arguments or paths, or a checkpoint that cannot be read or
+does not fit the preset (nothing is written).
 """
 
 import argparse
@@ -82,9 +83,14 @@ def main(argv=None):
     try:
         state_dict = convert.load_state_dict(args.checkpoint)
         model = convert.from_official_state_dict(state_dict, preset=args.preset, **overrides)
-    except (ImportError, ValueError, TypeError) as exc:
+    except ImportError as exc:
         print(f"convert_official: {args.checkpoint}: {exc}", file=sys.stderr)
         return 1
+    except (ValueError, TypeError) as exc:
+        # Not a checkpoint, or not one of this architecture: bad input, as a
+        # bad model file is for the other tools.
+        print(f"convert_official: {args.checkpoint}: {exc}", file=sys.stderr)
+        return 2
     save_atomically(model, args.output)
     params = sum(math.prod(w.shape) for w in model.trainable_weights)
     print(
