@@ -1,103 +1,11 @@
-"""Converts the official CornerNet checkpoint (PyTorch) into a Keras `.keras` file.
+"""`python scripts/convert_official.py ARGS` is `cornernet-convert ARGS`, for a source checkout.
 
-    python scripts/convert_official.py CornerNet_500000.pkl --output cornernet_hg104.keras
-
-The checkpoint is the published princeton-vl/CornerNet `CornerNet_500000.pkl`
-(or any state dict of the same architecture, as a PyTorch file or an `.npz`).
-Reading PyTorch files needs torch (`pip install .[convert]`); `.npz` files need
-only numpy. The output loads with `keras.models.load_model` after
-`import cornernet_tf`, and is written atomically (temporary file + rename).
+The tool is `cornernet_tf.cli.convert`; see its docstring or `--help`.
 """
 
-import argparse
-import math
-import os
 import sys
-import tempfile
 
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", help="official state dict: PyTorch file (.pkl/.pth) or .npz")
-    parser.add_argument("--output", required=True, help="Keras file to write (must end in .keras)")
-    parser.add_argument(
-        "--preset",
-        default="hourglass104",
-        help="architecture of the checkpoint (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--num-classes",
-        type=int,
-        default=None,
-        help="heatmap classes, for fine-tuned checkpoints (default: the preset's)",
-    )
-    return parser.parse_args(argv)
-
-
-def save_atomically(model, output):
-    """Writes `model` to `output` through a temporary file in the same folder."""
-    folder = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(prefix=".convert-", suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary only
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    error = _check_paths(args)
-    if error:
-        print(f"convert_official: {error}", file=sys.stderr)
-        return 2
-    if args.num_classes is not None and args.num_classes < 1:
-        print("convert_official: --num-classes must be a positive integer.", file=sys.stderr)
-        return 2
-
-    # Imported here so that argument errors do not wait for TensorFlow.
-    from cornernet_tf import convert
-
-    if args.preset not in convert.CornerNet.presets():
-        print(
-            f"convert_official: unknown --preset {args.preset!r}; choose one of "
-            f"{convert.CornerNet.presets()}.",
-            file=sys.stderr,
-        )
-        return 2
-    overrides = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    try:
-        state_dict = convert.load_state_dict(args.checkpoint)
-        model = convert.from_official_state_dict(state_dict, preset=args.preset, **overrides)
-    except (ImportError, ValueError, TypeError) as exc:
-        print(f"convert_official: {args.checkpoint}: {exc}", file=sys.stderr)
-        return 1
-    save_atomically(model, args.output)
-    params = sum(math.prod(w.shape) for w in model.trainable_weights)
-    print(
-        f"convert_official: wrote {args.output} ({len(state_dict)} tensors, {params:,} trainable "
-        f"parameters, preset {args.preset!r}, {model.num_classes} classes, channel_order "
-        f"{model.channel_order!r})"
-    )
-    return 0
-
-
-def _check_paths(args):
-    if not os.path.isfile(args.checkpoint):
-        return f"checkpoint {args.checkpoint!r} does not exist (or is not a file)."
-    if not args.output.endswith(".keras"):
-        return f"--output {args.output!r} must end in .keras (Keras' native format)."
-    folder = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(folder):
-        return f"--output folder {folder!r} does not exist; create it first."
-    return None
-
+from cornernet_tf.cli.convert import main
 
 if __name__ == "__main__":
     sys.exit(main())

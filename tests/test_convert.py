@@ -8,7 +8,6 @@ Hourglass-104 checkpoint in `tests/data/official_hg104_state_dict.tsv` (see
 """
 
 import functools
-import importlib.util
 import os
 import re
 import stat
@@ -20,12 +19,12 @@ import numpy as np
 import pytest
 
 from cornernet_tf import convert
+from cornernet_tf.cli import convert as convert_cli
 from cornernet_tf.models.cornernet import OFFICIAL_MEAN_BGR, OFFICIAL_STD_BGR, CornerNet
 from cornernet_tf.models.presets import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 LISTING = REPO / "tests" / "data" / "official_hg104_state_dict.tsv"
-SCRIPT = REPO / "scripts" / "convert_official.py"
 
 # A small architecture with every official feature: two stacks, two hourglass
 # levels, width changes in low1/low3, several residuals per level, cnv_dim
@@ -519,12 +518,9 @@ def test_bad_arguments(small_model):
 # ------------------------------------------------------------------ the script
 
 
-@functools.cache
 def _script():
-    spec = importlib.util.spec_from_file_location("convert_official", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """`cornernet-convert` (`scripts/convert_official.py` is a wrapper around it)."""
+    return convert_cli
 
 
 @functools.cache
@@ -608,12 +604,12 @@ def test_script_errors_are_friendly(tmp_path, capsys, monkeypatch):
 
     garbage = tmp_path / "garbage.pkl"
     garbage.write_bytes(b"this is not a checkpoint")
-    assert main([str(garbage), "--output", str(output)]) == 1
+    assert main([str(garbage), "--output", str(output)]) == 2
     assert "is not a PyTorch checkpoint" in capsys.readouterr().err
 
     bad_npz = tmp_path / "bad.npz"
     bad_npz.write_bytes(b"PK but not really")
-    assert main([str(bad_npz), "--output", str(output)]) == 1
+    assert main([str(bad_npz), "--output", str(output)]) == 2
     assert "not a readable .npz" in capsys.readouterr().err
 
     npz = tmp_path / "small.npz"
@@ -630,7 +626,7 @@ def test_script_errors_are_friendly(tmp_path, capsys, monkeypatch):
     # Wrong architecture (SMALL is not the "tiny" preset): an existing output is
     # left untouched.
     output.write_text("previous model")
-    assert main([str(npz), "--output", str(output), "--preset", "tiny"]) == 1
+    assert main([str(npz), "--output", str(output), "--preset", "tiny"]) == 2
     err = capsys.readouterr().err
     assert "does not fit CornerNet preset 'tiny'" in err and "misshapen" in err
     assert output.read_text() == "previous model"

@@ -1,4 +1,4 @@
-"""COCO evaluation (`cornernet_tf.evaluation`) and `scripts/evaluate.py`: scores and bad input.
+"""COCO evaluation (`cornernet_tf.evaluation`) and `cornernet-evaluate`: scores and bad input.
 
 The numbers are checked with a stand-in detector whose `detect` returns each
 image's ground truth (looked up by its pixels): perfect detections must give
@@ -8,7 +8,6 @@ process) with an untrained, very small CornerNet for the plumbing.
 """
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -21,21 +20,13 @@ import pytest
 import tensorflow as tf
 
 from cornernet_tf import CornerNet, evaluation
+from cornernet_tf.cli import evaluate as evaluate_cli
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "shapes_tiny.yaml")
 MAX_DETECTIONS = 100
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)  # COCOeval.params.recThrs
-
-
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_script", os.path.join(REPO, "scripts", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _key(image: np.ndarray) -> str:
@@ -253,7 +244,7 @@ def small_model_path(tmp_path_factory):
 
 
 def test_evaluate_script_end_to_end(shapes_root, small_model_path, tmp_path, capsys):
-    script = _load_script("evaluate")
+    script = evaluate_cli
     output, dets, plots = tmp_path / "m.json", tmp_path / "d.json", tmp_path / "plots"
     code = script.main(
         [
@@ -284,7 +275,7 @@ def test_evaluate_script_end_to_end(shapes_root, small_model_path, tmp_path, cap
 
 
 def test_evaluate_script_errors_name_the_file_and_exit_2(shapes_root, tmp_path, capsys):
-    script = _load_script("evaluate")
+    script = evaluate_cli
     fake_model = tmp_path / "model.keras"
     fake_model.write_bytes(b"not a keras zip")
     base = ["--config", CONFIG, "--data-dir", str(shapes_root), "--model", str(fake_model)]

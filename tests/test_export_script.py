@@ -1,13 +1,13 @@
-"""`scripts/export.py`: arguments wired to `cornernet_tf.export`, errors and exit codes.
+"""`cornernet-export` (`scripts/export.py`): arguments wired to `cornernet_tf.export`, exit codes.
 
 The export functions are replaced by fakes (they are tested in
 test_saved_model.py and test_tflite.py); only the script's own work is tested.
 """
 
 import pytest
-from export_helpers import load_repo_module
 
-export_script = load_repo_module("export_script", "scripts/export.py")
+from cornernet_tf import export
+from cornernet_tf.cli import export as export_script
 
 
 def test_cli_wires_arguments_to_the_export(tmp_path, monkeypatch, capsys):
@@ -19,7 +19,7 @@ def test_cli_wires_arguments_to_the_export(tmp_path, monkeypatch, capsys):
         calls.append((args, kwargs))
         return tmp_path / "cornernet" / "4"
 
-    monkeypatch.setattr(export_script.export, "export_saved_model", fake_export)
+    monkeypatch.setattr(export, "export_saved_model", fake_export)
     argv = ["--model", "m.keras", "--output", str(tmp_path), "--format", "saved_model"]
     assert export_script.main([*argv, "--version", "4", "--name", "cornernet"]) == 0
     assert calls == [
@@ -63,7 +63,7 @@ def test_cli_exit_code_tells_bad_input_from_failed_work(tmp_path, monkeypatch, c
         raise error
 
     monkeypatch.setattr(export_script, "load_model", lambda path: object())
-    monkeypatch.setattr(export_script.export, "export_tflite", fail)
+    monkeypatch.setattr(export, "export_tflite", fail)
     argv = ["--model", "m.keras", "--output", str(tmp_path), "--format", "tflite"]
     assert export_script.main(argv) == code
     assert f"export.py: error: {error}" in capsys.readouterr().err

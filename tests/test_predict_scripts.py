@@ -1,11 +1,10 @@
-"""`scripts/predict.py` and the drawing helpers of `cornernet_tf.visualization`.
+"""`cornernet-predict` and the drawing helpers of `cornernet_tf.visualization`.
 
 The script runs in this process with an untrained, very small CornerNet on
 generated shapes images, together with the bad inputs it must survive: a
 text file, a missing file, grayscale and RGBA images.
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -16,23 +15,14 @@ import numpy as np
 import pytest
 
 from cornernet_tf import CornerNet, visualization
+from cornernet_tf.cli import predict as predict_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ["rectangle", "ellipse", "triangle"]
-
-
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_script", os.path.join(REPO, "scripts", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def predict_script():
-    return _load_script("predict")
+    return predict_cli
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The embedded synthetic shapes dataset and its command line."""
 
 import filecmp
-import importlib.util
 import json
 import os
 
@@ -9,10 +8,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from cornernet_tf.cli import make_shapes as make_shapes_cli
 from cornernet_tf.data import shapes
 from cornernet_tf.data.coco import CocoDataset
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_layout_and_pycocotools(shapes_root):
@@ -104,17 +102,8 @@ def test_bad_config(kwargs, match):
         shapes.ShapesConfig(**kwargs)
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location(
-        "make_shapes", os.path.join(REPO, "scripts", "make_shapes.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_writes_the_dataset(tmp_path, capsys):
-    cli = _load_cli()
+    cli = make_shapes_cli
     out = tmp_path / "cli"
     args = ["--output", str(out), "--train", "2", "--val", "1", "--size", "40", "--format", "png"]
     assert cli.main(args) == 0

@@ -1,4 +1,4 @@
-"""`scripts/train.py` and `cornernet_tf.training.train`: errors, strategies, resume.
+"""`cornernet-train` and `cornernet_tf.training.train`: errors, strategies, resume.
 
 The units of the package have their own files (`test_training_*.py`). The
 end-to-end tests here run the script in subprocesses (their own TensorFlow
@@ -10,7 +10,6 @@ plus a few fast steps; they are marked slow (still run in CI).
 import contextlib
 import json
 import os
-import runpy
 import shutil
 import signal
 import socket
@@ -25,6 +24,7 @@ import pytest
 import tensorflow as tf
 
 from cornernet_tf import training
+from cornernet_tf.cli import train as train_cli
 from cornernet_tf.config import Config, ConfigError, load_config
 from cornernet_tf.data import shapes
 
@@ -93,8 +93,7 @@ def _free_port():
 
 
 def test_script_offers_the_package_strategies():
-    script = runpy.run_path(SCRIPT, run_name="train_script")  # not "__main__": no run
-    assert script["STRATEGIES"] == training.STRATEGIES
+    assert train_cli.STRATEGIES == training.STRATEGIES
 
 
 def test_default_evaluate_fn_only_when_evaluations_are_configured(shapes_root):

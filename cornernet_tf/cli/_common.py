@@ -1,0 +1,33 @@
+"""Helpers shared by the command-line tools.
+
+Importing this module is free: the config schema (numpy, PyYAML) loads when a
+config is loaded, and TensorFlow never.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+CONFIG_HELP = "YAML experiment config: a file, or a packaged config name (e.g. shapes_tiny)"
+
+
+def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()):
+    """Loads `--config` (a file path or a packaged config name) with `--set` overrides.
+
+    Args:
+        name_or_path: the `--config` value; see
+            `cornernet_tf.configs_catalog.resolve_config_path`.
+        overrides: `section.key=value` strings.
+
+    Returns:
+        The validated `cornernet_tf.config.Config`.
+
+    Raises:
+        ConfigError: unknown name, missing file or invalid content (the
+            message is one line naming the file, the key and the fix).
+    """
+    from cornernet_tf.config import load_config as load_config_file
+    from cornernet_tf.configs_catalog import resolve_config_path
+
+    return load_config_file(resolve_config_path(name_or_path), overrides)

@@ -1,0 +1,116 @@
+"""Converts the official CornerNet checkpoint (PyTorch) into a Keras `.keras` file.
+
+    cornernet-convert CornerNet_500000.pkl --output cornernet_hg104.keras
+
+(also `python -m cornernet_tf.cli.convert` or `python scripts/convert_official.py`).
+
+The checkpoint is the published princeton-vl/CornerNet `CornerNet_500000.pkl`
+(or any state dict of the same architecture, as a PyTorch file or an `.npz`).
+Reading PyTorch files needs torch (`pip install .[convert]`); `.npz` files need
+only numpy. The output loads with `keras.models.load_model` after
+`import cornernet_tf`, and is written atomically (temporary file + rename).
+
+Exit codes: 0 written, 1 the conversion could not run (torch missing for a
+PyTorch file), 2 bad arguments or paths, or a checkpoint that cannot be read or
+does not fit the preset (nothing is written).
+"""
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint", help="official state dict: PyTorch file (.pkl/.pth) or .npz")
+    parser.add_argument("--output", required=True, help="Keras file to write (must end in .keras)")
+    parser.add_argument(
+        "--preset",
+        default="hourglass104",
+        help="architecture of the checkpoint (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="heatmap classes, for fine-tuned checkpoints (default: the preset's)",
+    )
+    return parser.parse_args(argv)
+
+
+def save_atomically(model, output):
+    """Writes `model` to `output` through a temporary file in the same folder."""
+    folder = os.path.dirname(os.path.abspath(output))
+    fd, tmp = tempfile.mkstemp(prefix=".convert-", suffix=".keras", dir=folder)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary only
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    error = _check_paths(args)
+    if error:
+        print(f"convert_official: {error}", file=sys.stderr)
+        return 2
+    if args.num_classes is not None and args.num_classes < 1:
+        print("convert_official: --num-classes must be a positive integer.", file=sys.stderr)
+        return 2
+    # The preset table is plain data: a wrong name fails before TensorFlow loads.
+    from cornernet_tf.models.presets import PRESETS
+
+    if args.preset not in PRESETS:
+        print(
+            f"convert_official: unknown --preset {args.preset!r}; choose one of {sorted(PRESETS)}.",
+            file=sys.stderr,
+        )
+        return 2
+
+    # Imported here so that argument errors do not wait for TensorFlow.
+    from cornernet_tf import convert
+
+    overrides = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    try:
+        state_dict = convert.load_state_dict(args.checkpoint)
+        model = convert.from_official_state_dict(state_dict, preset=args.preset, **overrides)
+    except ImportError as exc:
+        print(f"convert_official: {args.checkpoint}: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError) as exc:
+        # Not a checkpoint, or not one of this architecture: bad input, as a
+        # bad model file is for the other tools.
+        print(f"convert_official: {args.checkpoint}: {exc}", file=sys.stderr)
+        return 2
+    save_atomically(model, args.output)
+    params = sum(math.prod(w.shape) for w in model.trainable_weights)
+    print(
+        f"convert_official: wrote {args.output} ({len(state_dict)} tensors, {params:,} trainable "
+        f"parameters, preset {args.preset!r}, {model.num_classes} classes, channel_order "
+        f"{model.channel_order!r})"
+    )
+    return 0
+
+
+def _check_paths(args):
+    if not os.path.isfile(args.checkpoint):
+        return f"checkpoint {args.checkpoint!r} does not exist (or is not a file)."
+    if not args.output.endswith(".keras"):
+        return f"--output {args.output!r} must end in .keras (Keras' native format)."
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):
+        return f"--output folder {folder!r} does not exist; create it first."
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

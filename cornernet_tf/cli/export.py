@@ -1,0 +1,125 @@
+"""Exports a trained CornerNet for serving: a TF Serving SavedModel or TFLite files.
+
+    # TF Serving SavedModel: exports/cornernet/<version>/
+    cornernet-export --model model.keras --output exports --format saved_model
+
+    # TFLite / LiteRT at a fixed input size: exports/cornernet_<float32|float16|int8>.tflite
+    cornernet-export --model model.keras --output exports --format tflite \
+        --quantize int8 --data-dir data/shapes/val2017 --input-size 127 127
+
+(also `python -m cornernet_tf.cli.export` or `python scripts/export.py`).
+
+A thin shell over `cornernet_tf.export`; every failure is one line naming the
+argument and the fix.
+
+Exit codes: 0 written, 1 the export failed (e.g. an op without a TFLite
+builtin), 2 bad arguments, model file or calibration images.
+"""
+
+import argparse
+import sys
+
+from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
+
+# `cornernet_tf.export.QUANTIZATIONS`, repeated so that `--help` and argument
+# errors answer without importing TensorFlow.
+QUANTIZATIONS = ("none", "float16", "int8")
+
+
+def load_model(path):
+    """`cornernet_tf.load_model`, imported (with TensorFlow) on first use."""
+    from cornernet_tf import load_model as load_cornernet
+
+    return load_cornernet(path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help=".keras file of a trained CornerNet")
+    parser.add_argument("--output", required=True, help="export root directory")
+    parser.add_argument("--format", required=True, choices=["saved_model", "tflite"])
+    parser.add_argument(
+        "--quantize",
+        default="none",
+        choices=[*QUANTIZATIONS, "all"],
+        help="TFLite weights: none (float32), float16, int8, or all three",
+    )
+    parser.add_argument("--version", type=int, default=None, help="SavedModel version (next free)")
+    parser.add_argument("--name", default="cornernet", help="served model name / file prefix")
+    parser.add_argument("--data-dir", default=None, help="images for int8 calibration")
+    parser.add_argument("--num-calibration", type=int, default=100, help="int8 calibration images")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        default=(511, 511),
+        metavar=("H", "W"),
+        help="fixed TFLite input size (default 511 511)",
+    )
+    parser.add_argument(
+        "--max-image-side",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_SIDE,
+        help="SavedModel: reject larger decoded images",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="TFLite: replace existing files")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.format == "saved_model" and args.quantize != "none":
+        parser.error("--quantize applies to --format tflite only; drop it for saved_model.")
+    if args.format == "tflite" and args.version is not None:
+        parser.error("--version applies to --format saved_model only.")
+    quantizations = QUANTIZATIONS if args.quantize == "all" else (args.quantize,)
+    if "int8" in quantizations and args.format == "tflite" and args.data_dir is None:
+        parser.error("--quantize int8 needs --data-dir, a folder of images for calibration.")
+    if args.num_calibration < 1:
+        parser.error(f"--num-calibration must be >= 1, got {args.num_calibration}.")
+    # Imported only now: the arguments are checked without TensorFlow.
+    from cornernet_tf import export
+
+    try:
+        model = load_model(args.model)
+        if args.format == "saved_model":
+            path = export.export_saved_model(
+                model,
+                args.output,
+                name=args.name,
+                version=args.version,
+                max_image_side=args.max_image_side,
+            )
+            print(f"SavedModel written to {path}")
+            return 0
+        calibration = None
+        if "int8" in quantizations:
+            calibration = export.representative_images(
+                args.data_dir, args.input_size, max_images=args.num_calibration
+            )
+        paths = export.export_tflite(
+            model,
+            args.output,
+            name=args.name,
+            input_size=tuple(args.input_size),
+            quantizations=quantizations,
+            representative_data=calibration,
+            overwrite=args.overwrite,
+        )
+        for quantization, path in paths.items():
+            size = path.stat().st_size / 2**20
+            print(f"TFLite ({quantization}) written to {path} ({size:.2f} MiB)")
+    except ValueError as error:
+        # The library raises ValueError for bad input only: the model file, the
+        # name/version/output arguments or the calibration folder.
+        print(f"export.py: error: {error}", file=sys.stderr)
+        return 2
+    except (TypeError, RuntimeError) as error:
+        print(f"export.py: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

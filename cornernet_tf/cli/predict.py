@@ -1,0 +1,196 @@
+"""Detects objects in images with a trained CornerNet; writes annotated images and JSON.
+
+    cornernet-predict --model runs/shapes/model.keras IMAGE [IMAGE ...] --output DIR \\
+        [--score-threshold 0.3]
+
+(also `python -m cornernet_tf.cli.predict` or `python scripts/predict.py`).
+
+For each image `DIR/<name>.png` shows the detections scoring at least the
+threshold (box, class name, score) and `DIR/<name>.json` lists them
+(`box` x1, y1, x2, y2 in image pixels, `class_id`, `class_name`, `score`);
+`DIR/detections.json` gathers all images and the files that failed. JPEG, PNG,
+GIF and BMP files are read; grayscale and RGBA images are converted to RGB.
+Each image is run at its own size with the model's test settings (official
+test procedure: flip test, soft-NMS, at most 100 detections).
+
+A file that cannot be read (missing, not an image, corrupt) is reported on
+stderr and skipped; the others are still processed.
+
+Exit codes: 0 done, 1 some images failed, 2 bad arguments or model.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+class UsageError(Exception):
+    """A bad argument or model file; the message names it and the fix."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="trained model (.keras)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("--output", required=True, help="folder for annotated images and JSON")
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        help="lowest confidence drawn and listed (0-1, default 0.3)",
+    )
+    return parser.parse_args(argv)
+
+
+def check_args(args) -> None:
+    if not os.path.isfile(args.model):
+        raise UsageError(
+            f"{args.model}: model file not found; pass the .keras file written by "
+            "scripts/train.py (<model-dir>/model.keras) with --model."
+        )
+    if not args.model.endswith(".keras"):
+        raise UsageError(
+            f"{args.model}: --model must be a Keras v3 .keras file (scripts/train.py writes "
+            "<model-dir>/model.keras)."
+        )
+    if not 0.0 <= args.score_threshold <= 1.0:
+        raise UsageError(f"--score-threshold must be in [0, 1], got {args.score_threshold}.")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise UsageError(f"{args.output}: --output must be a folder, and this is a file.")
+
+
+def load_model(path):
+    from cornernet_tf import load_model as load_cornernet
+
+    try:
+        return load_cornernet(path)
+    except ValueError as e:  # missing, not .keras, unreadable, or another model
+        raise UsageError(f"{e} Pass a .keras file saved by scripts/train.py.") from None
+
+
+def class_names_for(model, model_path) -> list:
+    """The model's class names, else those of `classes.json` beside it, else the ids."""
+    if model.class_names:
+        return list(model.class_names)
+    classes_json = os.path.join(os.path.dirname(os.path.abspath(model_path)), "classes.json")
+    if os.path.isfile(classes_json):
+        from cornernet_tf.data.coco import CategoryMap
+
+        names = list(CategoryMap.from_json(classes_json).names)
+        if len(names) == model.num_classes:
+            return names
+    return [str(k) for k in range(model.num_classes)]
+
+
+def output_stem(path, taken) -> str:
+    """`<file name without extension>`, with `_2`, `_3`... when two inputs share it."""
+    base = os.path.splitext(os.path.basename(path))[0] or "image"
+    stem, n = base, 1
+    while stem in taken:
+        n += 1
+        stem = f"{base}_{n}"
+    taken.add(stem)
+    return stem
+
+
+def detect_one(model, image, score_threshold, class_names) -> list:
+    detections = model.predict_images([image])
+    boxes, scores = detections["boxes"][0], detections["confidence"][0]  # [M, 4], [M]
+    classes = detections["classes"][0]  # [M]
+    keep = (classes >= 0) & (scores >= score_threshold)
+    return [
+        {
+            "box": [round(float(v), 2) for v in box],
+            "class_id": int(k),
+            "class_name": class_names[int(k)],
+            "score": round(float(s), 4),
+        }
+        for box, k, s in zip(boxes[keep], classes[keep], scores[keep], strict=True)
+    ]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        check_args(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+
+    from cornernet_tf import images, visualization
+    from cornernet_tf.config import atomic_write_text
+
+    try:
+        model = load_model(args.model)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    class_names = class_names_for(model, args.model)
+    os.makedirs(args.output, exist_ok=True)
+
+    entries, errors, taken = [], [], set()
+    for path in args.images:
+        if not os.path.isfile(path):
+            reason = "is a folder" if os.path.isdir(path) else "not found"
+            errors.append({"file": path, "error": f"{reason}; pass an image file"})
+            print(f"error: {path}: {errors[-1]['error']}.", file=sys.stderr)
+            continue
+        image, code = images.read_image(path)
+        if int(code) != images.OK:
+            errors.append(
+                {
+                    "file": path,
+                    "error": f"cannot read the image ({images.REASONS[int(code)]}); pass a "
+                    "JPEG, PNG, GIF or BMP file",
+                }
+            )
+            print(f"error: {path}: {errors[-1]['error']}.", file=sys.stderr)
+            continue
+        image = image.numpy()  # [H, W, 3] uint8 RGB
+        detections = detect_one(model, image, args.score_threshold, class_names)
+        stem = output_stem(path, taken)
+        annotated_path = os.path.join(args.output, f"{stem}.png")
+        visualization.save_image(
+            annotated_path,
+            visualization.draw_detections(
+                image,
+                np.array([d["box"] for d in detections], np.float32).reshape(-1, 4),
+                np.array([d["class_id"] for d in detections], np.int32),
+                np.array([d["score"] for d in detections], np.float32),
+                class_names=class_names,
+            ),
+        )
+        entry = {
+            "file": path,
+            "height": int(image.shape[0]),
+            "width": int(image.shape[1]),
+            "annotated": annotated_path,
+            "detections": detections,
+        }
+        atomic_write_text(os.path.join(args.output, f"{stem}.json"), json.dumps(entry, indent=1))
+        entries.append(entry)
+        print(f"{path}: {len(detections)} objects -> {annotated_path}")
+
+    summary = {
+        "model": os.path.abspath(args.model),
+        "score_threshold": args.score_threshold,
+        "images": entries,
+        "errors": errors,
+    }
+    atomic_write_text(os.path.join(args.output, "detections.json"), json.dumps(summary, indent=1))
+    if errors:
+        print(
+            f"{len(errors)} of {len(args.images)} images failed: "
+            + ", ".join(e["file"] for e in errors),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Trains CornerNet; restarted with the same command, it resumes from its last checkpoint.
+
+    cornernet-train --config shapes_tiny --data-dir data/shapes \\
+        --model-dir runs/shapes [--set train.steps=100 ...] [--strategy auto]
+
+(also `python -m cornernet_tf.cli.train` or `python scripts/train.py`).
+`--config` is a YAML file or the name of a packaged config
+(`cornernet_tf.configs_catalog`).
+
+Writes `<model-dir>/model.keras`, `classes.json`, `config.yaml`, checkpoints
+and TensorBoard logs; see `cornernet_tf.training` for the layout. Multi-worker:
+run the same command on every worker with `TF_CONFIG` set (and `--strategy
+multi_worker` or `auto`); `--model-dir` must be on a file system they share.
+
+Exit codes: 0 done, 1 training failed, 2 bad arguments, config or data (one
+line on stderr naming the file, the field and the fix).
+"""
+
+import argparse
+import os
+import sys
+
+from cornernet_tf.cli._common import CONFIG_HELP, load_config
+
+# `cornernet_tf.training.STRATEGIES`, repeated so that `--help` and config errors
+# answer without importing TensorFlow.
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help=CONFIG_HELP)
+    parser.add_argument("--data-dir", required=True, help="dataset root in the COCO 2017 layout")
+    parser.add_argument("--model-dir", required=True, help="output and checkpoint directory")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (YAML syntax), e.g. --set train.steps=1000; repeatable",
+    )
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
+    parser.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras fit verbosity"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # The config is checked before TensorFlow is imported: mistakes fail in a blink.
+    from cornernet_tf.config import ConfigError
+
+    try:
+        config = load_config(args.config, args.set)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    from cornernet_tf import training
+
+    training.configure_logging()
+    try:
+        # `train` checks the data directory, then creates the strategy from its
+        # name before any other TensorFlow work.
+        result = training.train(
+            config,
+            args.data_dir,
+            args.model_dir,
+            strategy=args.strategy,
+            evaluate_fn=training.default_evaluate_fn(config, args.data_dir),
+            verbose=args.verbose,
+        )
+    except (ConfigError, training.SetupError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except training.BadDataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if result.model_path:
+        print(f"model: {os.path.abspath(result.model_path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
