@@ -104,6 +104,18 @@ def test_wheel_holds_the_package_and_the_configs(wheel_names):
     }
 
 
+def test_wheel_declares_the_license_and_the_gpu_capable_tensorflow(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read("cornernet_tf-0.1.0.dist-info/METADATA").decode()
+        names = archive.namelist()
+    assert "cornernet_tf-0.1.0.dist-info/licenses/LICENSE" in names
+    assert "License-Expression: BSD-3-Clause" in metadata
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert "Requires-Dist: tensorflow<2.22,>=2.21" in requires
+    assert not any("tensorflow-cpu" in line for line in requires)
+    assert any(line.startswith("Requires-Dist: tensorflow[and-cuda]") for line in requires)
+
+
 @pytest.mark.skipif(
     not (REPO / "cornernet_tf" / "serving").is_dir(),
     reason="no cornernet_tf/serving/ in these sources yet",
