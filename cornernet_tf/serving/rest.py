@@ -45,7 +45,10 @@ DEFAULT_URL = "http://localhost:8501"
 
 
 def _model_url(url: str, model: str, version: int | None, label: str | None = None) -> str:
-    check_version_label(version, label, "rest")
+    if label is not None:
+        check_version_label(None, label, "rest")
+        if version is not None:
+            raise ValueError(f"rest: pass a version ({version}) or a label ({label!r}), not both.")
     base = f"{url.rstrip('/')}/v1/models/{model}"
     if label is not None:
         return f"{base}/labels/{label}"
