@@ -1,4 +1,4 @@
-"""`serving/client.py`, the REST client, against a double of TF Serving's REST API.
+"""`cornernet_tf.serving.rest` and `serving/client.py` against a double of TF Serving's REST API.
 
 The client runs against `tests/serving_double.py`, a test double of TF
 Serving's documented REST API (the real server cannot be installed here),
@@ -7,6 +7,7 @@ serving the session fixture `saved_model_root` (conftest.py).
 
 import base64
 import json
+import os
 import subprocess
 import sys
 
@@ -14,12 +15,12 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from export_helpers import CLASS_NAMES, REPO, load_repo_module, png, random_image
+from export_helpers import CLASS_NAMES, REPO, png, random_image
 from serving_double import ServingDouble
 
 from cornernet_tf import export
+from cornernet_tf.serving import rest as client
 
-client = load_repo_module("serving_client", "serving/client.py")
 DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
 
 
@@ -35,6 +36,7 @@ def _client(server, *args):
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     return result.returncode, result.stdout, result.stderr
 
@@ -107,7 +109,7 @@ def test_client_reports_server_errors(server, tmp_path):
     code, _, err = _client(server, "--model", "other", "status")
     assert code == 1 and "HTTP 404" in err and "Servable not found" in err
     code, _, err = _client(server, "predict", str(tmp_path / "missing.png"))
-    assert code == 1 and "cannot read image" in err
+    assert code == 2 and "cannot read image" in err  # an input error, not the server's
     with pytest.raises(client.ServingError, match="cannot reach TensorFlow Serving"):
         client.model_status("http://127.0.0.1:9", timeout=2)
 

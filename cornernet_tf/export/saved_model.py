@@ -18,7 +18,9 @@ image's pixels), `detection_scores` [B, M] float32, `detection_classes`
 [B, M] int32 and `num_detections` [B] int32, padded with -1 after
 `num_detections` (`CornerNet.detect`: preprocessing, network, decoding and the
 official soft-NMS, all inside the graph). `assets/classes.json` lists the
-class names; `assets/model_config.json` the model's configuration.
+class names; `assets/model_config.json` the model's configuration;
+`assets.extra/tf_serving_warmup_requests` holds one request per signature that
+TF Serving runs when it loads the version (`cornernet_tf.export.warmup`).
 """
 
 import os
@@ -28,6 +30,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from cornernet_tf.export._checks import check_model, check_name
+from cornernet_tf.export.warmup import DEFAULT_WARMUP_IMAGE_SIZE, write_warmup_requests
 from cornernet_tf.exported_io import (
     DEFAULT_MAX_IMAGE_SIDE,
     DETECTION_OUTPUTS,
@@ -200,6 +203,7 @@ def export_saved_model(
     name: str = "cornernet",
     version: int | None = None,
     max_image_side: int = DEFAULT_MAX_IMAGE_SIDE,
+    warmup_image_size: tuple[int, int] | None = DEFAULT_WARMUP_IMAGE_SIZE,
 ) -> Path:
     """Writes a TF Serving SavedModel to `<output_dir>/<name>/<version>/`, atomically.
 
@@ -214,14 +218,19 @@ def export_saved_model(
             highest existing version (1 for a new model).
         max_image_side: the `serving_default` signature rejects decoded
             images with a larger side.
+        warmup_image_size: (height, width) of the image in the TF Serving
+            warm-up requests (`assets.extra/tf_serving_warmup_requests`);
+            None writes no warm-up file. The default (480, 640) shrinks to
+            fit a smaller `max_image_side`.
 
     Returns:
         The version directory.
 
     Raises:
         TypeError: `model` is not a CornerNet.
-        ValueError: bad `name`, `version` or `max_image_side`, an existing
-            version directory, or an unbuilt model.
+        ValueError: bad `name`, `version`, `max_image_side` or
+            `warmup_image_size`, an existing version directory, or an unbuilt
+            model.
     """
     check_model(model, "export_saved_model")
     check_name(name, "export_saved_model")
@@ -239,6 +248,20 @@ def export_saved_model(
         raise ValueError(
             f"export_saved_model: `max_image_side` must be a positive integer, got "
             f"{max_image_side!r}."
+        )
+    if warmup_image_size == DEFAULT_WARMUP_IMAGE_SIZE and max(warmup_image_size) > max_image_side:
+        scale = max_image_side / max(warmup_image_size)
+        warmup_image_size = tuple(max(1, int(side * scale)) for side in warmup_image_size)
+    if warmup_image_size is not None and (
+        not isinstance(warmup_image_size, tuple | list)
+        or len(warmup_image_size) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) for v in warmup_image_size)
+        or not all(1 <= v <= max_image_side for v in warmup_image_size)
+    ):
+        raise ValueError(
+            "export_saved_model: `warmup_image_size` must be (height, width), positive integers "
+            f"up to `max_image_side` ({max_image_side}; serving_default rejects larger images), "
+            f"or None, got {warmup_image_size!r}."
         )
     base_dir = Path(output_dir) / name
     if base_dir.exists() and not base_dir.is_dir():
@@ -258,6 +281,9 @@ def export_saved_model(
         module = ServingModule(model, assets_dir)
         signatures = serving_functions(model, max_image_side)
         tf.saved_model.save(module, str(staging), signatures=signatures)
+        if warmup_image_size is not None:
+            # Inside the staging folder: TF Serving reads it as soon as the version appears.
+            write_warmup_requests(staging, name, tuple(warmup_image_size))
     return final_dir
 
 

@@ -1,0 +1,193 @@
+"""What the REST and gRPC clients share: names, errors, output parsing, formatting.
+
+Imports neither TensorFlow nor a network library, so that `cornernet_tf.serving`
+and the command line's `--help` stay fast; each protocol module imports its own
+client library (`requests`, `grpc`) and the CLI imports a protocol module only
+when a command needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cornernet_tf.exported_io import DETECTION_OUTPUTS, INPUT_NAME
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "IMAGES_SIGNATURE",
+    "INPUT_NAME",
+    "OUTPUT_NAMES",
+    "UINT8_SIGNATURE",
+    "ServingError",
+    "check_timeout",
+    "check_version_label",
+    "decode_pixels",
+    "format_detections",
+    "load_class_names",
+    "read_images",
+    "split_batch",
+]
+
+DEFAULT_MODEL = "cornernet"
+# The SavedModel's signature keys (`cornernet_tf.export.saved_model`, which imports
+# TensorFlow and so cannot be imported here; a test checks that the two agree).
+IMAGES_SIGNATURE = "serving_default"
+UINT8_SIGNATURE = "detect_uint8"
+OUTPUT_NAMES = tuple(DETECTION_OUTPUTS.values())
+
+
+class ServingError(RuntimeError):
+    """The server could not be reached or answered with an error.
+
+    The message says what failed, the server's own words and what to do about
+    it, so a command line can print it as it is.
+
+    Args:
+        message: the full explanation.
+        code: the protocol's status, e.g. "HTTP 404" or "NOT_FOUND", if the
+            server answered; None if it could not be reached.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+def check_timeout(timeout: float, caller: str) -> float:
+    """Returns `timeout` as a float, or raises ValueError unless it is > 0 and finite.
+
+    A deadline is always set: a request without one waits forever on a stuck server.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ValueError(f"{caller}: `timeout` must be a number of seconds, got {timeout!r}.")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"{caller}: `timeout` must be positive and finite, got {timeout!r}.")
+    return float(timeout)
+
+
+def check_version_label(version: int | None, label: str | None, caller: str) -> None:
+    """Raises ValueError unless at most one of a positive version and a label is given."""
+    if version is not None and label is not None:
+        raise ValueError(
+            f"{caller}: pass a version ({version}) or a label ({label!r}), not both; TF "
+            "Serving resolves a label to a version."
+        )
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise ValueError(f"{caller}: `version` must be an integer, got {version!r}.")
+    if version is not None and version < 1:
+        raise ValueError(f"{caller}: `version` must be positive, got {version}.")
+    if label is not None and (not isinstance(label, str) or not label or "/" in label):
+        raise ValueError(f"{caller}: `label` must be a non-empty name without '/', got {label!r}.")
+
+
+def split_batch(outputs: Mapping[str, Sequence]) -> list[dict[str, Any]]:
+    """Per-image dicts from batched outputs (`{name: [value per image]}`).
+
+    Args:
+        outputs: each output's values along the batch dimension.
+
+    Returns:
+        One dict per image mapping each output name to that image's value.
+
+    Raises:
+        ServingError: the outputs have different batch sizes.
+    """
+    sizes = {len(value) for value in outputs.values()}
+    if len(sizes) != 1:
+        raise ServingError(f"outputs have different batch sizes {sorted(sizes)}.")
+    return [{name: value[i] for name, value in outputs.items()} for i in range(sizes.pop())]
+
+
+def load_class_names(path: str | Path) -> list[str]:
+    """Class names from an export's `assets/classes.json` (a JSON list).
+
+    Raises:
+        ValueError: the file is missing, is not JSON or is not a list of names.
+    """
+    path = Path(path)
+    try:
+        names = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise ValueError(
+            f"--classes: {path} does not exist; pass <export>/<name>/<version>/assets/classes.json."
+        ) from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--classes: {path} is not valid JSON ({error}).") from error
+    if isinstance(names, dict):
+        names = names.get("class_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"--classes: {path} must hold a JSON list of class names.")
+    return names
+
+
+def format_detections(
+    result: Mapping[str, Any], class_names: list[str] | None = None, score_threshold: float = 0.0
+) -> list[str]:
+    """Human-readable lines, one per kept detection of one image.
+
+    Args:
+        result: one image's outputs (`detection_boxes`, `detection_scores`,
+            `detection_classes`, `num_detections`), as either client returns them.
+        class_names: names indexed by class id, or None to print ids.
+        score_threshold: detections scoring below are skipped.
+
+    Returns:
+        Lines like `"circle       0.912  [12.0, 30.5, 60.2, 88.0]"`.
+    """
+    lines = []
+    count = int(result["num_detections"])
+    for box, score, label in zip(
+        result["detection_boxes"][:count],
+        result["detection_scores"][:count],
+        result["detection_classes"][:count],
+        strict=True,
+    ):
+        if not math.isfinite(score) or score < score_threshold:
+            continue
+        label = int(label)
+        name = class_names[label] if class_names and 0 <= label < len(class_names) else str(label)
+        coords = ", ".join(f"{v:.1f}" for v in box)
+        lines.append(f"{name:<12} {score:.3f}  [{coords}]")
+    return lines
+
+
+def read_images(paths: Sequence[str]) -> list[bytes]:
+    """The bytes of each image file (sent encoded, for `serving_default`).
+
+    Raises:
+        ValueError: a file cannot be read.
+    """
+    images = []
+    for path in paths:
+        try:
+            images.append(Path(path).read_bytes())
+        except OSError as error:
+            raise ValueError(f"cannot read image {path!r}: {error.strerror}.") from error
+    return images
+
+
+def decode_pixels(paths: Sequence[str]) -> list:
+    """RGB uint8 arrays [H, W, 3] of one size (sent as pixels, for `detect_uint8`).
+
+    Raises:
+        ValueError: a file cannot be decoded, or the images differ in size.
+    """
+    import cv2  # only the uint8 mode decodes images on the client
+
+    pixels = []
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot decode image {path!r}; pass a JPEG or PNG file.")
+        pixels.append(image[:, :, ::-1])  # BGR → RGB
+    sizes = {p.shape[:2] for p in pixels}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"--uint8 sends one [B, H, W, 3] tensor, but the images have sizes {sorted(sizes)}; "
+            "send images of one size or drop --uint8 (encoded images may differ in size)."
+        )
+    return pixels
