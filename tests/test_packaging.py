@@ -116,10 +116,6 @@ def test_wheel_declares_the_license_and_the_gpu_capable_tensorflow(wheel):
     assert any(line.startswith("Requires-Dist: tensorflow[and-cuda]") for line in requires)
 
 
-@pytest.mark.skipif(
-    not (REPO / "cornernet_tf" / "serving").is_dir(),
-    reason="no cornernet_tf/serving/ in these sources yet",
-)
 def test_wheel_holds_the_serving_client(wheel_names):
     modules = {name for name in _source_files("cornernet_tf/serving") if name.endswith(".py")}
     assert modules
