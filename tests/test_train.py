@@ -40,6 +40,9 @@ SMALL = [
     "train.batch_size=4",
     "train.checkpoint_every=2",
     "train.log_every=1",
+    # The XLA train step is tested in test_train_step.py; compiling it in every
+    # script run here would double these tests' time.
+    "train.jit_compile=false",
     "model.overrides={num_stacks: 1, dims: [16, 16, 16, 16], modules: [1, 1, 1, 1], "
     "pre_dim: 8, cnv_dim: 16, pool_dim: 8}",
 ]
