@@ -26,8 +26,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --output $(DEMO_DIR)
 
+# Two processes: the suite is mostly single-threaded graph tracing (see
+# tests/conftest.py for how the tests are grouped).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/corner_pool.py

@@ -10,6 +10,35 @@ from cornernet_tf import export
 from cornernet_tf.data import shapes
 from cornernet_tf.models.cornernet import CornerNet
 
+# `make test` runs the suite in two processes (pytest-xdist, `--dist loadgroup`):
+# most of its time is single-threaded graph tracing. Each test file stays in one
+# process, so its module fixtures are built once; the files sharing the exported
+# model's session fixtures (building and converting it takes a minute) form one
+# group; the long training tests, which share nothing, spread one by one.
+_EXPORT_GROUP = {
+    "test_runtime.py",
+    "test_saved_model.py",
+    "test_saved_model_warmup.py",
+    "test_serving_client.py",
+    "test_serving_grpc.py",
+    "test_tflite.py",
+}
+
+
+_EACH_TEST = {"test_train.py", "test_train_step.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        if name in _EXPORT_GROUP:
+            group = "export"
+        elif name in _EACH_TEST:
+            group = item.nodeid
+        else:
+            group = name
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def shapes_root(tmp_path_factory):

@@ -17,6 +17,7 @@ from export_helpers import CLASS_NAMES, png, random_image
 
 from cornernet_tf import export
 from cornernet_tf.models.cornernet import CornerNet
+from cornernet_tf.models.presets import PRESETS
 
 DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
 
@@ -148,7 +149,7 @@ def test_export_rejects_non_models(tmp_path):
     with pytest.raises(TypeError, match="must be a CornerNet"):
         export.export_saved_model(object(), tmp_path)
     with pytest.raises(ValueError, match="no weights yet"):
-        export.export_saved_model(CornerNet.from_preset("tiny"), tmp_path)
+        export.export_saved_model(CornerNet(**PRESETS["tiny"]), tmp_path)  # never built
 
 
 def test_signatures_hold_the_model_s_max_detections(export_model):

@@ -119,7 +119,9 @@ def test_bad_image_limit_stops_the_run_with_one_readable_line(shapes_root, tmp_p
     for path in corrupt:
         path.write_bytes(b"not an image")
     out = tmp_path / "run"
-    proc = _run(_command(data, out, "train.steps=2", "data.max_bad_images=1"))
+    proc = _run(
+        _command(data, out, "train.steps=2", "data.max_bad_images=1", "train.jit_compile=true")
+    )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]

@@ -75,15 +75,17 @@ def test_gpus_asked_for_but_missing_is_an_error(monkeypatch):
 
 
 def test_jit_compile_auto_compiles_where_xla_works(caplog):
+    caplog.set_level("INFO", logger="cornernet_tf.training.strategy")
     one = tf.distribute.OneDeviceStrategy("/cpu:0")
     assert strategy_lib.use_jit_compile("auto", one) is True
+    assert "the train step is XLA-compiled" in caplog.text
 
     class TwoCpuReplicas:  # `use_jit_compile` reads only the replica count
         num_replicas_in_sync = 2
 
     if tf.config.list_logical_devices("GPU"):
         pytest.skip("a GPU is visible: XLA stays on")
-    caplog.set_level("INFO", logger="cornernet_tf.training.strategy")
+    caplog.clear()
     assert strategy_lib.use_jit_compile("auto", TwoCpuReplicas()) is False
     assert [r.levelname for r in caplog.records] == ["INFO"]
     caplog.clear()
