@@ -1,6 +1,7 @@
 """The CornerNet detector as a `keras.Model`."""
 
 import copy
+import warnings
 from collections.abc import Mapping
 
 import keras
@@ -30,6 +31,21 @@ OFFICIAL_MEAN_RGB = OFFICIAL_MEAN_BGR[::-1]
 OFFICIAL_STD_RGB = OFFICIAL_STD_BGR[::-1]
 
 HEAD_NAMES = ("heatmap", "embedding", "offset")
+
+
+class _DeprecatedDefaultTestConfig:
+    """`CornerNet.DEFAULT_TEST_CONFIG`, kept for one release: the defaults are `TestConfig()`."""
+
+    def __get__(self, instance, owner):
+        warnings.warn(
+            "CornerNet.DEFAULT_TEST_CONFIG is deprecated; use "
+            "cornernet_tf.config.TestConfig().to_dict().",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return TestConfig().to_dict()
+
+
 CORNERS = ("tl", "br")
 
 
@@ -77,6 +93,8 @@ class CornerNet(keras.Model):
         bounding_box_format: box format `predict` returns ("xyxy" by default;
             any `keras.utils.bounding_boxes` format).
     """
+
+    DEFAULT_TEST_CONFIG = _DeprecatedDefaultTestConfig()
 
     def __init__(
         self,
