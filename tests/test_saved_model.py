@@ -145,6 +145,13 @@ def test_export_saved_model_rejects_bad_arguments(export_model, tmp_path, kwargs
         export.export_saved_model(export_model, tmp_path, **kwargs)
 
 
+def test_output_that_is_a_file_is_refused(export_model, tmp_path):
+    output = tmp_path / "exports"
+    output.write_text("not a folder")
+    with pytest.raises(ValueError, match="exports' exists and is not a directory; pass a folder"):
+        export.export_saved_model(export_model, output)
+
+
 def test_export_rejects_non_models(tmp_path):
     with pytest.raises(TypeError, match="must be a CornerNet"):
         export.export_saved_model(object(), tmp_path)

@@ -264,8 +264,12 @@ def export_saved_model(
             f"or None, got {warmup_image_size!r}."
         )
     base_dir = Path(output_dir) / name
-    if base_dir.exists() and not base_dir.is_dir():
-        raise ValueError(f"export_saved_model: {str(base_dir)!r} exists and is not a directory.")
+    for folder in (Path(output_dir), base_dir):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(
+                f"export_saved_model: {str(folder)!r} exists and is not a directory; pass a "
+                "folder as the export root (--output)."
+            )
     version = next_version(base_dir) if version is None else version
     final_dir = base_dir / str(version)
     if final_dir.exists():
