@@ -12,6 +12,28 @@ from collections.abc import Sequence
 CONFIG_HELP = "YAML experiment config: a file, or a packaged config name (e.g. shapes_tiny)"
 
 
+class UsageError(Exception):
+    """A bad argument, file or dataset; the message names it and the fix (exit code 2)."""
+
+
+def check_model_file(path: str) -> None:
+    """Checks `--model` before TensorFlow is imported.
+
+    Raises:
+        UsageError: the file is missing or is not a `.keras` file.
+    """
+    if not os.path.isfile(path):
+        raise UsageError(
+            f"{path}: model file not found; pass the .keras file written by "
+            "scripts/train.py (<model-dir>/model.keras) with --model."
+        )
+    if not path.endswith(".keras"):
+        raise UsageError(
+            f"{path}: --model must be a Keras v3 .keras file (scripts/train.py writes "
+            "<model-dir>/model.keras); convert official weights with scripts/convert_official.py."
+        )
+
+
 def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()):
     """Loads `--config` (a file path or a packaged config name) with `--set` overrides.
 

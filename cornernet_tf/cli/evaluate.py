@@ -28,14 +28,10 @@ import logging
 import os
 import sys
 
-from cornernet_tf.cli._common import CONFIG_HELP, load_config
+from cornernet_tf.cli._common import CONFIG_HELP, UsageError, check_model_file, load_config
 
 GALLERY_SIZE = 8
 GALLERY_SCORE_THRESHOLD = 0.3
-
-
-class UsageError(Exception):
-    """A bad argument, file or dataset; the message names it and the fix."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,16 +65,7 @@ def check_inputs(args, config) -> str:
     split = args.split or config.data.val_split
     if args.max_images is not None and args.max_images < 1:
         raise UsageError(f"--max-images must be a positive integer, got {args.max_images}.")
-    if not os.path.isfile(args.model):
-        raise UsageError(
-            f"{args.model}: model file not found; pass the .keras file written by "
-            "scripts/train.py (<model-dir>/model.keras) with --model."
-        )
-    if not args.model.endswith(".keras"):
-        raise UsageError(
-            f"{args.model}: --model must be a Keras v3 .keras file (scripts/train.py writes "
-            "<model-dir>/model.keras); convert official weights with scripts/convert_official.py."
-        )
+    check_model_file(args.model)
     if not os.path.isdir(args.data_dir):
         raise UsageError(
             f"{args.data_dir}: --data-dir not found; pass a dataset root in the COCO 2017 layout "

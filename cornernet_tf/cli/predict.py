@@ -24,9 +24,7 @@ import json
 import os
 import sys
 
-
-class UsageError(Exception):
-    """A bad argument or model file; the message names it and the fix."""
+from cornernet_tf.cli._common import UsageError, check_model_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,16 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def check_args(args) -> None:
-    if not os.path.isfile(args.model):
-        raise UsageError(
-            f"{args.model}: model file not found; pass the .keras file written by "
-            "scripts/train.py (<model-dir>/model.keras) with --model."
-        )
-    if not args.model.endswith(".keras"):
-        raise UsageError(
-            f"{args.model}: --model must be a Keras v3 .keras file (scripts/train.py writes "
-            "<model-dir>/model.keras)."
-        )
+    check_model_file(args.model)
     if not 0.0 <= args.score_threshold <= 1.0:
         raise UsageError(f"--score-threshold must be in [0, 1], got {args.score_threshold}.")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
