@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
-from export_helpers import SIZE, random_image
+from export_helpers import SIZE, png, random_image
 
 from cornernet_tf import export
 from cornernet_tf.export import tflite
@@ -98,6 +98,14 @@ def test_tflite_arguments_are_checked(export_model, tmp_path):
         export.export_tflite(export_model, tmp_path, input_size=(SIZE, SIZE))
     with pytest.raises(ValueError, match="holds no .* images"):
         export.representative_images(tmp_path, (SIZE, SIZE))
+
+
+def test_calibration_skips_unreadable_files_and_counts_them(tmp_path):
+    (tmp_path / "good.png").write_bytes(png(random_image(4, 30, 40)))
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
+        images = export.representative_images(tmp_path, (SIZE, SIZE))
+    assert len(images) == 1 and images[0].shape == (1, SIZE, SIZE, 3)
 
 
 def test_calibration_images(calibration_images):

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from cornernet_tf.export._checks import check_model, check_name
 from cornernet_tf.exported_io import INPUT_NAME, check_input_size, detection_outputs
-from cornernet_tf.images import image_files
+from cornernet_tf.images import OK, image_files, read_image
 from cornernet_tf.inference.decoder import CornerNetDecoder
 from cornernet_tf.runtime import letterbox
 from cornernet_tf.utils.fs import atomic_write_bytes
@@ -109,7 +109,9 @@ def representative_images(
 ) -> list[np.ndarray]:
     """Calibration inputs for int8: dataset images letterboxed to `input_size`.
 
-    Unreadable files are skipped with a warning that counts them.
+    Files are read like every other image (`cornernet_tf.images.read_image`:
+    header checked before decoding); unreadable ones are skipped with a
+    warning that counts them.
 
     Args:
         data_dir: folder of images (searched recursively).
@@ -124,9 +126,8 @@ def representative_images(
     """
     images, skipped = [], 0
     for path in image_files(data_dir, max_images):
-        try:
-            image = tf.io.decode_image(path.read_bytes(), channels=3, expand_animations=False)
-        except (tf.errors.InvalidArgumentError, OSError):
+        image, code = read_image(tf.constant(str(path)))
+        if int(code) != OK:
             skipped += 1
             continue
         images.append(letterbox(image.numpy(), input_size)[0])
