@@ -222,3 +222,25 @@ def test_malformed_annotation_files(tmp_path, content, match):
 def test_bad_split_argument(tmp_path):
     with pytest.raises(ValueError, match="split"):
         CocoDataset.open(tmp_path, "")
+
+
+def test_duplicate_image_ids_are_refused_naming_the_file(tmp_path):
+    # Before: the second file took the first file's boxes and the first was dropped.
+    images = [
+        {"id": 7, "file_name": "a.png", "height": 4, "width": 6},
+        {"id": 7, "file_name": "b.png", "height": 4, "width": 6},
+        {"id": 8, "file_name": "c.png", "height": 4, "width": 6},
+    ]
+    annotations = [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [0, 0, 2, 2]}]
+    write_dataset(tmp_path, images, annotations, CATEGORIES)
+    with pytest.raises(ValueError, match=r"instances_train2017.json'?: duplicate image ids \[7\]"):
+        CocoDataset.open(tmp_path, "train2017")
+
+
+def test_duplicate_category_ids_are_refused_naming_the_file(tmp_path):
+    categories = [*CATEGORIES, {"id": 18, "name": "cat"}]
+    write_dataset(tmp_path, [], [], categories)
+    with pytest.raises(
+        ValueError, match=r"instances_train2017.json'?: duplicate category ids \[18\]"
+    ):
+        CocoDataset.open(tmp_path, "train2017")

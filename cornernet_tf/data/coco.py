@@ -20,6 +20,7 @@ Differences from the official reader, on purpose:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import io
@@ -395,6 +396,19 @@ class CocoDataset:
         from pycocotools.coco import COCO
 
         _check_top_level(data, annotation_file)
+        # pycocotools' index keeps the last entry of a repeated id: the boxes of one
+        # image would silently train and score against another file.
+        for section, kind in (("images", "image"), ("categories", "category")):
+            counts = collections.Counter(
+                entry.get("id") for entry in data[section] if isinstance(entry, dict)
+            )
+            repeated = sorted((i for i, n in counts.items() if n > 1), key=str)
+            if repeated:
+                raise ValueError(
+                    f"CocoDataset: {annotation_file!r}: duplicate {kind} ids "
+                    f"{repeated[:10]}{' ...' if len(repeated) > 10 else ''} in '{section}'; "
+                    f"give every {kind} its own id."
+                )
         categories = CategoryMap.from_coco_categories(data["categories"])
         index = categories._index
         problems: list[Problem] = []
