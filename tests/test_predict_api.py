@@ -98,3 +98,38 @@ def test_bad_images_raise_clear_errors(model, images):
         model.predict_images([images[0], np.zeros((20, 30, 4), np.uint8)])
     with pytest.raises(ValueError, match="grayscale"):
         model.predict(images[..., :1], verbose=0)
+
+
+@pytest.mark.parametrize(
+    ("image", "error", "match"),
+    [
+        (None, TypeError, "image 0 is NoneType, not an image array"),
+        ("photo.jpg", TypeError, "image 0 is str, not an image array; read files"),
+        (np.array([["a"]]), TypeError, "dtype <U1"),
+        (np.zeros((0, 0, 3), np.uint8), ValueError, "at least 1x1 pixels"),
+        (np.full((8, 8, 3), 300, np.uint16), ValueError, r"uint16 values in \[300, 300\].*// 257"),
+    ],
+)
+def test_unsupported_images_are_refused_with_the_fix(model, image, error, match):
+    with pytest.raises(error, match=match):
+        model.predict_images([image])
+
+
+def test_non_finite_pixels_are_refused_instead_of_removing_every_detection(model, images):
+    # Before: one inf pixel made every heatmap NaN and predict returned 0 detections.
+    image = images[0].astype(np.float32)
+    image[3, 4, 0] = np.inf
+    with pytest.raises(ValueError, match="non-finite pixel values"):
+        model.predict_images([image])
+    with pytest.raises(ValueError, match="non-finite pixel values"):
+        model.predict(image[None], verbose=0)
+
+
+def test_accepted_inputs_give_the_same_detections(model, images):
+    # uint8, float and int64 arrays of the same 0-255 values are the same image; a
+    # 16-bit array within 0-255 is accepted as such.
+    expected = model.predict_images([images[0]])
+    for array in (images[0].astype(np.float32), images[0].astype(np.int64)):
+        np.testing.assert_allclose(model.predict_images([array])["boxes"], expected["boxes"])
+    with pytest.raises(TypeError, match=r"one image: \[image\]"):
+        model.predict_images(images[0])

@@ -11,6 +11,7 @@ import tensorflow as tf
 from cornernet_tf import losses as losses_lib
 from cornernet_tf.config import ConfigError, TestConfig
 from cornernet_tf.inference.decoder import CornerNetDecoder
+from cornernet_tf.inference.image_input import check_image
 from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
 from cornernet_tf.layers.corner_pool_module import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
@@ -429,6 +430,8 @@ class CornerNet(keras.Model):
         box_format = kwargs.pop("bounding_box_format", None) or self.bounding_box_format
         if kwargs:
             raise TypeError(f"CornerNet.predict: unexpected arguments {sorted(kwargs)}.")
+        if not isinstance(x, tf.data.Dataset | tf.Tensor):
+            x = check_image(x, "CornerNet.predict: `x`", batched=True)
         detections = super().predict(
             x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks
         )
@@ -451,6 +454,12 @@ class CornerNet(keras.Model):
         Returns:
             Dict of numpy arrays stacked over the images, as `predict`.
         """
+        single = isinstance(images, np.ndarray | tf.Tensor) and len(images.shape) == 3
+        if images is None or isinstance(images, str | bytes) or single:
+            raise TypeError(
+                "CornerNet.predict_images: `images` must be a list of [H, W, 3] arrays (one "
+                "image: [image]); read files with cornernet_tf.images.read_image."
+            )
         if len(images) == 0:
             raise ValueError(
                 "CornerNet.predict_images: `images` is empty; pass at least one image."
@@ -464,12 +473,7 @@ class CornerNet(keras.Model):
             )
         results = []
         for i, image in enumerate(images):
-            image = tf.convert_to_tensor(image)
-            if image.shape.rank != 3 or image.shape[-1] != 3:
-                raise ValueError(
-                    f"CornerNet.predict_images: image {i} has shape {image.shape}; expected "
-                    "[H, W, 3] RGB (convert grayscale/RGBA first)."
-                )
+            image = check_image(image, f"CornerNet.predict_images: image {i}")
             detections = self._detect_one(tf.cast(image, tf.float32)[None])
             detections = {key: value.numpy() for key, value in detections.items()}
             detections["image_size"] = np.array([image.shape[:2]], np.int32)
