@@ -14,7 +14,9 @@ from cornernet_tf import CornerNet
 from cornernet_tf.losses import cornernet_loss
 from cornernet_tf.targets import encode_targets
 
-# A very small hourglass (two levels) so that steps take milliseconds.
+# A very small hourglass (two levels) so that steps take milliseconds. Steps run
+# as graphs (`jit_compile=False`; Keras' "auto" would compile each test's step
+# with XLA); test_jit_compiled_step_gives_the_same_update checks XLA against them.
 SMALL = dict(
     num_classes=3,
     dims=[16, 16, 24],
@@ -60,7 +62,7 @@ def _small_model(seed=0):
 def test_fit_reports_the_loss_parts():
     images, targets = _batch()
     model = _small_model()
-    model.compile(keras.optimizers.Adam(1e-3))
+    model.compile(keras.optimizers.Adam(1e-3), jit_compile=False)
     history = model.fit(images, targets, batch_size=2, epochs=2, verbose=0)
     assert set(history.history) >= {"loss", "focal", "pull", "push", "offset"}
     logs = {k: v[0] for k, v in history.history.items()}
@@ -83,7 +85,7 @@ def test_train_step_equals_the_official_loss_gradient():
     expected = [w - lr * g.numpy() for w, g in zip(start, grads, strict=True)]
     for w, value in zip(model.trainable_weights, start, strict=True):
         w.assign(value)
-    model.compile(keras.optimizers.SGD(lr))
+    model.compile(keras.optimizers.SGD(lr), jit_compile=False)
     model.train_on_batch(images, targets)
     for w, e in zip(model.trainable_weights, expected, strict=True):
         np.testing.assert_allclose(w.numpy(), e, atol=1e-5)
@@ -92,7 +94,7 @@ def test_train_step_equals_the_official_loss_gradient():
 def test_validation_loss_uses_every_stack():
     images, targets = _batch()
     model = _small_model()
-    model.compile(keras.optimizers.SGD(0.0))
+    model.compile(keras.optimizers.SGD(0.0), jit_compile=False)
     evaluated = model.evaluate(images, targets, batch_size=2, verbose=0, return_dict=True)
     outputs = model(images, training=False, all_stacks=True)
     expected = cornernet_loss(outputs, targets, num_stacks=2)
@@ -118,7 +120,7 @@ def test_mixed_float16_scales_the_loss_and_stays_finite():
     keras.config.set_dtype_policy("mixed_float16")
     try:
         model = _small_model()
-        model.compile(keras.optimizers.Adam(1e-3))
+        model.compile(keras.optimizers.Adam(1e-3), jit_compile=False)
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         history = model.fit(images, targets, batch_size=2, epochs=3, verbose=0)
         outputs = model(images, training=True)
@@ -141,7 +143,7 @@ def test_batch_of_one_and_empty_ground_truth():
     )
     empty = {k: v[None] for k, v in empty.items() if k in targets}
     model = _small_model()
-    model.compile(keras.optimizers.Adam(1e-3))
+    model.compile(keras.optimizers.Adam(1e-3), jit_compile=False)
     logs = model.train_on_batch(images, targets, return_dict=True)
     assert np.isfinite(logs["loss"])
     logs = model.train_on_batch(images, empty, return_dict=True)
