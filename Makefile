@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/corner_pool.py
 	$(BIN)/python benchmarks/data_pipeline.py
 	$(BIN)/python benchmarks/decode.py
+	$(BIN)/python benchmarks/model_build.py
 	$(BIN)/python benchmarks/model_throughput.py
 	$(BIN)/python benchmarks/tflite.py
 
