@@ -210,6 +210,30 @@ def test_bad_constructor_arguments():
         _tiny(test_config={"topk": 3})
 
 
+def test_input_size_rule_is_the_network_s_own():
+    """The check refuses exactly the sides the hourglasses cannot take, naming valid ones."""
+    from cornernet_tf.models.presets import input_size_problem
+
+    model = CornerNet.from_preset(
+        "tiny", num_stacks=1, dims=[8, 8, 8, 8], pre_dim=8, cnv_dim=8, pool_dim=8, head_dim=8
+    )
+    unchecked = CornerNet.from_config(model.get_config())
+    unchecked._check_input_sides = lambda shape: None
+    for side in (61, 64, 65, 124, 125):
+        problem = input_size_problem(side, model.output_stride, len(model.dims) - 1)
+        try:
+            unchecked(np.zeros((1, side, side, 3), "float32"))
+            runs = True
+        except (ValueError, tf.errors.InvalidArgumentError):
+            runs = False
+        assert runs == (problem is None), side
+        if problem is not None:
+            with pytest.raises(ValueError, match=f"input height {side} .*nearest sizes"):
+                model(np.zeros((1, side, 32, 3), "float32"))
+    assert "nearest sizes of the official form 128k-1: 127;" in input_size_problem(100, 4, 5) + ";"
+    assert input_size_problem(508, 4, 5).endswith("383 or 511")
+
+
 @pytest.fixture(scope="module")
 def hourglass104():
     """The official network, built by `from_preset` (shared: building takes seconds)."""

@@ -17,7 +17,7 @@ from cornernet_tf.layers.corner_pool_module import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
 from cornernet_tf.layers.hourglass import HourglassModule
 from cornernet_tf.layers.residual import Residual
-from cornernet_tf.models.presets import PRESETS
+from cornernet_tf.models.presets import PRESETS, STEM_STRIDE, input_size_problem
 
 if keras.backend.backend() != "tensorflow":  # e.g. set in ~/.keras/keras.json
     raise ImportError(
@@ -140,7 +140,7 @@ class CornerNet(keras.Model):
         self.channel_order = channel_order
         self.class_names = None if class_names is None else [str(n) for n in class_names]
         # conv 7x7/2, then a stride-2 residual (`pre`): the heads see 1/4 of the input.
-        self.output_stride = 2 * 2
+        self.output_stride = STEM_STRIDE
         self.test_config = test_config
         self.bounding_box_format = bounding_box_format
 
@@ -271,6 +271,7 @@ class CornerNet(keras.Model):
     def call(self, images, training=None, all_stacks=None):
         if all_stacks is None:
             all_stacks = bool(training)
+        self._check_input_sides(images.shape)
         x = self._normalize(images)
         for layer in self.pre:
             x = layer(x, training=training)
@@ -294,6 +295,18 @@ class CornerNet(keras.Model):
                 )
                 inter = self.inters[i](keras.ops.relu(inter), training=training)
         return outputs
+
+    def _check_input_sides(self, shape):
+        """Raises ValueError when a known height or width does not fit the hourglasses."""
+        for axis, side in (("height", shape[1]), ("width", shape[2])):
+            if side is None:
+                continue
+            problem = input_size_problem(side, self.output_stride, len(self.dims) - 1)
+            if problem is not None:
+                raise ValueError(
+                    f"CornerNet: input {axis} {problem}; pad or resize the images to one of "
+                    "them (`predict`, `detect` and `predict_images` take any size and do it)."
+                )
 
     # ----------------------------------------------------------------- training
 
