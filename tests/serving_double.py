@@ -278,6 +278,74 @@ class ServingDouble:
         return tf.constant(array, dtype=spec.dtype)
 
 
+class MisbehavingServer:
+    """TEST DOUBLE of a broken REST server: each request gets the next scripted reply.
+
+    A reply is a dict: `status` (default 200), `body` (bytes), `length` (the
+    Content-Length sent; default `len(body)`, None sends none), `trickle`
+    (seconds between the body's bytes). The last reply repeats. `requests`
+    lists `(method, path)` as they arrive. Binds 127.0.0.1 on a free port.
+    """
+
+    def __init__(self, *replies):
+        self.replies = list(replies)
+        self.requests = []
+        self._stopping = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                server._reply(self, "GET")
+
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server._reply(self, "POST")
+
+            def log_message(self, *args):
+                pass
+
+        self._server = HTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self):
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _reply(self, handler, method):
+        self.requests.append((method, handler.path))
+        reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
+        body = reply.get("body", b"")
+        length = reply.get("length", len(body))
+        handler.send_response(reply.get("status", 200))
+        handler.send_header("Content-Type", "application/json")
+        if length is not None:
+            handler.send_header("Content-Length", str(length))
+        handler.end_headers()
+        try:
+            if not reply.get("trickle"):
+                handler.wfile.write(body)
+                return
+            for i in range(len(body)):
+                if self._stopping.wait(reply["trickle"]):
+                    return
+                handler.wfile.write(body[i : i + 1])
+                handler.wfile.flush()
+        except OSError:  # the client gave up
+            pass
+
+
 def _is_b64(value) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
 

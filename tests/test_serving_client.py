@@ -10,15 +10,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import requests
 import tensorflow as tf
 from export_helpers import CLASS_NAMES, REPO, png, random_image
-from serving_double import ServingDouble
+from serving_double import MisbehavingServer, ServingDouble
 
 from cornernet_tf import export
+from cornernet_tf.serving import cli
 from cornernet_tf.serving import rest as client
 
 DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
@@ -123,3 +125,56 @@ def test_double_follows_documented_errors(server):
     response = requests.post(address, data=json.dumps(unnamed), timeout=60)
     assert response.status_code == 200
     assert len(response.json()["predictions"][0]["detection_boxes"]) == 100
+
+
+# ------------------------------------------------------ a misbehaving server
+
+STATUS = json.dumps({"model_version_status": []}).encode()
+
+
+def test_a_trickling_answer_ends_at_the_total_deadline(capsys):
+    """The timeout bounds the whole call, not each read (a byte every 0.2 s never stalls)."""
+    with MisbehavingServer({"body": STATUS * 4, "trickle": 0.2}) as server:
+        start = time.monotonic()
+        code = cli.main(["--url", server.url, "--timeout", "1.5", "status"], prog="client")
+        elapsed = time.monotonic() - start
+    assert code == 1 and elapsed < 2.5, elapsed
+    err = capsys.readouterr().err
+    assert "no complete answer from" in err and "within 1.5 s" in err and "--timeout" in err
+
+
+def test_only_idempotent_requests_are_retried():
+    busy = {"status": 503, "body": b'{"error": "busy"}'}
+    with MisbehavingServer(busy, {"body": STATUS}) as server:
+        assert client.model_status(server.url) == {"model_version_status": []}
+        assert len(server.requests) == 2
+    with MisbehavingServer(busy, {"body": STATUS}) as server:
+        with pytest.raises(client.ServingError, match="HTTP 503: busy"):
+            client.predict([b"x"], server.url)
+        assert server.requests == [("POST", "/v1/models/cornernet:predict")]
+    with MisbehavingServer(busy) as server:
+        with pytest.raises(client.ServingError, match="HTTP 503"):
+            client.model_status(server.url, retries=1)
+        assert len(server.requests) == 2
+    with MisbehavingServer({"status": 404, "body": b'{"error": "no such model"}'}) as server:
+        with pytest.raises(client.ServingError, match="no such model"):
+            client.model_status(server.url)
+        assert len(server.requests) == 1  # an answer, not a failure: no retry
+
+
+@pytest.mark.parametrize("length", ["declared", "undeclared"])
+def test_answers_larger_than_the_limit_are_refused(length):
+    reply = {"body": b" " * 5000 + STATUS}
+    if length == "undeclared":
+        reply["length"] = None
+    with MisbehavingServer(reply) as server:
+        with pytest.raises(client.ServingError, match="larger than 4096 bytes.*--max-response"):
+            client.model_status(server.url, max_response_bytes=4096)
+        assert client.model_status(server.url) == {"model_version_status": []}
+
+
+def test_cli_defaults_are_the_client_s():
+    args = cli._parser().parse_args(["status"])
+    assert args.retries == client.DEFAULT_RETRIES
+    assert args.max_response_bytes == client.DEFAULT_MAX_RESPONSE_BYTES
+    assert args.timeout == 60.0

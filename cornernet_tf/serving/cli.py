@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from cornernet_tf.serving.common import (
@@ -37,6 +38,32 @@ __all__ = ["main"]
 _DEFAULT_URL = "http://localhost:8501"
 _DEFAULT_GRPC_ADDRESS = "localhost:8500"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# rest.DEFAULT_RETRIES and rest.DEFAULT_MAX_RESPONSE_BYTES (a test checks they agree).
+_DEFAULT_RETRIES = 2
+_DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -60,7 +87,26 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     version = parser.add_mutually_exclusive_group()
     version.add_argument("--version", type=int, default=None, help="model version (default latest)")
     version.add_argument("--label", default=None, help="model version label (models.config)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    parser.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=60.0,
+        help="seconds for the whole command: connecting, retries and reading the answer "
+        "(default 60)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=_DEFAULT_RETRIES,
+        help="REST: retries of status/metadata after a connection failure or HTTP 502-504 "
+        f"(default {_DEFAULT_RETRIES}; predict is never retried)",
+    )
+    parser.add_argument(
+        "--max-response-bytes",
+        type=_positive(int),
+        default=_DEFAULT_MAX_RESPONSE_BYTES,
+        help=f"refuse larger answers (default {_DEFAULT_MAX_RESPONSE_BYTES})",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("status", help="the model's versions and their states")
     commands.add_parser("metadata", help="the model's signatures")
@@ -114,23 +160,33 @@ def _run(args) -> None:
         from cornernet_tf.serving import grpc as api
 
         common["address"] = args.grpc_address
+        get_options = {}
+        predict_options = {"max_message_bytes": args.max_response_bytes}
     else:
         from cornernet_tf.serving import rest as api
 
         common["url"] = args.url
+        get_options = {"retries": args.retries, "max_response_bytes": args.max_response_bytes}
+        predict_options = {
+            "max_response_bytes": args.max_response_bytes,
+            "columnar": args.columnar if args.command == "predict" else False,
+        }
     if args.command == "status":
-        print(json.dumps(api.model_status(**common, timeout=args.timeout), indent=2))
+        status = api.model_status(**common, timeout=args.timeout, **get_options)
+        print(json.dumps(status, indent=2))
         return
     if args.command == "metadata":
-        print(json.dumps(api.model_metadata(**common, timeout=args.timeout), indent=2))
+        metadata = api.model_metadata(**common, timeout=args.timeout, **get_options)
+        print(json.dumps(metadata, indent=2))
         return
     class_names = load_class_names(args.classes) if args.classes else None
     if args.uint8:
         images, signature = decode_pixels(args.images), UINT8_SIGNATURE
     else:
         images, signature = read_images(args.images), IMAGES_SIGNATURE
-    options = {"columnar": args.columnar} if args.protocol == "rest" else {}
-    results = api.predict(images, **common, signature=signature, timeout=args.timeout, **options)
+    results = api.predict(
+        images, **common, signature=signature, timeout=args.timeout, **predict_options
+    )
     if args.json:
         print(json.dumps(dict(zip(args.images, results, strict=True)), indent=2))
         return

@@ -23,6 +23,8 @@ __all__ = [
     "OUTPUT_NAMES",
     "UINT8_SIGNATURE",
     "ServingError",
+    "check_count",
+    "check_detections",
     "check_timeout",
     "check_version_label",
     "decode_pixels",
@@ -67,6 +69,73 @@ def check_timeout(timeout: float, caller: str) -> float:
     if not (math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"{caller}: `timeout` must be positive and finite, got {timeout!r}.")
     return float(timeout)
+
+
+def check_detections(rows: Any, num_images: int) -> list[dict[str, Any]]:
+    """Checks a `:predict` answer against the export's detection outputs.
+
+    Args:
+        rows: the parsed answer, one dict per image.
+        num_images: images sent.
+
+    Returns:
+        `rows`, unchanged.
+
+    Raises:
+        ServingError: a field is missing or is not what the signature returns
+            (`detection_boxes` [M][4], `detection_scores` and
+            `detection_classes` [M] numbers, `num_detections` a count <= M);
+            the message names the field.
+    """
+
+    def fail(field: str, problem: str) -> None:
+        raise ServingError(
+            f"the server answered something that is not this model's output: {field} "
+            f"{problem}; check that --url and --model name a CornerNet export (the `metadata` "
+            "command shows its signatures)."
+        )
+
+    def numbers(value: Any) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        )
+
+    if not isinstance(rows, list) or len(rows) != num_images:
+        fail("the answer", f"has {_count(rows)} results for {num_images} images")
+    for i, row in enumerate(rows):
+        where = f"(image {i})"
+        if not isinstance(row, Mapping):
+            fail(f"result {i}", f"is a {type(row).__name__}, not an object of named outputs")
+        missing = [name for name in OUTPUT_NAMES if name not in row]
+        if missing:
+            fail(missing[0], f"is missing {where}; the result has {sorted(row)}")
+        boxes = row["detection_boxes"]
+        if not isinstance(boxes, list) or not all(numbers(b) and len(b) == 4 for b in boxes):
+            fail("detection_boxes", f"is not a list of [x1, y1, x2, y2] boxes {where}")
+        for name in ("detection_scores", "detection_classes"):
+            if not numbers(row[name]) or len(row[name]) != len(boxes):
+                fail(name, f"is not a list of {len(boxes)} numbers (one per box) {where}")
+        count = row["num_detections"]
+        if (
+            isinstance(count, bool)
+            or not isinstance(count, int | float)
+            or not math.isfinite(count)
+            or count != int(count)
+            or not 0 <= count <= len(boxes)
+        ):
+            fail("num_detections", f"is {count!r}, not a count from 0 to {len(boxes)} {where}")
+    return rows
+
+
+def _count(rows: Any) -> str:
+    return str(len(rows)) if isinstance(rows, list) else f"a {type(rows).__name__}, not a list of"
+
+
+def check_count(value: Any, name: str, caller: str, minimum: int = 1) -> int:
+    """Returns `value`, or raises ValueError unless it is an int >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{caller}: `{name}` must be an integer >= {minimum}, got {value!r}.")
+    return value
 
 
 def check_version_label(version: int | None, label: str | None, caller: str) -> None:

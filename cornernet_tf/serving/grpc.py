@@ -29,6 +29,8 @@ from cornernet_tf.serving.common import (
     OUTPUT_NAMES,
     UINT8_SIGNATURE,
     ServingError,
+    check_count,
+    check_detections,
     check_timeout,
     check_version_label,
     split_batch,
@@ -279,14 +281,7 @@ class GrpcClient:
             raise ValueError(
                 f"grpc: `address` must be HOST:PORT, e.g. {DEFAULT_ADDRESS!r}, got {address!r}."
             )
-        if (
-            isinstance(max_message_bytes, bool)
-            or not isinstance(max_message_bytes, int)
-            or max_message_bytes < 1
-        ):
-            raise ValueError(
-                f"grpc: `max_message_bytes` must be a positive int, got {max_message_bytes!r}."
-            )
+        check_count(max_message_bytes, "max_message_bytes", "grpc")
         self._apis = _apis()
         self.address = address
         options = [
@@ -408,7 +403,7 @@ class GrpcClient:
         """
         request = predict_request(images, model, signature=signature, version=version, label=label)
         response = self._call("Predict", self._predictions.Predict, request, timeout)
-        return parse_predict_response(response)
+        return check_detections(parse_predict_response(response), len(images))
 
     def _to_dict(self, message) -> dict:
         return self._apis.json_format.MessageToDict(

@@ -11,9 +11,12 @@ label as `/labels/<label>`. Needs only `requests`.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import time
 
 import requests
+import urllib3
 
 from cornernet_tf.serving.common import (
     DEFAULT_MODEL,
@@ -22,12 +25,17 @@ from cornernet_tf.serving.common import (
     OUTPUT_NAMES,
     UINT8_SIGNATURE,
     ServingError,
+    check_count,
+    check_detections,
+    check_timeout,
     check_version_label,
     split_batch,
 )
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_MODEL",
+    "DEFAULT_RETRIES",
     "DEFAULT_URL",
     "IMAGES_SIGNATURE",
     "INPUT_NAME",
@@ -42,6 +50,10 @@ __all__ = [
 ]
 
 DEFAULT_URL = "http://localhost:8501"
+# Retries of a GET (status, metadata) after a connection failure or HTTP 502-504.
+DEFAULT_RETRIES = 2
+# Largest answer read: 100 detections of one image are about 10 kB of JSON.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
 def _model_url(url: str, model: str, version: int | None, label: str | None = None) -> str:
@@ -55,29 +67,121 @@ def _model_url(url: str, model: str, version: int | None, label: str | None = No
     return base if version is None else f"{base}/versions/{int(version)}"
 
 
-def _request(method: str, address: str, timeout: float, **kwargs) -> dict:
-    """Sends one request; returns the JSON body or raises `ServingError`."""
+def _request(
+    method: str,
+    address: str,
+    timeout: float,
+    *,
+    retries: int = 0,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    **kwargs,
+) -> dict:
+    """Sends a request and returns its JSON body, or raises `ServingError`.
+
+    `timeout` is a deadline for the whole call (connecting, every retry and
+    reading the answer to its last byte), not a limit per read: a server that
+    trickles its answer is cut off when the deadline passes. Only GETs, which
+    change nothing on the server, are retried, after a connection failure or
+    an HTTP 502/503/504, waiting 0.5 s, 1 s, 2 s... while the deadline allows.
+    """
+    timeout = check_timeout(timeout, f"{method} {address}")
+    check_count(retries, "retries", "rest", minimum=0)
+    check_count(max_response_bytes, "max_response_bytes", "rest")
+    deadline = time.monotonic() + timeout
+    for attempt in itertools.count():
+        try:
+            return _request_once(method, address, timeout, deadline, max_response_bytes, **kwargs)
+        except _Retryable as error:
+            wait = 0.5 * 2**attempt
+            if method != "GET" or attempt >= retries or time.monotonic() + wait >= deadline:
+                raise error.error from error.__cause__
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+class _Retryable(Exception):
+    """A failure worth retrying for an idempotent request; wraps the `ServingError`."""
+
+    def __init__(self, error: ServingError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _request_once(
+    method: str, address: str, timeout: float, deadline: float, max_bytes: int, **kwargs
+) -> dict:
+    def late() -> ServingError:
+        return ServingError(
+            f"no complete answer from {address} within {timeout:g} s (the whole call: "
+            "connecting, retries and reading); raise --timeout, or check the server."
+        )
+
+    headers = {"Accept-Encoding": "identity", **kwargs.pop("headers", {})}
     try:
-        response = requests.request(method, address, timeout=timeout, **kwargs)
+        # Each socket read may wait for the time left; the loop below checks
+        # the deadline between reads.
+        response = requests.request(
+            method,
+            address,
+            timeout=max(deadline - time.monotonic(), 0.001),
+            stream=True,
+            headers=headers,
+            **kwargs,
+        )
     except requests.ConnectionError as error:
-        raise ServingError(
-            f"cannot reach TensorFlow Serving at {address} ({error.__class__.__name__}); "
-            "start it with `docker compose -f serving/docker-compose.yml up` or pass --url."
+        raise _Retryable(
+            ServingError(
+                f"cannot reach TensorFlow Serving at {address} ({error.__class__.__name__}); "
+                "start it with `docker compose -f serving/docker-compose.yml up` or pass --url."
+            )
         ) from error
     except requests.Timeout as error:
-        raise ServingError(
-            f"no answer from {address} within {timeout} s; raise --timeout."
-        ) from error
+        raise late() from error
+    with response:
+        too_big = ServingError(
+            f"the answer of {address} is larger than {max_bytes} bytes; raise "
+            "--max-response-bytes, or send fewer images per request."
+        )
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise too_big
+        # `read1` returns what one socket read brings, so a trickle cannot
+        # outlast the deadline (urllib3 1.x lacks it: reads of up to 64 KiB).
+        read = getattr(response.raw, "read1", response.raw.read)
+        chunks, size = [], 0
+        try:
+            while chunk := read(65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise too_big
+                if time.monotonic() > deadline:
+                    raise late()
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+            if time.monotonic() >= deadline:
+                raise late() from error
+            broken = ServingError(f"the connection to {address} broke while reading the answer.")
+            raise _Retryable(broken) from error
+    text = b"".join(chunks).decode("utf-8", "replace")
     try:
-        body = response.json()
+        body = json.loads(text)
     except ValueError:
         body = None
     if response.status_code != 200 or not isinstance(body, dict):
-        message = body.get("error") if isinstance(body, dict) else response.text[:500]
-        raise ServingError(
+        message = body.get("error") if isinstance(body, dict) else text[:500]
+        error = ServingError(
             f"{method} {address} failed with HTTP {response.status_code}: {message}",
             code=f"HTTP {response.status_code}",
         )
+        if response.status_code in (502, 503, 504):
+            raise _Retryable(error)
+        if response.status_code == 200:
+            raise ServingError(
+                f"the server answered something that is not this model's output: {method} "
+                f"{address} returned {message!r}, not a JSON object; check --url.",
+                code="HTTP 200",
+            )
+        raise error
     if "error" in body:
         raise ServingError(f"{method} {address} failed: {body['error']}", code="HTTP 200")
     return body
@@ -90,6 +194,8 @@ def model_status(
     version: int | None = None,
     label: str | None = None,
     timeout: float = 10.0,
+    retries: int = DEFAULT_RETRIES,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> dict:
     """Model status (`GetModelStatusResponse` as JSON).
 
@@ -98,13 +204,22 @@ def model_status(
         model: served model name (`models.config`).
         version: one version, or None for all.
         label: a version label instead of `version`.
-        timeout: seconds to wait for the answer.
+        timeout: seconds for the whole call, retries included.
+        retries: tries again this many times after a connection failure or
+            HTTP 502/503/504, within `timeout`.
+        max_response_bytes: larger answers are refused.
 
     Returns:
         `{"model_version_status": [{"version": "1", "state": "AVAILABLE",
         "status": {...}}, ...]}`.
     """
-    return _request("GET", _model_url(url, model, version, label), timeout)
+    return _request(
+        "GET",
+        _model_url(url, model, version, label),
+        timeout,
+        retries=retries,
+        max_response_bytes=max_response_bytes,
+    )
 
 
 def model_metadata(
@@ -114,6 +229,8 @@ def model_metadata(
     version: int | None = None,
     label: str | None = None,
     timeout: float = 10.0,
+    retries: int = DEFAULT_RETRIES,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> dict:
     """Model metadata (`GetModelMetadataResponse` as JSON: the signatures).
 
@@ -122,13 +239,22 @@ def model_metadata(
         model: served model name.
         version: a version, or None for the latest.
         label: a version label instead of `version`.
-        timeout: seconds to wait for the answer.
+        timeout: seconds for the whole call, retries included.
+        retries: tries again this many times after a connection failure or
+            HTTP 502/503/504, within `timeout`.
+        max_response_bytes: larger answers are refused.
 
     Returns:
         `{"model_spec": {...}, "metadata": {"signature_def": {"signature_def":
         {name: {"inputs": ..., "outputs": ..., "method_name": ...}}}}}`.
     """
-    return _request("GET", _model_url(url, model, version, label) + "/metadata", timeout)
+    return _request(
+        "GET",
+        _model_url(url, model, version, label) + "/metadata",
+        timeout,
+        retries=retries,
+        max_response_bytes=max_response_bytes,
+    )
 
 
 def _b64(data: bytes) -> dict:
@@ -179,15 +305,26 @@ def parse_predict_response(body: dict) -> list[dict]:
     """
     if "predictions" in body:
         rows = body["predictions"]
-        if rows and not isinstance(rows[0], dict):
-            raise ServingError("the model returned a single unnamed output; expected detections.")
+        if isinstance(rows, list) and rows and not isinstance(rows[0], dict):
+            raise ServingError(
+                "the server answered something that is not this model's output: predictions "
+                f"holds {type(rows[0]).__name__} values, not the named detection outputs; check "
+                "that --url and --model name a CornerNet export."
+            )
         return rows
     if "outputs" in body:
         outputs = body["outputs"]
-        if not isinstance(outputs, dict):
-            raise ServingError("the model returned a single unnamed output; expected detections.")
+        if not isinstance(outputs, dict) or not all(isinstance(v, list) for v in outputs.values()):
+            raise ServingError(
+                "the server answered something that is not this model's output: outputs is "
+                "not an object of named, batched detection outputs; check that --url and "
+                "--model name a CornerNet export."
+            )
         return split_batch(outputs)
-    raise ServingError(f"unexpected :predict answer with keys {sorted(body)}.")
+    raise ServingError(
+        "the server answered something that is not this model's output: the :predict answer "
+        f"has the keys {sorted(body)}, not predictions or outputs."
+    )
 
 
 def predict(
@@ -200,6 +337,7 @@ def predict(
     version: int | None = None,
     label: str | None = None,
     timeout: float = 60.0,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> list[dict]:
     """Runs detection on a batch of images.
 
@@ -212,7 +350,10 @@ def predict(
         columnar: send and receive the columnar format.
         version: a version, or None for the latest.
         label: a version label instead of `version`.
-        timeout: seconds to wait for the answer.
+        timeout: seconds for the whole call (sending and reading included).
+            A prediction is never retried: the client cannot know whether the
+            server ran it.
+        max_response_bytes: larger answers are refused.
 
     Returns:
         One dict per image: `detection_boxes` [M][4] (x1, y1, x2, y2 in the
@@ -224,4 +365,7 @@ def predict(
         raise ValueError("predict: `images` is empty; pass at least one image.")
     body = predict_request_body(images, signature=signature, columnar=columnar)
     address = _model_url(url, model, version, label) + ":predict"
-    return parse_predict_response(_request("POST", address, timeout, data=json.dumps(body)))
+    answer = _request(
+        "POST", address, timeout, max_response_bytes=max_response_bytes, data=json.dumps(body)
+    )
+    return check_detections(parse_predict_response(answer), len(images))
