@@ -374,3 +374,114 @@ def test_batch_must_divide_over_the_replicas(shapes_root, tmp_path, monkeypatch)
     with pytest.raises(ConfigError, match="must be divisible by the 2 replicas.*batch_size=4"):
         training.train(config, shapes_root, tmp_path / "out", strategy=_TwoReplicas())
     assert not (tmp_path / "out").exists()
+
+
+# A child process that SIGKILLs itself at a named point of a run: the test
+# patches the writer it names (no hook in the package), so the kill lands at
+# that exact moment of every run, however fast or slow the machine.
+_KILL_AT = textwrap.dedent(
+    """
+    import os, signal, sys
+
+    point, argv = sys.argv[1], sys.argv[2:]
+
+    def die(half_written):
+        # What a kill in the middle of the write leaves: half of the file.
+        with open(half_written, "r+b") as f:
+            f.truncate(os.path.getsize(half_written) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point.startswith("checkpoint-"):
+        # The checkpoint's files are written; the index still names the previous one.
+        from tensorflow.python.checkpoint import checkpoint_management
+
+        record = checkpoint_management.CheckpointManager._record_state
+
+        def record_state(self):
+            latest = self._latest_checkpoint
+            if latest.endswith(point[len("checkpoint"):]):
+                die(latest + ".data-00000-of-00001")
+            record(self)
+
+        checkpoint_management.CheckpointManager._record_state = record_state
+    else:
+        # The final rename of model.keras / the export's version folder.
+        replace, rename = os.replace, os.rename
+
+        def rename_or_die(src, dst, **kwargs):
+            if point == "model" and str(dst).endswith("model.keras"):
+                die(src)
+            if point == "export" and ".incomplete" in str(src):
+                die(os.path.join(src, "saved_model.pb"))
+            return (rename if "incomplete" in str(src) else replace)(src, dst, **kwargs)
+
+        os.replace = os.rename = rename_or_die
+
+    if point == "export":
+        from cornernet_tf.cli.export import main
+    else:
+        from cornernet_tf.cli.train import main
+    sys.exit(main(argv))
+    """
+)
+
+
+def _killed_at(point, argv, log):
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_AT, point, *argv],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(),
+        cwd=REPO,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == -signal.SIGKILL, f"not killed at {point}"
+
+
+def _visible(folder):
+    """What a glob, a resumed run or TF Serving sees: names not starting with a dot."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.slow
+def test_killed_anywhere_the_same_command_finishes_and_no_partial_file_is_visible(
+    shapes_root, tmp_path
+):
+    """SIGKILL while checkpoint 2 of 3 is written, then while model.keras is written, then
+    while the SavedModel is written: each re-run resumes from the last complete state."""
+    out, exports = tmp_path / "run", tmp_path / "exports"
+    argv = _command(shapes_root, out, "train.steps=3", "train.checkpoint_every=1")[2:]
+    checkpoints = out / "checkpoints"
+    log = open(tmp_path / "runs.log", "w+")  # noqa: SIM115 - read back after the runs
+
+    _killed_at("checkpoint-2", argv, log)
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-1")
+    assert "model.keras" not in _visible(out)
+
+    _killed_at("model", argv, log)  # resumes from ckpt-1, redoes step 2, dies saving
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-3")
+    assert not [n for n in _visible(out) if n.endswith(".keras")]
+
+    proc = _run([sys.executable, SCRIPT, *argv])
+    log.seek(0)
+    assert proc.returncode == 0, log.read()[-3000:] + proc.stderr[-3000:]
+    assert f"resumed from {checkpoints / 'ckpt-3'} at step 3" in proc.stdout
+    model = keras.models.load_model(out / "model.keras")  # complete
+    assert int(model.optimizer.iterations) == 3
+    _weights_match_checkpoint(model, str(checkpoints / "ckpt-3"))
+    assert _summary(out)["step"] == 3
+
+    export_argv = ["--model", str(out / "model.keras"), "--output", str(exports)]
+    export_argv += ["--format", "saved_model"]
+    _killed_at("export", export_argv, log)
+    assert _visible(exports / "cornernet") == []  # TF Serving sees no version
+    from serving_double import ServingDouble
+
+    with pytest.raises(ValueError, match="no version directories"):
+        ServingDouble(exports / "cornernet", "cornernet")
+    from cornernet_tf.cli import export as export_cli
+
+    assert export_cli.main(export_argv) == 0
+    assert _visible(exports / "cornernet") == ["1"]
+    tf.saved_model.load(str(exports / "cornernet" / "1"))  # complete
+    log.close()
