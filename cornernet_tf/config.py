@@ -82,7 +82,9 @@ class DataConfig:
             `train2017`.
         val_split: split used for periodic evaluation (official `minival2014`
             is `val2017`).
-        input_size: square training crop (511 officially).
+        input_size: square training crop (511 officially); it must fit the
+            preset's stride and depth (`models.presets.input_size_problem`,
+            checked by the command line and `train`).
         output_size: heatmap size, `ceil(input_size / 4)` (128 officially).
         gaussian_iou: IoU kept by corners within the Gaussian radius.
         max_objects: objects per image kept in the targets (128 officially).
