@@ -218,7 +218,7 @@ def test_cli_over_grpc(server, saved_model_root, tmp_path, capsys):
         (["predict", "{bad}"], 1, ["INVALID_ARGUMENT", "not a JPEG, PNG"]),
         (["predict", "--columnar", "{bad}"], 2, ["--columnar is a REST format"]),
         (["--version", "1", "--label", "x", "status"], 2, ["not allowed with argument"]),
-        (["--timeout", "-1", "status"], 2, ["`timeout` must be positive"]),
+        (["--timeout", "-1", "status"], 2, ["--timeout: expected a positive number"]),
     ],
 )
 def test_cli_over_grpc_exit_codes(server, tmp_path, capsys, args, code, words):

@@ -376,6 +376,13 @@ def test_batch_must_divide_over_the_replicas(shapes_root, tmp_path, monkeypatch)
     assert not (tmp_path / "out").exists()
 
 
+def test_an_input_size_the_network_cannot_take_fails_before_any_work(shapes_root, tmp_path):
+    config = load_config(CONFIG, ["data.input_size=100", "data.output_size=25"])
+    with pytest.raises(ConfigError, match="data.input_size 100 .*nearest sizes.*: 95 or 127"):
+        training.train(config, shapes_root, tmp_path / "out", strategy="one_device")
+    assert not (tmp_path / "out").exists()
+
+
 # A child process that SIGKILLs itself at a named point of a run: the test
 # patches the writer it names (no hook in the package), so the kill lands at
 # that exact moment of every run, however fast or slow the machine.

@@ -22,8 +22,9 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from cornernet_tf.config import Config, TrainConfig, save_config
+from cornernet_tf.config import Config, ConfigError, TrainConfig, save_config
 from cornernet_tf.data.coco import CocoDataset
+from cornernet_tf.models.presets import config_input_size_problem
 from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.errors import BadDataError, assertion_message
 from cornernet_tf.training.inputs import (
@@ -121,6 +122,9 @@ def train(
         BadDataError: the input pipeline found more bad images than
             `data.max_bad_images`.
     """
+    problem = config_input_size_problem(config)
+    if problem is not None:
+        raise ConfigError(problem)
     validate_data_dir(config, data_dir)
     if isinstance(strategy, str):
         strategy = make_strategy(strategy)

@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from cornernet_tf.config import Config, ConfigError
 from cornernet_tf.models.cornernet import CornerNet
-from cornernet_tf.models.presets import config_input_size_problem
 from cornernet_tf.training import keras_compat
 from cornernet_tf.training.errors import SetupError, first_line
 from cornernet_tf.training.schedule import LearningRate
@@ -133,9 +132,6 @@ def _build_model(
 ) -> keras.Model:
     """The compiled model with every variable and optimizer slot created under `strategy`."""
     overrides = _model_overrides(config, class_names)
-    problem = config_input_size_problem(config)
-    if problem is not None:
-        raise ConfigError(problem)
     train_cfg = config.train
     with strategy.scope():
         try:
