@@ -563,7 +563,7 @@ CASES = [
         "serving-http-500",
         serve({"status": 500, "body": b"Internal Server Error"}),
         1,
-        ("HTTP 500", "Internal Server Error"),
+        ("HTTP 500", "Internal Server Error", "see its log"),
     ),
     Case(
         "serving-trickle",

@@ -169,8 +169,9 @@ def _request_once(
         body = None
     if response.status_code != 200 or not isinstance(body, dict):
         message = body.get("error") if isinstance(body, dict) else text[:500]
+        hint = "; the server failed: see its log" if response.status_code >= 500 else ""
         error = ServingError(
-            f"{method} {address} failed with HTTP {response.status_code}: {message}",
+            f"{method} {address} failed with HTTP {response.status_code}: {message}{hint}",
             code=f"HTTP {response.status_code}",
         )
         if response.status_code in (502, 503, 504):
