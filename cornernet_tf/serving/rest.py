@@ -5,13 +5,12 @@ Talks to the stock `tensorflow_model_server` REST API (tensorflow/serving
 `GET /v1/models/<name>/metadata` and `POST /v1/models/<name>:predict` in the
 row ("instances") or columnar ("inputs") format, with images sent as base64
 objects `{"b64": ...}`. A version is addressed as `/versions/<v>`, a version
-label as `/labels/<label>`. Needs only `requests`.
+label as `/labels/<label>`. Needs only `requests` (and its urllib3).
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import time
 
@@ -88,15 +87,16 @@ def _request(
     check_count(retries, "retries", "rest", minimum=0)
     check_count(max_response_bytes, "max_response_bytes", "rest")
     deadline = time.monotonic() + timeout
-    for attempt in itertools.count():
+    tries = retries + 1 if method == "GET" else 1
+    for attempt in range(tries):
         try:
             return _request_once(method, address, timeout, deadline, max_response_bytes, **kwargs)
         except _Retryable as error:
-            wait = 0.5 * 2**attempt
-            if method != "GET" or attempt >= retries or time.monotonic() + wait >= deadline:
-                raise error.error from error.__cause__
+            failure, wait = error, 0.5 * 2**attempt
+            if attempt + 1 == tries or time.monotonic() + wait >= deadline:
+                break
             time.sleep(wait)
-    raise AssertionError("unreachable")
+    raise failure.error from failure.__cause__
 
 
 class _Retryable(Exception):
