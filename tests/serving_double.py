@@ -283,7 +283,8 @@ class MisbehavingServer:
 
     A reply is a dict: `status` (default 200), `body` (bytes), `length` (the
     Content-Length sent; default `len(body)`, None sends none), `trickle`
-    (seconds between the body's bytes). The last reply repeats. `requests`
+    (seconds between the body's bytes), `trickle_head` (seconds between the
+    bytes of a status line sent before the real one). The last reply repeats. `requests`
     lists `(method, path)` as they arrive. Binds 127.0.0.1 on a free port.
     """
 
@@ -328,6 +329,15 @@ class MisbehavingServer:
         reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
         body = reply.get("body", b"")
         length = reply.get("length", len(body))
+        if reply.get("trickle_head"):  # the status line, a byte at a time
+            for byte in b"HTTP/1.0 200 OK\r\n":
+                if self._stopping.wait(reply["trickle_head"]):
+                    return
+                try:
+                    handler.wfile.write(bytes([byte]))
+                    handler.wfile.flush()
+                except OSError:
+                    return
         handler.send_response(reply.get("status", 200))
         handler.send_header("Content-Type", "application/json")
         if length is not None:

@@ -576,6 +576,16 @@ CASES = [
         ("within 1 s", "raise --timeout"),
     ),
     Case(
+        "serving-trickled-headers",
+        serve(
+            {"body": b'{"model_version_status": []}', "trickle_head": 0.1},
+            argv=("--timeout", "1", "status"),
+            image=False,
+        ),
+        1,
+        ("within 1 s", "raise --timeout"),
+    ),
+    Case(
         "serving-huge-answer",
         serve(
             {"body": b" " * 3000 + b"{}"},

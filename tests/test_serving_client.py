@@ -132,9 +132,10 @@ def test_double_follows_documented_errors(server):
 STATUS = json.dumps({"model_version_status": []}).encode()
 
 
-def test_a_trickling_answer_ends_at_the_total_deadline(capsys):
+@pytest.mark.parametrize("part", ["trickle", "trickle_head"])
+def test_a_trickling_answer_ends_at_the_total_deadline(capsys, part):
     """The timeout bounds the whole call, not each read (a byte every 0.2 s never stalls)."""
-    with MisbehavingServer({"body": STATUS * 4, "trickle": 0.2}) as server:
+    with MisbehavingServer({"body": STATUS * 4, part: 0.2}) as server:
         start = time.monotonic()
         code = cli.main(["--url", server.url, "--timeout", "1.5", "status"], prog="client")
         elapsed = time.monotonic() - start

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
+import queue
+import threading
 import time
 
 import requests
@@ -107,6 +109,33 @@ class _Retryable(Exception):
         self.error = error
 
 
+def _send(method: str, address: str, deadline: float, **kwargs) -> requests.Response:
+    """`requests.request` up to the answer's headers, given up at `deadline`.
+
+    Each socket read waits at most the time left, but a server sending its
+    status line and headers a byte at a time would reset that wait at every
+    byte: the request runs in a daemon thread and is abandoned at the deadline
+    (its socket closes when the server stops or a read times out).
+    """
+    answer = queue.SimpleQueue()
+
+    def run() -> None:
+        try:
+            timeout = max(deadline - time.monotonic(), 0.001)
+            answer.put(requests.request(method, address, timeout=timeout, stream=True, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+            answer.put(error)
+
+    threading.Thread(target=run, daemon=True, name="cornernet-rest-request").start()
+    try:
+        result = answer.get(timeout=max(deadline - time.monotonic(), 0.0))
+    except queue.Empty:
+        raise requests.Timeout(f"no answer's headers before the deadline from {address}") from None
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 def _request_once(
     method: str, address: str, timeout: float, deadline: float, max_bytes: int, **kwargs
 ) -> dict:
@@ -118,16 +147,7 @@ def _request_once(
 
     headers = {"Accept-Encoding": "identity", **kwargs.pop("headers", {})}
     try:
-        # Each socket read may wait for the time left; the loop below checks
-        # the deadline between reads.
-        response = requests.request(
-            method,
-            address,
-            timeout=max(deadline - time.monotonic(), 0.001),
-            stream=True,
-            headers=headers,
-            **kwargs,
-        )
+        response = _send(method, address, deadline, headers=headers, **kwargs)
     except requests.ConnectionError as error:
         raise _Retryable(
             ServingError(
