@@ -308,6 +308,7 @@ def _duplicate_image_ids(content, _image_dir):
 # ------------------------------------------------------------------ corpus
 
 IMAGE_FIX = "pass a JPEG, PNG, GIF or BMP file"
+STATUS = b'{"model_version_status": []}'
 CASES = [
     # --- images to cornernet-predict: unreadable ones fail (exit 1), the rest run.
     Case("predict-empty-file", predict("empty.jpg"), 1, ("empty.jpg", IMAGE_FIX)),
@@ -565,25 +566,14 @@ CASES = [
         1,
         ("HTTP 500", "Internal Server Error", "see its log"),
     ),
-    Case(
-        "serving-trickle",
-        serve(
-            {"body": b'{"model_version_status": []}', "trickle": 0.1},
-            argv=("--timeout", "1", "status"),
-            image=False,
-        ),
-        1,
-        ("within 1 s", "raise --timeout"),
-    ),
-    Case(
-        "serving-trickled-headers",
-        serve(
-            {"body": b'{"model_version_status": []}', "trickle_head": 0.1},
-            argv=("--timeout", "1", "status"),
-            image=False,
-        ),
-        1,
-        ("within 1 s", "raise --timeout"),
+    *(
+        Case(
+            f"serving-{name}",
+            serve({"body": STATUS, key: 0.1}, argv=("--timeout", "1", "status"), image=False),
+            1,
+            ("within 1 s", "raise --timeout"),
+        )
+        for name, key in (("trickle", "trickle"), ("trickled-headers", "trickle_head"))
     ),
     Case(
         "serving-huge-answer",
