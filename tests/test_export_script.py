@@ -23,7 +23,7 @@ def test_cli_wires_arguments_to_the_export(tmp_path, monkeypatch, capsys):
     argv = ["--model", "m.keras", "--output", str(tmp_path), "--format", "saved_model"]
     assert export_script.main([*argv, "--version", "4", "--name", "cornernet"]) == 0
     assert calls == [
-        ((model, str(tmp_path)), {"name": "cornernet", "version": 4, "max_image_side": 4096})
+        ((model, str(tmp_path)), {"name": "cornernet", "version": 4, "max_image_side": 2048})
     ]
     assert "SavedModel written to" in capsys.readouterr().out
 
