@@ -166,6 +166,12 @@ KERAS_REFUSALS = [
     # (id, call on the model, error type, message)
     ("inf-pixel", lambda m: m.predict_images([_float_with(np.inf)]), ValueError, "non-finite"),
     ("nan-pixel", lambda m: m.predict(_float_with(np.nan)[None], verbose=0), ValueError, "NaN"),
+    (
+        "inf-in-a-tensor",
+        lambda m: m.predict(tf.constant(_float_with(np.inf)[None]), verbose=0),
+        ValueError,
+        "non-finite",
+    ),
     ("1e30-pixel", lambda m: m.predict_images([_float_with(1e30)]), ValueError, r"\[0, 255\]"),
     ("negative-float", lambda m: m.predict_images([_float_with(-3.0)]), ValueError, "np.clip"),
     (

@@ -436,7 +436,7 @@ class CornerNet(keras.Model):
         )
         if kwargs:
             raise TypeError(f"CornerNet.predict: unexpected arguments {sorted(kwargs)}.")
-        if not isinstance(x, tf.data.Dataset | tf.Tensor):
+        if not isinstance(x, tf.data.Dataset):  # arrays and eager tensors
             x = check_image(x, "CornerNet.predict: `x`", batched=True, max_side=max_side)
         detections = super().predict(
             x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks
