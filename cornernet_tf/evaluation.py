@@ -21,10 +21,16 @@ Differences from the official evaluation, on purpose:
     * when the model finds nothing at all, pycocotools' `loadRes` cannot load
       an empty list; the evaluation then runs against an empty result set
       (AP 0 where ground truth exists) and logs a warning, instead of failing;
-    * an image that cannot be decoded is evaluated with no detections (its
-      objects count as missed, so AP is not inflated) and named in a warning;
-      images that the dataset reader excluded (missing files, unsafe names;
-      see `cornernet_tf.data.coco`) are not evaluated.
+    * an image that cannot be decoded (or has a side above `max_image_side`)
+      is evaluated with no detections (its objects count as missed, so AP is
+      not inflated) and named in a warning; images that the dataset reader
+      excluded (missing files, unsafe names; see `cornernet_tf.data.coco`) are
+      not evaluated;
+    * the ground truth is what training uses: annotations the reader excludes
+      (NaN, negative or zero sizes, boxes outside the image, unknown
+      categories) are not scored, and are counted in
+      `CocoEvaluation.excluded_annotations` and a warning; crowd regions stay
+      (COCOeval ignores detections on them).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from cornernet_tf import images
 from cornernet_tf.config import TestConfig
 from cornernet_tf.data import pipeline
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
+from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +102,8 @@ class CocoEvaluation:
             (`image_id`, `category_id`, `bbox` [x, y, w, h], `score`).
         image_ids: the evaluated image ids, in dataset order.
         bad_images: (file, reason) of the images that could not be decoded.
+        excluded_annotations: bad ground-truth annotations left out of the
+            scoring (as out of training) by kind, e.g. `{"empty_box": 2}`.
     """
 
     stats: dict[str, float]
@@ -104,6 +113,7 @@ class CocoEvaluation:
     results: list[dict[str, Any]]
     image_ids: list[int]
     bad_images: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    excluded_annotations: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
         """Flat `{name: float}`: `stats` plus `AP/<class name>` per class."""
@@ -293,6 +303,7 @@ def run_coco_evaluation(
     max_images: int | None = None,
     test_config: TestConfig | Mapping[str, Any] | None = None,
     max_pixels: int = images.DEFAULT_MAX_PIXELS,
+    max_image_side: int = DEFAULT_MAX_IMAGE_SIDE,
     decimals: int | None = OFFICIAL_DECIMALS,
     verbose: int = 1,
 ) -> CocoEvaluation:
@@ -313,6 +324,8 @@ def run_coco_evaluation(
             a `TestConfig` (e.g. a config's `test` section) or a dict of
             fields replacing the model's; the model is not modified.
         max_pixels: images with more pixels are treated as unreadable.
+        max_image_side: images with a longer side are treated as unreadable
+            (from the file header; see docs/input.md).
         decimals: rounding of the results (official: 2); None keeps all.
         verbose: 0 silent, 1 a progress bar over the images, 2 one line at the end.
 
@@ -353,7 +366,17 @@ def run_coco_evaluation(
         autograph=False,
     )
     progbar = keras.utils.Progbar(len(records), verbose=verbose, unit_name="image")
-    for record, (image, code) in zip(records, _read_images(records, max_pixels), strict=True):
+    excluded = source.report.excluded_annotations
+    if excluded:
+        logger.warning(
+            "COCO evaluation: %d ground-truth annotations of %s are not scored, as training "
+            "does not use them (%s).",
+            sum(excluded.values()),
+            source.annotation_file,
+            ", ".join(f"{kind}={n}" for kind, n in sorted(excluded.items())),
+        )
+    read = _read_images(records, max_pixels, max_image_side)
+    for record, (image, code) in zip(records, read, strict=True):
         code = int(code)
         if code != images.OK:
             bad_images.append((record.path, images.REASONS[code]))
@@ -378,6 +401,7 @@ def run_coco_evaluation(
         source.coco, results, [r.image_id for r in records], categories
     )
     evaluation.bad_images = bad_images
+    evaluation.excluded_annotations = excluded
     return evaluation
 
 
@@ -460,13 +484,13 @@ def make_evaluate_fn(
 # --------------------------------------------------------------------- helpers
 
 
-def _read_images(records, max_pixels: int) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
+def _read_images(records, max_pixels: int, max_side: int) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
     """(image [H, W, 3] uint8, status code) per record, decoded ahead in parallel."""
     paths = tf.constant([r.path for r in records])
     dataset = (
         tf.data.Dataset.from_tensor_slices(paths)
         .map(
-            lambda path: images.read_image(path, max_pixels=max_pixels),
+            lambda path: images.read_image(path, max_pixels=max_pixels, max_side=max_side),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

@@ -19,9 +19,12 @@ DETECTION_OUTPUTS = {
     "classes": "detection_classes",
     "num_detections": "num_detections",
 }
-# Largest image side accepted: the SavedModel's default decode limit, and the
-# bound on a TFLite file's fixed input size.
-DEFAULT_MAX_IMAGE_SIDE = 4096
+# Largest image side accepted by default on every detection path: the SavedModel
+# signatures (read from the file header before decoding), `CornerNet.predict`,
+# `predict_images`, `cornernet-predict` and COCO evaluation; also the bound on a
+# TFLite file's fixed input size. Detection memory grows with the pixels: at
+# 2048 a side, Hourglass-104 peaks near 3 GB per image (docs/input.md).
+DEFAULT_MAX_IMAGE_SIDE = 2048
 
 
 def check_input_size(input_size, caller: str) -> tuple[int, int]:

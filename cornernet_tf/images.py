@@ -1,14 +1,19 @@
 """Reading image files: header checks before decoding, status codes instead of errors.
 
 One reader for every path that opens an image file: the training pipeline
-(`cornernet_tf.data.pipeline`), COCO evaluation, the scripts and the TFLite
-calibration. Formats are JPEG, PNG, GIF (first frame) and BMP; the size is read
-from the file header and checked against `max_pixels` before anything is
-decoded, so an image that would exhaust memory is refused undecoded.
+(`cornernet_tf.data.pipeline`), COCO evaluation, the scripts, the TFLite
+calibration and the SavedModel's `serving_default` signature. Formats are JPEG,
+PNG, GIF (first frame) and BMP; the size is read from the file header and
+checked against `max_pixels` (and `max_side`) before anything is decoded, so an
+image that would exhaust memory is refused undecoded. A JPEG's EXIF orientation
+is applied, so that pixels and boxes are those of the image as viewers show it
+(as OpenCV's `imread`, the official reader, does). The accepted input is
+described in docs/input.md.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -23,7 +28,9 @@ __all__ = [
     "REASONS",
     "TOO_LARGE",
     "UNSUPPORTED_FORMAT",
+    "apply_orientation",
     "decode_checked",
+    "exif_orientation",
     "image_files",
     "image_header_size",
     "read_image",
@@ -35,12 +42,18 @@ REASONS = (
     "ok",
     "empty file",
     "missing, unreadable, truncated or corrupt",
-    "too many pixels (see max_pixels)",
+    "too large (more pixels than max_pixels, or a side longer than max_image_side)",
     "unsupported format (JPEG, PNG, GIF and BMP are read)",
 )
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 megapixels (8192 x 8192): ~200 MB decoded
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# EXIF lives in a JPEG's APP1 segment, which precedes the image data: the
+# first bytes of the file hold it (APP segments are at most 64 KiB each).
+_EXIF_SEARCH_BYTES = 1 << 18
+_MAX_JPEG_SEGMENTS = 32
+_MAX_IFD_ENTRIES = 64
+_ORIENTATION_TAG = 0x0112
 
 
 def _bytes_at(contents: tf.Tensor, start: int, length: int) -> tf.Tensor:
@@ -110,16 +123,99 @@ def image_header_size(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return size, tf.where(known, OK, UNSUPPORTED_FORMAT)
 
 
-def decode_checked(contents: tf.Tensor, *, max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Checks the header, then decodes to a 3-channel uint8 image.
+def exif_orientation(contents: tf.Tensor) -> tf.Tensor:
+    """The EXIF orientation (1-8) of a JPEG file, read from its bytes; 1 when absent.
+
+    Walks the JPEG segments up to the image data to the APP1 "Exif" segment
+    and reads tag 0x0112 of its first IFD (either byte order). Anything else
+    (another format, no EXIF, a value outside 1-8, truncated data) gives 1,
+    the stored orientation. Never raises.
+
+    Args:
+        contents: scalar string, the file bytes.
+
+    Returns:
+        int32 scalar in 1..8 (TIFF/EXIF orientation codes).
+    """
+    head = tf.io.decode_raw(tf.strings.substr(contents, 0, _EXIF_SEARCH_BYTES), tf.uint8)
+    data = tf.concat([tf.cast(head, tf.int32), tf.zeros([16], tf.int32)], 0)
+    last = tf.size(data) - 1
+
+    def byte(i):  # out-of-range offsets read the zero padding
+        return tf.gather(data, tf.clip_by_value(i, 0, last))
+
+    def big16(i):
+        return byte(i) * 256 + byte(i + 1)
+
+    def segment(i, pos, tiff):
+        marker = byte(pos + 1)
+        is_exif = (marker == 0xE1) & tf.reduce_all(
+            byte(pos + 4 + tf.range(6)) == tf.constant(list(b"Exif\0\0"))
+        )
+        tiff = tf.where(is_exif & (tiff < 0), pos + 10, tiff)
+        return i + 1, pos + 2 + big16(pos + 2), tiff
+
+    def more(i, pos, tiff):
+        marker = byte(pos + 1)
+        return (
+            (i < _MAX_JPEG_SEGMENTS)
+            & (tiff < 0)
+            & (pos + 4 <= last)
+            & (byte(pos) == 0xFF)
+            & (marker != 0xDA)  # start of scan: the image data follows
+            & (marker != 0xD9)
+        )
+
+    start = tf.where(tf.io.is_jpeg(contents), 2, last + 1)
+    _, _, tiff = tf.while_loop(more, segment, (0, start, -1))
+    little = (byte(tiff) == 0x49) & (byte(tiff + 1) == 0x49)  # "II"; "MM" is big-endian
+
+    def read16(i):
+        return tf.where(little, byte(i) + byte(i + 1) * 256, big16(i))
+
+    def read32(i):
+        low, high = read16(i), read16(i + 2)
+        return tf.where(little, low + high * 65536, high + low * 65536)
+
+    ifd = tiff + read32(tiff + 4)
+    entries = ifd + 2 + 12 * tf.range(_MAX_IFD_ENTRIES)  # [E] entry offsets
+    tags, values = read16(entries), read16(entries + 8)  # a SHORT value is left-aligned
+    found = (tags == _ORIENTATION_TAG) & (tf.range(_MAX_IFD_ENTRIES) < read16(ifd))
+    value = tf.reduce_max(tf.where(found, values, 0))
+    valid = (tiff >= 0) & (value >= 1) & (value <= 8)
+    return tf.where(valid, value, 1)
+
+
+def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """Turns a stored image [H, W, C] into the displayed one for an EXIF orientation.
+
+    1: as stored; 2: mirrored; 3: rotated 180°; 4: flipped; 5: transposed;
+    6: rotated 90° clockwise; 7: transverse; 8: rotated 90° counter-clockwise
+    (as `PIL.ImageOps.exif_transpose`). Orientations 5-8 swap height and width.
+    """
+    orientation = tf.cast(orientation, tf.int32)
+    transpose = (orientation >= 5) & (orientation <= 8)
+    flip_rows = tf.reduce_any(orientation == tf.constant([3, 4, 7, 8]))
+    flip_cols = tf.reduce_any(orientation == tf.constant([2, 3, 6, 7]))
+    image = tf.cond(transpose, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
+    return tf.reverse(image, tf.boolean_mask(tf.constant([0, 1]), tf.stack([flip_rows, flip_cols])))
+
+
+def decode_checked(
+    contents: tf.Tensor, *, max_pixels: int, max_side: int | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Checks the header, then decodes to a 3-channel uint8 image as displayed.
 
     Grayscale becomes RGB, alpha is dropped, 16-bit PNGs are scaled to 8 bits
     (`tf.io.decode_image` semantics), animations give their first frame. JPEGs
-    use the accurate integer IDCT, as OpenCV (the official reader) does.
+    use the accurate integer IDCT, as OpenCV (the official reader) does, and
+    are turned by their EXIF orientation (`exif_orientation`).
 
     Args:
         contents: scalar string, the file bytes.
         max_pixels: refuse images with more pixels (from the header) undecoded.
+        max_side: refuse images with a longer side (from the header) undecoded;
+            None: no side limit.
 
     Returns:
         (image [H, W, 3] uint8, code int32 scalar). For a code other than OK
@@ -130,12 +226,18 @@ def decode_checked(contents: tf.Tensor, *, max_pixels: int) -> tuple[tf.Tensor, 
     num_pixels = size[0] * size[1]
     code = tf.where(tf.strings.length(contents) == 0, EMPTY_FILE, code)
     code = tf.where((code == OK) & tf.reduce_any(size <= 0), CORRUPT, code)
-    code = tf.where((code == OK) & (num_pixels > max_pixels), TOO_LARGE, code)
+    too_large = num_pixels > max_pixels
+    if max_side is not None:
+        too_large |= tf.reduce_max(size) > max_side
+    code = tf.where((code == OK) & too_large, TOO_LARGE, code)
 
     def decode():
         image = tf.cond(
             tf.io.is_jpeg(contents),
-            lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: apply_orientation(
+                tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
+                exif_orientation(contents),
+            ),
             lambda: tf.io.decode_image(
                 contents, channels=3, dtype=tf.uint8, expand_animations=False
             ),
@@ -146,7 +248,9 @@ def decode_checked(contents: tf.Tensor, *, max_pixels: int) -> tuple[tf.Tensor, 
     return image, tf.cast(code, tf.int32)
 
 
-def read_image(path: tf.Tensor, *, max_pixels: int = DEFAULT_MAX_PIXELS):
+def read_image(
+    path: tf.Tensor, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int | None = None
+):
     """Reads and decodes an image file; never raises on bad files.
 
     Any error while reading, parsing the header or decoding (missing file,
@@ -156,21 +260,34 @@ def read_image(path: tf.Tensor, *, max_pixels: int = DEFAULT_MAX_PIXELS):
     Args:
         path: scalar string tensor.
         max_pixels: see `decode_checked`.
+        max_side: see `decode_checked`.
 
     Returns:
         (image [H, W, 3] uint8, code int32 scalar; `REASONS[code]` explains it).
     """
-    attempt = (
-        tf.data.Dataset.from_tensors(path)
-        .map(
-            tf.autograph.experimental.do_not_convert(
-                lambda p: decode_checked(tf.io.read_file(p), max_pixels=max_pixels)
-            )
+    return _reader(max_pixels, max_side)(tf.convert_to_tensor(path, tf.string))
+
+
+@functools.cache
+def _reader(max_pixels: int, max_side: int | None) -> tf.types.experimental.GenericFunction:
+    """`read_image` for one pair of limits, traced once per process (not on every call)."""
+
+    def decode(path):
+        return decode_checked(tf.io.read_file(path), max_pixels=max_pixels, max_side=max_side)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+    def read(path):
+        attempt = (
+            tf.data.Dataset.from_tensors(path)
+            .map(tf.autograph.experimental.do_not_convert(decode))
+            .ignore_errors()
         )
-        .ignore_errors()
-    )
-    fallback = tf.data.Dataset.from_tensors((tf.zeros([1, 1, 3], tf.uint8), tf.constant(CORRUPT)))
-    return attempt.concatenate(fallback).take(1).get_single_element()
+        fallback = tf.data.Dataset.from_tensors(
+            (tf.zeros([1, 1, 3], tf.uint8), tf.constant(CORRUPT))
+        )
+        return attempt.concatenate(fallback).take(1).get_single_element()
+
+    return read
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

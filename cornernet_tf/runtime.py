@@ -20,6 +20,7 @@ from cornernet_tf.exported_io import (
     detection_outputs,
 )
 from cornernet_tf.inference.decoder import CornerNetDecoder
+from cornernet_tf.inference.image_input import check_image
 
 __all__ = ["TFLiteDetector", "host_soft_nms", "letterbox"]
 
@@ -144,7 +145,8 @@ class TFLiteDetector:
             `boxes` [1, M, 4], `confidence` [1, M], `classes` [1, M]
             int32, `num_detections` [1] int32; padding -1.
         """
-        image = np.asarray(image)
+        # Any size fits the fixed input; values outside [0, 255] would make every score NaN.
+        image = check_image(image, "TFLiteDetector.detect_image: `image`", max_side=None)
         canvas, scale = letterbox(image, self.input_size)
         detections = host_soft_nms(self.run(canvas), self.test_config)
         boxes = detections["detection_boxes"]

@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 
 import cv2
 import keras
 import numpy as np
+
+from cornernet_tf.utils.fs import atomic_write_bytes
 
 __all__ = [
     "GROUND_TRUTH_COLOR",
@@ -149,7 +150,7 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(ext, cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"save_image: OpenCV cannot encode {ext!r} images ({path}); use .png.")
-    _atomic_write_bytes(path, encoded.tobytes())
+    atomic_write_bytes(path, encoded.tobytes())
 
 
 def plot_precision_recall(
@@ -249,25 +250,4 @@ def save_gallery(
 def _save_figure(fig, path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    _atomic_write_bytes(os.fspath(path), buffer.getvalue())
-
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write_bytes(os.fspath(path), buffer.getvalue())

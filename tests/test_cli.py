@@ -174,6 +174,6 @@ def test_export_bad_model_file_exits_2(tmp_path, capsys):
     argv = ["--model", str(model), "--output", str(tmp_path / "out"), "--format", "saved_model"]
     assert export_cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("export.py: error: ") and "could not be loaded" in err
+    assert err.startswith("export.py: error: ") and "is truncated or corrupt" in err
     assert err.count("\n") == 1
     assert not (tmp_path / "out").exists()

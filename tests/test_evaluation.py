@@ -296,4 +296,4 @@ def test_evaluate_script_errors_name_the_file_and_exit_2(shapes_root, tmp_path, 
     code, err = run(*base, "--max-images", "0")
     assert code == 2 and "--max-images" in err
     code, err = run(*base)
-    assert code == 2 and "model.keras' could not be loaded" in err
+    assert code == 2 and "model.keras' is truncated or corrupt" in err

@@ -23,7 +23,7 @@ def test_cli_wires_arguments_to_the_export(tmp_path, monkeypatch, capsys):
     argv = ["--model", "m.keras", "--output", str(tmp_path), "--format", "saved_model"]
     assert export_script.main([*argv, "--version", "4", "--name", "cornernet"]) == 0
     assert calls == [
-        ((model, str(tmp_path)), {"name": "cornernet", "version": 4, "max_image_side": 4096})
+        ((model, str(tmp_path)), {"name": "cornernet", "version": 4, "max_image_side": 2048})
     ]
     assert "SavedModel written to" in capsys.readouterr().out
 
@@ -31,7 +31,7 @@ def test_cli_wires_arguments_to_the_export(tmp_path, monkeypatch, capsys):
 def test_cli_reports_bad_input(tmp_path, capsys):
     missing = ["--model", str(tmp_path / "nope.keras"), "--output", str(tmp_path)]
     assert export_script.main([*missing, "--format", "saved_model"]) == 2
-    assert "nope.keras' does not exist" in capsys.readouterr().err
+    assert "nope.keras' not found" in capsys.readouterr().err
     (tmp_path / "weights.h5").write_bytes(b"x")
     wrong = ["--model", str(tmp_path / "weights.h5"), "--output", str(tmp_path)]
     assert export_script.main([*wrong, "--format", "saved_model"]) == 2
@@ -39,7 +39,7 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     broken = ["--model", str(tmp_path / "broken.keras"), "--output", str(tmp_path)]
     assert export_script.main([*broken, "--format", "saved_model"]) == 2
-    assert "could not be loaded" in capsys.readouterr().err
+    assert "is truncated or corrupt" in capsys.readouterr().err
     for argv, message in [
         ([*missing, "--format", "onnx"], "invalid choice: 'onnx'"),
         ([*missing, "--format", "saved_model", "--quantize", "int8"], "--quantize applies"),

@@ -10,9 +10,9 @@ from cornernet_tf import export, load_model
 @pytest.mark.parametrize(
     ("name", "contents", "message"),
     [
-        ("nope.keras", None, "nope.keras' does not exist"),
+        ("nope.keras", None, "nope.keras' not found"),
         ("weights.h5", b"x", "is not a .keras file"),
-        ("broken.keras", b"not a zip", "could not be loaded"),
+        ("broken.keras", b"not a zip", "is truncated or corrupt"),
     ],
 )
 def test_load_model_names_the_problem(tmp_path, name, contents, message):

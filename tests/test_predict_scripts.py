@@ -98,7 +98,7 @@ def test_predict_script_writes_images_and_json_and_reports_bad_files(
 
 def test_detect_one_keeps_confident_valid_detections(predict_script):
     class FakeModel:
-        def predict_images(self, images):
+        def predict_images(self, images, max_image_side):
             return {
                 "boxes": np.array([[[1, 2, 3, 4], [5, 6, 7, 8], [-1, -1, -1, -1]]], np.float32),
                 "confidence": np.array([[0.9, 0.2, -1.0]], np.float32),

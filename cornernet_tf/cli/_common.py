@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from cornernet_tf.utils.fs import not_a_file
+
 CONFIG_HELP = "YAML experiment config: a file, or a packaged config name (e.g. shapes_tiny)"
 
 
@@ -20,11 +22,12 @@ def check_model_file(path: str) -> None:
     """Checks `--model` before TensorFlow is imported.
 
     Raises:
-        UsageError: the file is missing or is not a `.keras` file.
+        UsageError: the file is missing, not a regular file or not a `.keras` file.
     """
-    if not os.path.isfile(path):
+    reason = not_a_file(path)
+    if reason is not None:
         raise UsageError(
-            f"{path}: model file not found; pass the .keras file written by "
+            f"{path}: model file {reason}; pass the .keras file written by "
             "scripts/train.py (<model-dir>/model.keras) with --model."
         )
     if not path.endswith(".keras"):

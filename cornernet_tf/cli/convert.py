@@ -19,7 +19,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 
 
 def parse_args(argv=None):
@@ -42,19 +41,10 @@ def parse_args(argv=None):
 
 def save_atomically(model, output):
     """Writes `model` to `output` through a temporary file in the same folder."""
-    folder = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(prefix=".convert-", suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
+    from cornernet_tf.utils.fs import atomic_path
+
+    with atomic_path(output, suffix=".keras") as tmp:  # Keras saves only to ".keras" names
         model.save(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary only
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def main(argv=None):

@@ -239,6 +239,12 @@ def main(argv=None) -> int:
         print(f"{len(evaluation.bad_images)} images could not be read (no detections):")
         for path, reason in evaluation.bad_images:
             print(f"  {path}: {reason}")
+    if evaluation.excluded_annotations:
+        print(
+            f"{sum(evaluation.excluded_annotations.values())} bad ground-truth annotations not "
+            "scored (training does not use them either): "
+            + ", ".join(f"{k}={n}" for k, n in sorted(evaluation.excluded_annotations.items()))
+        )
 
     metrics = {
         **evaluation.stats,
@@ -247,6 +253,7 @@ def main(argv=None) -> int:
         "num_images": len(evaluation.image_ids),
         "num_detections": len(evaluation.results),
         "num_bad_images": len(evaluation.bad_images),
+        "excluded_annotations": evaluation.excluded_annotations,
         "model": os.path.abspath(args.model),
         "test_config": test_config.to_dict(),
     }

@@ -1,20 +1,25 @@
 """Detects objects in images with a trained CornerNet; writes annotated images and JSON.
 
     cornernet-predict --model runs/shapes/model.keras IMAGE [IMAGE ...] --output DIR \\
-        [--score-threshold 0.3]
+        [--score-threshold 0.3] [--max-image-side 2048]
 
 (also `python -m cornernet_tf.cli.predict` or `python scripts/predict.py`).
 
 For each image `DIR/<name>.png` shows the detections scoring at least the
 threshold (box, class name, score) and `DIR/<name>.json` lists them
 (`box` x1, y1, x2, y2 in image pixels, `class_id`, `class_name`, `score`);
-`DIR/detections.json` gathers all images and the files that failed. JPEG, PNG,
-GIF and BMP files are read; grayscale and RGBA images are converted to RGB.
-Each image is run at its own size with the model's test settings (official
-test procedure: flip test, soft-NMS, at most 100 detections).
+`DIR/detections.json` gathers all images and the files that failed (an input
+named `detections.*` writes `detections_2.png/.json`). JPEG, PNG, GIF and BMP
+files are read; grayscale and RGBA images are converted to RGB, a JPEG's EXIF
+orientation is applied (sizes and boxes are those of the image as viewers show
+it). Each image is run at its own size with the model's test settings
+(official test procedure: flip test, soft-NMS, at most 100 detections).
 
-A file that cannot be read (missing, not an image, corrupt) is reported on
-stderr and skipped; the others are still processed.
+An image with a side above `--max-image-side` is refused from its file header,
+before decoding (memory grows with the pixels; docs/input.md gives the
+figures). A file that cannot be read (missing, not a regular file, not an
+image, corrupt, too large) is reported on stderr and skipped; the others are
+still processed.
 
 Exit codes: 0 done, 1 some images failed, 2 bad arguments or model.
 """
@@ -25,6 +30,11 @@ import os
 import sys
 
 from cornernet_tf.cli._common import UsageError, check_model_file
+from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
+from cornernet_tf.utils.fs import not_a_file
+
+# The summary file's stem; an input image of that name gets `detections_2`.
+SUMMARY_STEM = "detections"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,6 +48,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0.3,
         help="lowest confidence drawn and listed (0-1, default 0.3)",
     )
+    parser.add_argument(
+        "--max-image-side",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_SIDE,
+        help="refuse images with a longer side, from the file header (default "
+        f"{DEFAULT_MAX_IMAGE_SIDE}; memory grows with the pixels)",
+    )
     return parser.parse_args(argv)
 
 
@@ -45,6 +62,8 @@ def check_args(args) -> None:
     check_model_file(args.model)
     if not 0.0 <= args.score_threshold <= 1.0:
         raise UsageError(f"--score-threshold must be in [0, 1], got {args.score_threshold}.")
+    if args.max_image_side < 1:
+        raise UsageError(f"--max-image-side must be a positive integer, got {args.max_image_side}.")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise UsageError(f"{args.output}: --output must be a folder, and this is a file.")
 
@@ -83,8 +102,10 @@ def output_stem(path, taken) -> str:
     return stem
 
 
-def detect_one(model, image, score_threshold, class_names) -> list:
-    detections = model.predict_images([image])
+def detect_one(
+    model, image, score_threshold, class_names, max_image_side=DEFAULT_MAX_IMAGE_SIDE
+) -> list:
+    detections = model.predict_images([image], max_image_side=max_image_side)
     boxes, scores = detections["boxes"][0], detections["confidence"][0]  # [M, 4], [M]
     classes = detections["classes"][0]  # [M]
     keep = (classes >= 0) & (scores >= score_threshold)
@@ -121,26 +142,33 @@ def main(argv=None) -> int:
     class_names = class_names_for(model, args.model)
     os.makedirs(args.output, exist_ok=True)
 
-    entries, errors, taken = [], [], set()
+    entries, errors, taken = [], [], {SUMMARY_STEM}
     for path in args.images:
-        if not os.path.isfile(path):
-            reason = "is a folder" if os.path.isdir(path) else "not found"
+        reason = not_a_file(path)
+        if reason is not None:
             errors.append({"file": path, "error": f"{reason}; pass an image file"})
             print(f"error: {path}: {errors[-1]['error']}.", file=sys.stderr)
             continue
-        image, code = images.read_image(path)
+        image, code = images.read_image(path, max_side=args.max_image_side)
         if int(code) != images.OK:
+            fix = (
+                f"resize it to at most {args.max_image_side} pixels a side, or raise "
+                "--max-image-side if the machine has the memory (docs/input.md)"
+                if int(code) == images.TOO_LARGE
+                else "pass a JPEG, PNG, GIF or BMP file"
+            )
             errors.append(
                 {
                     "file": path,
-                    "error": f"cannot read the image ({images.REASONS[int(code)]}); pass a "
-                    "JPEG, PNG, GIF or BMP file",
+                    "error": f"cannot read the image ({images.REASONS[int(code)]}); {fix}",
                 }
             )
             print(f"error: {path}: {errors[-1]['error']}.", file=sys.stderr)
             continue
-        image = image.numpy()  # [H, W, 3] uint8 RGB
-        detections = detect_one(model, image, args.score_threshold, class_names)
+        image = image.numpy()  # [H, W, 3] uint8 RGB, as displayed
+        detections = detect_one(
+            model, image, args.score_threshold, class_names, args.max_image_side
+        )
         stem = output_stem(path, taken)
         annotated_path = os.path.join(args.output, f"{stem}.png")
         visualization.save_image(
@@ -170,7 +198,9 @@ def main(argv=None) -> int:
         "images": entries,
         "errors": errors,
     }
-    atomic_write_text(os.path.join(args.output, "detections.json"), json.dumps(summary, indent=1))
+    atomic_write_text(
+        os.path.join(args.output, f"{SUMMARY_STEM}.json"), json.dumps(summary, indent=1)
+    )
     if errors:
         print(
             f"{len(errors)} of {len(args.images)} images failed: "

@@ -15,7 +15,10 @@ Differences from the official reader, on purpose:
       one object with two corners);
     * bad annotations (unknown category ids, NaN/negative/zero sizes, boxes
       entirely outside the image) and unsafe or missing image files are
-      excluded and reported instead of crashing or training on garbage.
+      excluded and reported instead of crashing or training on garbage; the
+      evaluation index (`CocoDataset.coco`) holds exactly the annotations
+      training uses plus the crowd regions (which COCOeval ignores), so
+      detections are scored against the ground truth the model learnt from.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ import json
 import logging
 import math
 import os
+import stat
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from cornernet_tf.utils.fs import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +55,10 @@ UNSAFE_FILE_NAME = "unsafe_file_name"
 BAD_IMAGE_SIZE = "bad_image_size"
 MISSING_FILE = "missing_file"
 EMPTY_FILE = "empty_file"
+NOT_A_FILE = "not_a_file"
 
 # Kinds that exclude a whole image (the others exclude one annotation).
-IMAGE_PROBLEMS = frozenset({UNSAFE_FILE_NAME, BAD_IMAGE_SIZE, MISSING_FILE, EMPTY_FILE})
+IMAGE_PROBLEMS = frozenset({UNSAFE_FILE_NAME, BAD_IMAGE_SIZE, MISSING_FILE, EMPTY_FILE, NOT_A_FILE})
 # Kinds that are expected and not errors (reported at INFO, not WARNING).
 EXPECTED_EXCLUSIONS = frozenset({CROWD})
 
@@ -142,11 +149,7 @@ class CategoryMap:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Writes `to_dict()` to `path` atomically (write to a temp file, then rename)."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.replace(tmp, path)
+        atomic_write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> CategoryMap:
@@ -212,6 +215,17 @@ class DatasetReport:
     def bad_images(self) -> tuple[Problem, ...]:
         """Problems that excluded a whole image."""
         return tuple(p for p in self.problems if p.kind in IMAGE_PROBLEMS)
+
+    @property
+    def excluded_annotations(self) -> dict[str, int]:
+        """Bad annotations of kept images by kind: absent from training and evaluation."""
+        return dict(
+            Counter(
+                p.kind
+                for p in self.problems
+                if p.kind not in IMAGE_PROBLEMS | EXPECTED_EXCLUSIONS | {UNKNOWN_IMAGE}
+            )
+        )
 
     def log(self, log: logging.Logger = logger) -> None:
         """Logs a summary with counts and the first problems by id (all at DEBUG)."""
@@ -445,11 +459,16 @@ class CocoDataset:
                 continue
             if check_files:
                 try:
-                    size = os.stat(path).st_size
+                    info = os.stat(path)
                 except OSError:
                     problems.append(Problem(MISSING_FILE, image_id, None, f"{path!r} not found"))
                     continue
-                if size == 0:
+                if not stat.S_ISREG(info.st_mode):  # a folder, FIFO or device would hang
+                    problems.append(
+                        Problem(NOT_A_FILE, image_id, None, f"{path!r} is not a regular file")
+                    )
+                    continue
+                if info.st_size == 0:
                     problems.append(Problem(EMPTY_FILE, image_id, None, f"{path!r} is empty"))
                     continue
             images[image_id] = img
@@ -459,12 +478,16 @@ class CocoDataset:
         boxes: dict[int, list] = {i: [] for i in images}
         labels: dict[int, list] = {i: [] for i in images}
         num_annotations = 0
+        evaluated = []  # the evaluation index: what training uses, plus crowd regions
         for ann in data.get("annotations", []):
             problem = _check_annotation(ann, index, images, all_ids)
             if problem is not None:
                 if problem.kind != UNKNOWN_IMAGE or ann.get("image_id") not in all_ids:
                     problems.append(problem)
+                if problem.kind == CROWD and _crowd_region(ann, index):
+                    evaluated.append(ann)
                 continue
+            evaluated.append(ann)
             x, y, w, h = (float(v) for v in ann["bbox"])
             boxes[ann["image_id"]].append((x, y, x + w, y + h))
             labels[ann["image_id"]].append(index[int(ann["category_id"])])
@@ -485,14 +508,8 @@ class CocoDataset:
         report = DatasetReport(annotation_file, tuple(problems), len(records), num_annotations)
         report.log()
         coco = COCO()
-        # The evaluation index keeps crowd and bad-box annotations (COCOeval handles
-        # crowd itself); only entries it cannot index are left out.
         coco.dataset = dict(data)
-        coco.dataset["annotations"] = [
-            a
-            for a in data.get("annotations", [])
-            if isinstance(a, dict) and all(k in a for k in ("id", "image_id", "category_id"))
-        ]
+        coco.dataset["annotations"] = _evaluation_annotations(evaluated)
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             coco.createIndex()
         return cls(annotation_file, image_dir, categories, records, report, coco)
@@ -517,6 +534,46 @@ class CocoDataset:
             ),
             "row_splits": np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64),
         }
+
+
+def _crowd_region(ann: dict, index: Mapping[int, int]) -> bool:
+    """Whether a crowd annotation is a usable ignore region for COCOeval."""
+    bbox = ann.get("bbox")
+    return (
+        ann.get("category_id") in index
+        and isinstance(bbox, list | tuple)
+        and len(bbox) == 4
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in bbox)
+        and min(bbox[2:]) > 0
+    )
+
+
+def _evaluation_annotations(annotations: list[dict]) -> list[dict]:
+    """Copies for COCOeval's index: `area` and `iscrowd` filled in, ids made unique.
+
+    pycocotools needs `area` and `iscrowd` (training reads a missing `iscrowd`
+    as 0) and looks annotations up by id, so a repeated id would score one
+    object's box in place of another's (and a missing one fails); the index
+    then numbers them itself.
+    """
+    copies = [
+        {
+            "iscrowd": 0,
+            "area": float(ann["bbox"][2]) * float(ann["bbox"][3]),
+            **ann,
+        }
+        for ann in annotations
+    ]
+    ids = [ann.get("id") for ann in copies]
+    if len(set(ids)) != len(ids) or not all(isinstance(i, int) for i in ids):
+        logger.warning(
+            "annotation ids repeat or are missing (e.g. %s); the evaluation numbers the "
+            "annotations 1..%d.",
+            sorted((i for i, n in Counter(ids).items() if n > 1), key=str)[:5],
+            len(ids),
+        )
+        copies = [dict(ann, id=k) for k, ann in enumerate(copies, 1)]
+    return copies
 
 
 def _check_top_level(data: Any, annotation_file: str) -> None:

@@ -32,12 +32,13 @@ images are generated. A few hundred 128x128 images take about a second.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import zlib
 
 import cv2
 import numpy as np
+
+from cornernet_tf.utils.fs import atomic_write_json
 
 CLASSES = ("rectangle", "ellipse", "triangle")
 DEFAULT_NUM_TRAIN = 2000
@@ -232,13 +233,6 @@ def render_image(rng: np.random.Generator, config: ShapesConfig):
     }
 
 
-def _write_json_atomic(data: dict, path: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
 def write_split(
     output_dir: str | os.PathLike,
     split: str,
@@ -303,7 +297,7 @@ def write_split(
         ],
     }
     path = os.path.join(ann_dir, f"instances_{split}.json")
-    _write_json_atomic(data, path)
+    atomic_write_json(path, data, indent=None)
     return path
 
 

@@ -8,9 +8,13 @@ its training functions), written in TensorFlow Serving's layout
 `<output>/<name>` never sees a half-written version:
 
 - `serving_default`: `images` [B] `tf.string` of encoded JPEG/PNG/GIF/BMP
-  files of any sizes; each image is decoded and detected at its own size
-  (`tf.map_fn`), as the official `test/coco.py` runs one image at a time.
-- `detect_uint8`: `images` [B, H, W, 3] uint8 RGB of one size.
+  files of any sizes; each image's size is read from its file header and
+  checked against `max_image_side` before it is decoded
+  (`cornernet_tf.images.decode_checked`, which also applies a JPEG's EXIF
+  orientation), then it is detected at its own size, one image after the
+  other (`tf.map_fn`), as the official `test/coco.py` runs one image at a time.
+- `detect_uint8`: `images` [B, H, W, 3] uint8 RGB of one size, taken as given
+  (no EXIF: these are pixels), refused above `max_image_side`.
 
 Both return (M = the model's `test_config.max_detections`, 100 officially)
 `detection_boxes` [B, M, 4] float32 (x1, y1, x2, y2 in the input
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from cornernet_tf import images as image_io
 from cornernet_tf.export._checks import check_model, check_name
 from cornernet_tf.export.warmup import DEFAULT_WARMUP_IMAGE_SIZE, write_warmup_requests
 from cornernet_tf.exported_io import (
@@ -116,8 +121,10 @@ def serving_functions(model, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> di
 
     Args:
         model: a built CornerNet.
-        max_image_side: `serving_default` rejects decoded images with a larger
-            side with an `InvalidArgumentError` instead of exhausting memory.
+        max_image_side: both signatures reject images with a longer side with
+            an `InvalidArgumentError` instead of exhausting memory;
+            `serving_default` reads the side from the file header, before
+            decoding.
 
     Returns:
         `{"serving_default": f(images [B] string), "detect_uint8":
@@ -127,6 +134,21 @@ def serving_functions(model, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> di
     detect = model.detect
     max_detections = model.test_config.max_detections
 
+    def check_side(image, what):
+        """`image` once its shape [..., H, W, 3] is known to fit `max_image_side`."""
+        size_ok = tf.debugging.Assert(
+            tf.reduce_max(tf.shape(image)[-3:-1]) <= max_image_side,
+            [
+                what,
+                "has shape",
+                tf.shape(image),
+                f"; sides above {max_image_side} pixels are refused, resize it or re-export "
+                "with a larger --max-image-side.",
+            ],
+        )
+        with tf.control_dependencies([size_ok]):
+            return tf.identity(image)
+
     # autograph off: the graph code uses explicit TF control flow, and converting
     # the whole network is slow (Keras' own ExportArchive does the same).
     @tf.function(
@@ -134,7 +156,7 @@ def serving_functions(model, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> di
         autograph=False,
     )
     def detect_uint8(images):
-        return detection_outputs(detect(images))
+        return detection_outputs(detect(check_side(images, "detect_uint8: the batch")))
 
     @tf.function(
         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)], autograph=False
@@ -143,28 +165,36 @@ def serving_functions(model, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> di
         def detect_one(args):
             contents, index = args
             with tf.control_dependencies([_check_image_format(contents, index)]):
-                image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-            image = tf.ensure_shape(image, [None, None, 3])  # [H, W, 3] uint8
-            size_ok = tf.debugging.Assert(
-                tf.reduce_max(tf.shape(image)[:2]) <= max_image_side,
+                # The size comes from the header: an oversized image is refused undecoded.
+                image, code = image_io.decode_checked(
+                    contents, max_pixels=max_image_side**2, max_side=max_image_side
+                )
+            readable = tf.debugging.Assert(
+                tf.equal(code, image_io.OK),
                 [
                     "serving_default: image",
                     index,
-                    "has shape",
-                    tf.shape(image),
-                    f"; sides above {max_image_side} pixels are rejected, resize it or "
-                    "re-export with a larger max_image_side.",
+                    "is refused:",
+                    tf.gather(tf.constant(image_io.REASONS), code),
+                    f"; sides up to {max_image_side} pixels are accepted (read from the file "
+                    "header before decoding), resize it or re-export with a larger "
+                    "--max-image-side.",
                 ],
             )
-            with tf.control_dependencies([size_ok]):
-                image = tf.identity(image)
+            with tf.control_dependencies([readable]):
+                image = tf.identity(image)  # [H, W, 3] uint8, as displayed
             # A call of the uint8 signature's function: the network is traced once.
             detections = detect_uint8(image[None])
             return {name: value[0] for name, value in detections.items()}
 
         indices = tf.range(tf.shape(images)[0])
+        # One image at a time: a request's memory is that of its largest image,
+        # not of up to 10 images in flight (map_fn's graph-mode default).
         return tf.map_fn(
-            detect_one, (images, indices), fn_output_signature=_detection_specs(max_detections)
+            detect_one,
+            (images, indices),
+            fn_output_signature=_detection_specs(max_detections),
+            parallel_iterations=1,
         )
 
     return {SIGNATURE_IMAGES: detect_encoded, SIGNATURE_UINT8: detect_uint8}

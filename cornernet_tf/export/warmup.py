@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from cornernet_tf import images
+
 __all__ = [
     "DEFAULT_WARMUP_IMAGE_SIZE",
     "WARMUP_DIR",
@@ -78,7 +80,9 @@ def warmup_requests(model_name: str, image_size: tuple[int, int] = DEFAULT_WARMU
     from cornernet_tf.serving.grpc import predict_request
 
     jpeg = tf.io.encode_jpeg(warmup_image(*image_size), quality=90).numpy()
-    pixels = tf.io.decode_jpeg(jpeg, channels=3).numpy()[None]  # what the server decodes
+    jpeg_pixels = image_size[0] * image_size[1]
+    pixels, _ = images.decode_checked(tf.constant(jpeg), max_pixels=jpeg_pixels)
+    pixels = pixels.numpy()[None]  # what `serving_default` decodes
     requests = [
         predict_request([jpeg], model_name, signature=IMAGES_SIGNATURE),
         predict_request(pixels, model_name, signature=UINT8_SIGNATURE),

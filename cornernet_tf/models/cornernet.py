@@ -10,8 +10,9 @@ import tensorflow as tf
 
 from cornernet_tf import losses as losses_lib
 from cornernet_tf.config import ConfigError, TestConfig
+from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
 from cornernet_tf.inference.decoder import CornerNetDecoder
-from cornernet_tf.inference.image_input import check_image
+from cornernet_tf.inference.image_input import check_image, check_max_side
 from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
 from cornernet_tf.layers.corner_pool_module import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
@@ -434,17 +435,22 @@ class CornerNet(keras.Model):
             callbacks: see `keras.Model.predict`.
             **kwargs: `bounding_box_format`, any `keras.utils.bounding_boxes`
                 format ("xyxy", "xywh", "yxyx", "center_xywh", "rel_xyxy", ...);
-                defaults to the model's `bounding_box_format`.
+                defaults to the model's `bounding_box_format`. `max_image_side`:
+                arrays with a longer side are refused (default
+                `DEFAULT_MAX_IMAGE_SIDE`, see docs/input.md).
 
         Returns:
             Dict of numpy arrays `boxes` [N, M, 4], `confidence` [N, M],
             `classes` [N, M], `num_detections` [N]; unused slots are -1.
         """
         box_format = kwargs.pop("bounding_box_format", None) or self.bounding_box_format
+        max_side = check_max_side(
+            kwargs.pop("max_image_side", DEFAULT_MAX_IMAGE_SIDE), "CornerNet.predict"
+        )
         if kwargs:
             raise TypeError(f"CornerNet.predict: unexpected arguments {sorted(kwargs)}.")
-        if not isinstance(x, tf.data.Dataset | tf.Tensor):
-            x = check_image(x, "CornerNet.predict: `x`", batched=True)
+        if not isinstance(x, tf.data.Dataset):  # arrays and eager tensors
+            x = check_image(x, "CornerNet.predict: `x`", batched=True, max_side=max_side)
         detections = super().predict(
             x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks
         )
@@ -454,7 +460,9 @@ class CornerNet(keras.Model):
         """`keras.Model.predict_on_batch` with boxes in the model's `bounding_box_format`."""
         return _in_box_format(super().predict_on_batch(x), self.bounding_box_format)
 
-    def predict_images(self, images, bounding_box_format=None):
+    def predict_images(
+        self, images, bounding_box_format=None, max_image_side=DEFAULT_MAX_IMAGE_SIDE
+    ):
         """Detections for a list of images of different sizes.
 
         Each image is run at its own size with the official per-image padding
@@ -463,6 +471,8 @@ class CornerNet(keras.Model):
         Args:
             images: a sequence of [H, W, 3] RGB arrays (0-255).
             bounding_box_format: as in `predict`.
+            max_image_side: images with a longer side are refused before the
+                network runs (memory grows with the pixels; docs/input.md).
 
         Returns:
             Dict of numpy arrays stacked over the images, as `predict`.
@@ -477,6 +487,7 @@ class CornerNet(keras.Model):
             raise ValueError(
                 "CornerNet.predict_images: `images` is empty; pass at least one image."
             )
+        max_side = check_max_side(max_image_side, "CornerNet.predict_images")
         if getattr(self, "_detect_one", None) is None:
             # One trace for every image size.
             self._detect_one = tf.function(
@@ -486,7 +497,7 @@ class CornerNet(keras.Model):
             )
         results = []
         for i, image in enumerate(images):
-            image = check_image(image, f"CornerNet.predict_images: image {i}")
+            image = check_image(image, f"CornerNet.predict_images: image {i}", max_side=max_side)
             detections = self._detect_one(tf.cast(image, tf.float32)[None])
             detections = {key: value.numpy() for key, value in detections.items()}
             detections["image_size"] = np.array([image.shape[:2]], np.int32)

@@ -7,12 +7,14 @@ everywhere.
 """
 
 import os
+import zipfile
 from pathlib import Path
 
 import keras
 
 # Importing the model module registers CornerNet's layers for deserialisation.
 from cornernet_tf.models.cornernet import CornerNet
+from cornernet_tf.utils.fs import not_a_file
 
 __all__ = ["load_model"]
 
@@ -27,19 +29,25 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         The `CornerNet`, uncompiled.
 
     Raises:
-        ValueError: the file is missing, not a `.keras` file, or holds
-            another kind of model.
+        ValueError: the file is missing, not a regular file, not a `.keras`
+            file, truncated or corrupt, or holds another kind of model.
     """
     path = Path(path)
-    if not path.is_file():
+    reason = not_a_file(path)
+    if reason is not None:
         raise ValueError(
-            f"model file {str(path)!r} does not exist; pass the .keras file saved by "
+            f"model file {str(path)!r} {reason}; pass the .keras file saved by "
             "scripts/train.py (or `model.save('model.keras')`)."
         )
     if path.suffix != ".keras":
         raise ValueError(
             f"model file {str(path)!r} is not a .keras file; save the model with "
             "`model.save('model.keras')` (checkpoints and weight files cannot be exported)."
+        )
+    if not zipfile.is_zipfile(path):  # Keras would call this "File not found"
+        raise ValueError(
+            f"model file {str(path)!r} is truncated or corrupt (a .keras file is a zip archive, "
+            "and this one has no readable directory); copy or save it again."
         )
     try:
         model = keras.saving.load_model(path, compile=False)

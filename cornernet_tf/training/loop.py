@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import logging
 import math
 import os
@@ -144,26 +145,38 @@ def train(
     if paths.chief:
         _write_run_config(config, source, paths.model_dir)
     _log_start(config.train, strategy, learning_rate, state, paths.checkpoint_dir)
-    inputs = distribute_train_input(
-        strategy, config, source, seed=data_seed(config.train.seed, state.step)
-    )
-    run_callbacks = _RunCallbacks.create(config.train, state, inputs, evaluate_fn, paths)
-    _fit(state, inputs, run_callbacks.all, config.train, paths, verbose=verbose)
-    bad = _log_bad_images(inputs, config.data.max_bad_images)
+    # A finished run started again trains nothing: its summary keeps what was
+    # measured when it trained (this run would report 0 images/s).
+    previous = None
+    if state.step >= config.train.steps:
+        logger.info("already trained for %d steps (train.steps=%d)", state.step, config.train.steps)
+        previous = _read_summary(paths.model_dir) or {}
+        bad = int(previous.get("bad_samples", 0))
+        images_per_sec = float(previous.get("images_per_sec", 0.0))
+        evaluations = list(previous.get("evaluations", []))
+    else:
+        inputs = distribute_train_input(
+            strategy, config, source, seed=data_seed(config.train.seed, state.step)
+        )
+        run_callbacks = _RunCallbacks.create(config.train, state, inputs, evaluate_fn, paths)
+        _fit(state, inputs, run_callbacks.all, config.train, paths, verbose=verbose)
+        bad = _log_bad_images(inputs, config.data.max_bad_images)
+        images_per_sec = run_callbacks.throughput.overall
+        evaluations = list(run_callbacks.evaluation.history) if run_callbacks.evaluation else []
     save_model_atomic(state.model, paths.save_path)
     result = TrainResult(
         step=global_step(state.model),
         start_step=state.step,
         bad_samples=bad,
-        images_per_sec=run_callbacks.throughput.overall,
+        images_per_sec=images_per_sec,
         replicas=strategy.num_replicas_in_sync,
         global_batch=config.train.batch_size,
         learning_rate=learning_rate.initial,
         model_path=paths.model_path if paths.chief else None,
         peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        evaluations=list(run_callbacks.evaluation.history) if run_callbacks.evaluation else [],
+        evaluations=evaluations,
     )
-    if paths.chief:
+    if paths.chief and not previous:
         _write_summary(result, paths.model_dir)
     paths.remove_scratch()
     if is_multi_worker(strategy):
@@ -330,9 +343,6 @@ def _fit(
     verbose: int | str,
 ) -> None:
     """`model.fit` from the restored step to `train.steps`, one epoch per checkpoint interval."""
-    if state.step >= train_cfg.steps:
-        logger.info("already trained for %d steps (train.steps=%d)", state.step, train_cfg.steps)
-        return
     steps_per_epoch = min(train_cfg.checkpoint_every, train_cfg.steps)
     try:
         state.model.fit(
@@ -362,6 +372,16 @@ def _log_bad_images(inputs: TrainInput, max_bad_images: int) -> int:
         data.tracker.log_summary(logger)
     logger.info("bad images skipped: %d (limit data.max_bad_images=%d)", bad, max_bad_images)
     return bad
+
+
+def _read_summary(model_dir: str) -> dict | None:
+    """The `summary.json` of an earlier run in `model_dir`, or None."""
+    try:
+        with open(os.path.join(model_dir, "summary.json"), encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
 
 
 def _write_summary(result: TrainResult, model_dir: str) -> None:

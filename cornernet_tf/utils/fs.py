@@ -5,7 +5,14 @@ Every file the package writes goes through here: the data is written to a
 temporary name in the destination folder, flushed to disk, given the usual
 permissions (`mkstemp` creates 0600) and renamed over the destination with
 `os.replace`, which is atomic on POSIX file systems and on NTFS. Temporary names
-start with a dot, so TF Serving and glob patterns such as `*.keras` ignore them.
+start with a dot and hold ".incomplete-", so TF Serving and glob patterns such
+as `*.keras` ignore them.
+
+A writer killed with SIGKILL cannot remove its temporary. Each temporary is
+therefore locked (`flock`) while it is written, and the first atomic write of a
+process into a folder removes the temporaries there that nobody holds: those
+of killed writers. Only names of this module's pattern are touched; on systems
+without `fcntl` (Windows) nothing is removed.
 """
 
 from __future__ import annotations
@@ -13,8 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +35,103 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "not_a_file",
+    "remove_stale_temporaries",
 ]
+
+try:
+    import fcntl
+except ImportError:  # Windows: temporaries are never swept
+    fcntl = None
+
+# `.<name>.incomplete-<mkstemp's 8 characters>[.<suffix>]`
+_TEMPORARY = re.compile(r"\..+\.incomplete-[a-z0-9_]{8}(\.[A-Za-z0-9]+)?")
+# A temporary younger than this may be between its creation and its lock.
+_SETTLE_SECONDS = 2.0
+_swept: set[str] = set()
+
+
+def not_a_file(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a regular file, in words for an error message; None when it is one.
+
+    Distinguishes a missing path from a folder (and a TensorFlow SavedModel
+    folder), a named pipe, a device (e.g. a link to /dev/zero) or a socket,
+    whose reading would block or never end.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "is a broken symbolic link" if os.path.islink(path) else "not found"
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return "is a SavedModel folder (for TF Serving), not a file"
+        return "is a folder, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a file"
+    return "is not a regular file"
+
+
+def _lock(fd: int) -> bool:
+    """Takes the exclusive lock of `fd` without waiting; False when another holds it."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[str]:
+    """Removes the temporaries of killed writers in `directory`; returns their paths.
+
+    A temporary of this module (file or staging folder) is stale when no
+    process holds its lock: its writer died before renaming or removing it.
+    Temporaries of live writers, recent ones and every other name are left.
+    """
+    removed = []
+    if fcntl is None:
+        return removed
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not _TEMPORARY.fullmatch(entry.name):
+            continue
+        try:
+            if entry.is_symlink() or time.time() - entry.stat().st_mtime < _SETTLE_SECONDS:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if not _lock(fd):
+                continue  # its writer is alive
+            if entry.is_dir():
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.remove(entry.path)
+            removed.append(entry.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _sweep_once(directory: str) -> None:
+    if directory not in _swept:
+        _swept.add(directory)
+        remove_stale_temporaries(directory)
 
 
 def _umask() -> int:
@@ -52,8 +158,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=suffix)
-    os.close(fd)
+    _sweep_once(directory)
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix=f".{os.path.basename(path)}.incomplete-", suffix=suffix
+    )
+    _lock(fd)  # held until the rename: the temporary is not stale
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -64,6 +173,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -107,7 +218,10 @@ def atomic_directory(path: str | os.PathLike, prefix: str | None = None) -> Iter
     if path.exists():
         raise FileExistsError(f"{str(path)!r} already exists.")
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_once(str(path.parent.resolve()))
     staging = Path(tempfile.mkdtemp(prefix=prefix or f".{path.name}.incomplete-", dir=path.parent))
+    fd = os.open(staging, os.O_RDONLY)
+    _lock(fd)  # held until the rename: the staging folder is not stale
     try:
         yield staging
         os.chmod(staging, 0o777 & ~_umask())
@@ -115,3 +229,5 @@ def atomic_directory(path: str | os.PathLike, prefix: str | None = None) -> Iter
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        os.close(fd)
