@@ -1,22 +1,29 @@
-"""Training input throughput: the tf.data pipeline vs the official numpy/OpenCV sampler.
+"""Training input throughput: the tf.data pipeline vs the official sampler and its queue.
 
-The baseline restates princeton-vl/CornerNet's sampler (`sample/coco.py`
-`kp_detection` with `random_crop`, `_resize_image`, `_clip_detections`, the
-flip, `color_jittering_`, `lighting_`, `normalize_`, and the per-box
-`draw_gaussian` loops) in numpy/OpenCV, run in one worker process per core that
-put whole batches of torch tensors on a `torch.multiprocessing` queue, as the
-official trainer's `prefetch_data` processes do. Both produce 511x511 inputs,
-80-class 128x128 heatmaps and 128 tag slots from the same files: 640x480 JPEGs
-with 2-12 objects (generated shapes, categories spread over 80 classes).
+The baseline is princeton-vl/CornerNet's training input path: `sample/coco.py`
+`kp_detection` (random crop, resize, clip, flip, colour jitter, lighting,
+normalisation, the per-box `draw_gaussian` loops) run in one process per core,
+each putting whole batches of torch tensors on a `torch.multiprocessing` queue
+(size 5, the official `prefetch_size`) as `train.py`'s `prefetch_data` does.
+With `--official-root DIR`, a checkout of that repository, the official code
+itself runs, fed by `OfficialDB`, a minimal stand-in for its `db` object;
+without it the baseline is this script's numpy/OpenCV restatement of the same
+sampler, and the output says so. The baseline is timed with the queue (the
+real path: batches taken off the queue by the trainer process) and without it
+(the processes' own sampling rate). All sides produce 511x511 inputs, 80-class
+128x128 heatmaps and 128 tag slots, batch 8, from the same files: 640x480
+JPEGs with 2-12 objects (generated shapes, categories spread over 80 classes).
 
-    python benchmarks/data_pipeline.py [--images 64 --batch-size 8 --batches 30 --rounds 3]
+    python benchmarks/data_pipeline.py --official-root ../CornerNet
+        [--images 64 --batch-size 8 --batches 30 --rounds 3]
 
-The two alternate for `--rounds` rounds (so that a change of machine load
-affects both) and the best round of each is compared. Prints images/s of both
-and the ratio (target: >= 2x).
+The sides alternate for `--rounds` rounds (so that a change of machine load
+affects all of them); the best round of each is compared, and the ratios of
+the rounds give the spread. Target: >= 2x the baseline with the queue.
 """
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -177,44 +184,139 @@ def official_batch(rng, records, order, position, batch_size):
     return [images, tl_heat, br_heat, masks, tl_regrs, br_regrs, tl_tags, br_tags], position
 
 
-def _worker(queue, records, batch_size, seed):
-    import torch
+# --- the official code itself (--official-root) ------------------------------------
 
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(records))
-    position = 0
-    while True:
-        arrays, position = official_batch(rng, records, order, position, batch_size)
-        queue.put([torch.from_numpy(a) for a in arrays])
+# The official files `kp_detection` imports (with `import config`, `import utils`).
+OFFICIAL_FILES = ("sample/coco.py", "sample/utils.py", "utils/image.py", "config.py")
 
 
-def bench_official(records, batch_size, batches, warmup, workers):
+class OfficialDB:
+    """What the official `kp_detection` reads from its `db` (`db/base.py`, `db/coco.py`).
+
+    The settings of `config/CornerNet.json` (`rand_scales` expanded with
+    np.arange as `db/detection.py` does), the COCO colour constants, and
+    per-image detections `[N, 5]` float64 (x1, y1, x2, y2, 1-based class) as
+    `MSCOCO.detections` returns them.
+    """
+
+    def __init__(self, records):
+        self.configs = {
+            "categories": NUM_CLASSES,
+            "input_size": [INPUT, INPUT],
+            "output_sizes": [[OUTPUT, OUTPUT]],
+            "border": BORDER,
+            "lighting": True,
+            "rand_crop": True,
+            "rand_color": True,
+            "rand_scales": SCALES,
+            "gaussian_bump": True,
+            "gaussian_iou": GAUSSIAN_IOU,
+            "gaussian_radius": -1,
+        }
+        self.mean, self.std = MEAN_BGR, STD_BGR
+        self.eig_val, self.eig_vec = EIG_VAL, EIG_VEC
+        self.db_inds = np.arange(len(records))
+        self._records = records
+        self._rng = None
+
+    def shuffle_inds(self, quiet=False):
+        if self._rng is None:
+            self._rng = np.random.RandomState(os.getpid())
+        self.db_inds = self.db_inds[self._rng.permutation(len(self.db_inds))]
+
+    def image_file(self, ind):
+        return self._records[ind][0]
+
+    def detections(self, ind):
+        return self._records[ind][1].astype(float).copy()
+
+
+def _batch_source(official_root, records, batch_size, seed):
+    """A function returning one batch: the official `sample_data`, or the restatement."""
+    if official_root is None:
+        import torch
+
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(records))
+        position = 0
+
+        def restated():
+            nonlocal position
+            arrays, position = official_batch(rng, records, order, position, batch_size)
+            return [torch.from_numpy(a) for a in arrays]
+
+        return restated
+    # The official modules, as its train.py imports them (from the repository root).
+    sys.path.insert(0, official_root)
+    from config import system_configs
+    from sample.coco import sample_data
+
+    system_configs.update_config({"batch_size": batch_size, "sampling_function": "kp_detection"})
+    db = OfficialDB(records)
+    # as train.py's prefetch_data; the official random_crop and flip draw from np.random
+    np.random.seed(os.getpid())  # noqa: NPY002
+    ind = 0
+
+    def official():
+        nonlocal ind
+        data, ind = sample_data(db, ind, data_aug=True)
+        return data
+
+    return official
+
+
+def _worker(official_root, records, batch_size, seed, queue, report, warmup, batches):
+    """One prefetch process: batches onto `queue`, or (queue None) timed and reported."""
+    sample = _batch_source(official_root, records, batch_size, seed)
+    if queue is not None:
+        while True:  # train.py's prefetch_data
+            queue.put(sample())
+    for _ in range(warmup):
+        sample()
+    start = time.perf_counter()
+    for _ in range(batches):
+        sample()
+    report.put(batches * batch_size / (time.perf_counter() - start))
+    while True:  # keep loading the machine until the others are done
+        sample()
+
+
+def bench_sampler(official_root, records, batch_size, batches, warmup, workers, use_queue):
+    """images/s of `workers` sampler processes, taking batches off a torch queue or not."""
     import torch.multiprocessing as mp
 
-    # spawn: forking after OpenCV has started its thread pool can deadlock the children.
+    # spawn: forking after TensorFlow and OpenCV have started their thread pools
+    # can deadlock the children (the official train.py forks; startup is not timed).
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue(5)  # official prefetch_size
+    queue = ctx.Queue(5) if use_queue else None  # official prefetch_size
+    report = ctx.Queue()
+    per_worker = math.ceil(batches / workers)
     procs = [
-        ctx.Process(target=_worker, args=(queue, records, batch_size, seed), daemon=True)
+        ctx.Process(
+            target=_worker,
+            args=(official_root, records, batch_size, seed, queue, report, warmup, per_worker),
+            daemon=True,
+        )
         for seed in range(workers)
     ]
     for p in procs:
         p.start()
     try:
+        if not use_queue:
+            return sum(report.get() for _ in procs)
         for _ in range(warmup):
             queue.get()
         start = time.perf_counter()
         for _ in range(batches):
             queue.get()
-        elapsed = time.perf_counter() - start
+        return batches * batch_size / (time.perf_counter() - start)
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.join()
-    return batches * batch_size / elapsed
 
 
 def tf_iterator(root, batch_size):
@@ -236,26 +338,78 @@ def tf_iterator(root, batch_size):
     return iter(data.dataset)
 
 
-def bench_tf(iterator, batch_size, batches, warmup):
-    for _ in range(warmup):
+def bench_tf(root, batch_size, batches, warmup):
+    """images/s of a fresh tf.data pipeline, deleted afterwards.
+
+    A pipeline per round: a live iterator would keep filling its buffers in
+    the background while the baseline is timed, slowing the baseline and
+    giving this side a head start.
+    """
+    iterator = tf_iterator(root, batch_size)
+    for _ in range(2 * warmup):  # tracing, autotuning
         next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
         images, targets = next(iterator)
     _ = images.numpy(), targets["tl_heatmap"].numpy()
     elapsed = time.perf_counter() - start
+    del iterator, images, targets
+    gc.collect()
     return batches * batch_size / elapsed
+
+
+def _check_official_root(parser, root):
+    """The checkout's path, or a usage error naming the missing file and the fix."""
+    if root is None:
+        return None
+    root = os.path.abspath(root)
+    missing = [f for f in OFFICIAL_FILES if not os.path.isfile(os.path.join(root, f))]
+    if missing:
+        parser.error(
+            f"--official-root {root}: {', '.join(missing)} not found; pass the folder of a "
+            "checkout of https://github.com/princeton-vl/CornerNet (the one holding sample/ "
+            "and config.py)."
+        )
+    for module in ("torch", "tqdm"):  # tqdm: the official utils package imports it
+        try:
+            __import__(module)
+        except ImportError:
+            parser.error(
+                f"--official-root needs {module}: pip install 'cornernet_tf[bench]' (see the "
+                "bench extra in pyproject.toml)."
+            )
+    return root
+
+
+def _ratios(ours, theirs):
+    per_round = [a / b for a, b in zip(ours, theirs, strict=True)]
+    return f"{max(ours) / max(theirs):.2f}x (rounds {min(per_round):.2f}-{max(per_round):.2f}x)"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--official-root",
+        metavar="DIR",
+        help="a checkout of princeton-vl/CornerNet: time its own kp_detection (without it the "
+        "baseline is this script's restatement of that sampler)",
+    )
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--batches", type=int, default=30, help="timed batches")
     parser.add_argument("--warmup", type=int, default=4, help="untimed batches first")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="official processes")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="sampler processes")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best is kept")
     args = parser.parse_args(argv)
+    for name in ("images", "batch_size", "batches", "warmup", "workers", "rounds"):
+        if getattr(args, name) < (0 if name == "warmup" else 1):
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer.")
+    official_root = _check_official_root(parser, args.official_root)
+    baseline = (
+        f"official kp_detection ({official_root})"
+        if official_root
+        else "restatement of the official sampler (no --official-root given)"
+    )
     with tempfile.TemporaryDirectory() as root:
         make_images(root, args.images)
         from cornernet_tf.data.coco import CocoDataset
@@ -265,28 +419,36 @@ def main(argv=None) -> int:
             (r.path, np.concatenate([r.boxes, r.labels[:, None] + 1.0], 1).astype(np.float64))
             for r in dataset.records
         ]
-        iterator = tf_iterator(root, args.batch_size)
-        for _ in range(2 * args.warmup):  # tracing, XLA compilation, autotuning
-            next(iterator)
-        official, ours = [], []
-        # Alternate so that a change in machine load hits both; keep each one's best round.
+        queued, bare, ours = [], [], []
+        # Alternate so that a change in machine load hits every side; keep each one's best round.
         for _ in range(args.rounds):
-            official.append(
-                bench_official(records, args.batch_size, args.batches, args.warmup, args.workers)
-            )
-            ours.append(bench_tf(iterator, args.batch_size, args.batches, args.warmup))
+            for use_queue, results in ((True, queued), (False, bare)):
+                results.append(
+                    bench_sampler(
+                        official_root,
+                        records,
+                        args.batch_size,
+                        args.batches,
+                        args.warmup,
+                        args.workers,
+                        use_queue,
+                    )
+                )
+            ours.append(bench_tf(root, args.batch_size, args.batches, args.warmup))
     print(
-        f"data pipeline, 511x511 input, 80 classes, batch {args.batch_size}, {os.cpu_count()} cores"
+        f"data pipeline, 640x480 JPEG -> 511x511 input, {NUM_CLASSES} classes, {OUTPUT}x{OUTPUT} "
+        f"targets, batch {args.batch_size}, {os.cpu_count()} cores"
     )
-    print(
-        f"  rounds (images/s): official {[round(v, 1) for v in official]}, ours "
-        f"{[round(v, 1) for v in ours]}"
+    print(f"  baseline: {baseline}, {args.workers} processes")
+    rows = (
+        ("baseline + torch.multiprocessing queue", queued),
+        ("baseline, no queue", bare),
+        ("cornernet_tf tf.data pipeline", ours),
     )
-    print(
-        f"  official numpy/OpenCV sampler ({args.workers} processes): {max(official):8.1f} images/s"
-    )
-    print(f"  cornernet_tf tf.data pipeline:                 {max(ours):8.1f} images/s")
-    print(f"  ratio (best rounds): {max(ours) / max(official):.2f}x")
+    for name, values in rows:
+        print(f"  {name:40s} {max(values):7.1f} images/s  rounds {[round(v, 1) for v in values]}")
+    print(f"  ratio to the baseline with the queue: {_ratios(ours, queued)}")
+    print(f"  ratio to the baseline without it:     {_ratios(ours, bare)}")
     return 0
 
 

@@ -111,13 +111,14 @@ def encode_targets(
     `(2r + 1)^2` window around `(ix, iy)` and clipped at the map borders, is
     drawn by elementwise max into the box's class channel of each heatmap.
 
-    Implementation: each kept box's Gaussian is evaluated over the whole map as
-    the outer product of two 1-D Gaussians (`[K, 2, H, W]` for K kept boxes and
-    both corners; 16.8 MB of float32 scratch for 128 boxes on a 128x128 map),
-    reduced per class with a segment max and spread into the class channels
-    with an exact one-hot matmul. Pass the image's boxes unpadded: the work
-    grows with the number of rows N (up to `max_objects`), and padding rows
-    would be counted as invalid.
+    Implementation: the Gaussians are evaluated only on the windows they can
+    cover (one square per corner, of side `2 r_max + 1` for the largest kept
+    radius, kept inside the map) as outer products of two 1-D Gaussians, and
+    drawn with a scatter-max onto zero maps, which is the official elementwise
+    max. With a static number of boxes in a graph (XLA) the window is the
+    whole map. Pass the image's boxes unpadded: the work grows with the
+    number of rows N (up to `max_objects`), and padding rows would be counted
+    as invalid.
     Geometry (ratios, corners, radii, offsets) is computed in float64 like the
     official numpy code, so integer cells, radii and offsets are bit-identical
     to it; heatmap values agree to ~1e-7.
@@ -219,31 +220,40 @@ def encode_targets(
     box_h = tf.math.ceil((ky2 - ky1) * ratio_h)  # [K]
     radius = tf.floor(tf.maximum(gaussian_radius(box_h, box_w, gaussian_iou), 0.0))  # [K]
     sigma = (2.0 * radius + 1.0) / 6.0  # [K]
-    gauss_x = _gaussian_1d(out_w, ix, radius, sigma)  # [K, 2, W]
-    gauss_y = _gaussian_1d(out_h, iy, radius, sigma)  # [K, 2, H]
-    gauss = gauss_y[:, :, :, None] * gauss_x[:, :, None, :]  # [K, 2, H, W]
-
-    # Elementwise max per class. A segment max straight into the C classes
-    # gives [C, H, W], and transposing that to [H, W, C] costs more than all the
-    # rest; instead the max runs over the U classes present (numbered in class
-    # order) and a one-hot [U, C] matmul transposes and spreads them into the C
-    # channels. That is exact: each output is one value times 1 plus zeros
-    # (float32 matmul; TF32/bf16 matmul modes would round it).
-    present = tf.reduce_any(tf.one_hot(kept_labels, num_classes, dtype=tf.int32) > 0, axis=0)
-    class_slot = tf.cumsum(tf.cast(present, tf.int32)) - 1  # [C]
+    # Only the cells that can be non-zero are drawn: each corner's window,
+    # placed inside the map, of the largest kept radius (a square of side
+    # 2 r_max + 1, or the map side if smaller). With static shapes (XLA needs
+    # them) the window is the whole map.
     if tf.executing_eagerly() or static_n is None:
-        num_present = tf.reduce_sum(tf.cast(present, tf.int32))
-    else:  # static shapes (XLA needs them): an upper bound, extra slots stay 0
-        num_present = min(num_rows, num_classes)
-    box_slot = tf.where(
-        kept, tf.gather(class_slot, tf.clip_by_value(kept_labels, 0, num_classes - 1)), -1
-    )  # [K]; the segment max drops the -1 rows
-    per_class = tf.math.unsorted_segment_max(
-        tf.reshape(gauss, [-1, 2 * out_h * out_w]), box_slot, num_present
-    )  # [U, 2 H W]; empty segments hold the lowest float, hence the max with 0
-    spread = tf.one_hot(tf.where(present, class_slot, -1), num_present, axis=0)  # [U, C]
-    heatmaps = tf.matmul(tf.maximum(per_class, 0.0), spread, transpose_a=True)  # [2 H W, C]
-    heatmaps = tf.reshape(heatmaps, [2, out_h, out_w, num_classes])
+        largest = tf.reduce_max(tf.where(kept, radius, 0.0))  # -inf when K = 0
+        r_max = tf.cast(tf.clip_by_value(largest, 0.0, max(out_h, out_w)), tf.int32)
+        side_y, side_x = tf.minimum(2 * r_max + 1, out_h), tf.minimum(2 * r_max + 1, out_w)
+    else:
+        r_max, side_y, side_x = max(out_h, out_w), out_h, out_w
+    cell_y, gauss_y = _window_1d(out_h, side_y, iy, r_max, radius, sigma)  # [K, 2, Dy]
+    cell_x, gauss_x = _window_1d(out_w, side_x, ix, r_max, radius, sigma)  # [K, 2, Dx]
+    # The official draw_gaussian takes the elementwise max of each box's window
+    # with its class channel: a scatter-max of the window values onto zeros.
+    # Cells outside a Gaussian (or of a dropped box) carry 0, a no-op for the max.
+    gauss = gauss_y[:, :, :, None] * gauss_x[:, :, None, :]  # [K, 2, Dy, Dx]
+    gauss = tf.where(kept[:, None, None, None], gauss, 0.0)
+    shape = tf.shape(gauss)
+    cells = tf.stack(
+        [
+            tf.broadcast_to(cell_y[:, :, :, None], shape),
+            tf.broadcast_to(cell_x[:, :, None, :], shape),
+            tf.broadcast_to(tf.maximum(kept_labels, 0)[:, None, None, None], shape),
+        ],
+        axis=-1,
+    )  # [K, 2, Dy, Dx, 3] (y, x, class)
+    tl_heatmap, br_heatmap = (
+        tf.tensor_scatter_nd_max(
+            tf.zeros([out_h, out_w, num_classes]),
+            tf.reshape(cells[:, corner], [-1, 3]),
+            tf.reshape(gauss[:, corner], [-1]),
+        )
+        for corner in (0, 1)
+    )
 
     kept_i = tf.cast(kept, tf.int32)[None, :]  # [1, K]
     kept_f = tf.cast(kept, tf.float64)[None, :]  # [1, K]
@@ -257,8 +267,8 @@ def encode_targets(
     mask = tf.reshape(tf.pad(tf.cast(kept, tf.float32), [[0, pad]]), [num_slots])  # [M]
 
     return {
-        "tl_heatmap": heatmaps[0],
-        "br_heatmap": heatmaps[1],
+        "tl_heatmap": tl_heatmap,
+        "br_heatmap": br_heatmap,
         "tl_index": index[0],
         "br_index": index[1],
         "tl_offset": offset[0],
@@ -269,23 +279,30 @@ def encode_targets(
     }
 
 
-def _gaussian_1d(size: int, center: tf.Tensor, radius: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
-    """One axis of the official `gaussian2D` window, over a whole map axis.
+def _window_1d(size: int, side, center: tf.Tensor, r_max, radius: tf.Tensor, sigma: tf.Tensor):
+    """One axis of the official `gaussian2D` windows: cells and values.
 
     Args:
         size: map length along the axis.
+        side: window length (<= size), int32 scalar or int.
         center: `[K, 2]` integer-valued float64 cells of the (tl, br) corners.
+        r_max: the window starts `r_max` cells before the centre, moved inside
+            `[0, size - side]`.
         radius: `[K]` integer-valued float64 radii.
         sigma: `[K]` float64 standard deviations.
 
     Returns:
-        `[K, 2, size]` float32: `exp(-d^2 / (2 sigma^2))` where the distance to
-        the centre `|d| <= radius`, else 0.
+        (cells `[K, 2, side]` int32, values `[K, 2, side]` float32):
+        `exp(-d^2 / (2 sigma^2))` at the distance `d` from the centre where
+        `|d| <= radius`, else 0.
     """
-    coords = tf.range(size, dtype=tf.float64)  # [size]
-    dist = coords - center[:, :, None]  # [K, 2, size]
+    center_i = tf.cast(center, tf.int32)
+    start = tf.clip_by_value(center_i - r_max, 0, size - side)  # [K, 2]
+    cells = start[:, :, None] + tf.range(side)  # [K, 2, side]
+    dist = tf.cast(cells, tf.float64) - center[:, :, None]  # [K, 2, side]
     value = tf.exp(-(dist * dist) / (2.0 * sigma * sigma)[:, None, None])
-    return tf.cast(tf.where(tf.abs(dist) <= radius[:, None, None], value, 0.0), tf.float32)
+    value = tf.cast(tf.where(tf.abs(dist) <= radius[:, None, None], value, 0.0), tf.float32)
+    return cells, value
 
 
 def _as_float(value: TensorLike) -> tf.Tensor:

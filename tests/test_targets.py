@@ -328,6 +328,64 @@ def test_encode_graph_mode_drops_and_counts_invalid_boxes():
     assert np.all(np.isfinite(got["tl_heatmap"].numpy()))
 
 
+def _whole_map_heatmaps(boxes, labels, num_classes, in_size, out_size, iou=0.3):
+    """Heatmaps as each box's Gaussian over the whole map, maxed per class.
+
+    The formulation `encode_targets` used before it drew only the windows: the
+    same float32 values (the 1-D Gaussians evaluated in float64 by TF, cast,
+    multiplied in float32), so the two must agree bit for bit.
+    """
+    (in_h, in_w), (out_h, out_w) = in_size, out_size
+    boxes = np.asarray(boxes, np.float64)
+    rw, rh = out_w / in_w, out_h / in_h
+    heat = np.zeros((2, out_h, out_w, num_classes), np.float32)
+    for (x1, y1, x2, y2), label in zip(boxes, labels, strict=True):
+        height, width = math.ceil((y2 - y1) * rh), math.ceil((x2 - x1) * rw)
+        radius = max(0.0, math.floor(float(gaussian_radius(height, width, iou))))
+        sigma = (2 * radius + 1) / 6
+        for corner, (x, y) in enumerate(((x1, y1), (x2, y2))):
+            axes = []
+            for size, center in ((out_h, min(int(y * rh), out_h - 1)), (out_w, int(x * rw))):
+                dist = tf.range(size, dtype=tf.float64) - center
+                value = tf.exp(-(dist * dist) / (2.0 * sigma * sigma))
+                axes.append(tf.cast(tf.where(tf.abs(dist) <= radius, value, 0.0), tf.float32))
+            window = axes[0].numpy()[:, None] * axes[1].numpy()[None, :]
+            heat[corner, :, :, label] = np.maximum(heat[corner, :, :, label], window)
+    return heat
+
+
+def test_window_drawing_equals_whole_map_gaussians_bit_for_bit():
+    rng = np.random.default_rng(7)
+    boxes, labels = _random_boxes(rng, 9, num_classes=3)
+    # Overlapping windows of one class, a radius-0 box, windows cut by the map corners.
+    special = np.array([[0, 0, 510, 510], [8, 4, 200, 320], [100, 200, 102, 203]], np.float32)
+    boxes, labels = np.concatenate([boxes, special]), np.concatenate([labels, [0, 0, 1]])
+    spec = (tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.int32))
+    graph = tf.function(lambda b, c: _encode(b, c, 3), input_signature=spec)  # N dynamic
+    small = _random_boxes(rng, 5, num_classes=3, in_size=(300, 451))
+    cases = [
+        (
+            boxes,
+            labels,
+            (IN_SIZE, IN_SIZE),
+            (OUT_SIZE, OUT_SIZE),
+            (lambda b, c: _encode(b, c, 3), graph),
+        ),
+        (
+            *small,
+            (300, 451),
+            (75, 113),
+            (lambda b, c: _encode(b, c, 3, in_size=(300, 451), out_size=(75, 113)),),
+        ),
+    ]
+    for boxes, labels, in_size, out_size, fns in cases:
+        want = _whole_map_heatmaps(boxes, labels, 3, in_size, out_size)
+        for fn in fns:
+            got = fn(tf.constant(boxes), tf.constant(labels, tf.int32))
+            np.testing.assert_array_equal(got["tl_heatmap"].numpy(), want[0])
+            np.testing.assert_array_equal(got["br_heatmap"].numpy(), want[1])
+
+
 @pytest.mark.parametrize(
     ("boxes", "labels", "match"),
     [
