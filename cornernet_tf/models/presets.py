@@ -1,4 +1,15 @@
-"""Constructor arguments of the named CornerNet configurations."""
+"""Constructor arguments of the named CornerNet configurations.
+
+Plain data (no TensorFlow): the command-line tools check preset names and
+output strides before TensorFlow loads.
+"""
+
+# The test procedure of princeton-vl/CornerNet-Lite `configs/CornerNet_Squeeze.json`
+# (single scale, no flip, 20 corners, 100 pairs); the other settings are
+# `TestConfig`'s defaults (ae_threshold 0.5, Gaussian soft-NMS sigma 0.5, 100
+# detections per image). Its `nms_threshold` 0.5 is unused by the Gaussian
+# method, as in the official code.
+SQUEEZE_TEST_CONFIG = {"top_k": 20, "num_dets": 100, "flip_test": False}
 
 PRESETS = {
     # The official network (princeton-vl/CornerNet `models/CornerNet.py`):
@@ -11,6 +22,24 @@ PRESETS = {
         "pre_dim": 128,
         "cnv_dim": 256,
         "pool_dim": 128,
+    },
+    # CornerNet-Squeeze (princeton-vl/CornerNet-Lite `core/models/CornerNet_Squeeze.py`):
+    # fire modules, transposed-convolution upsampling, a stem with two
+    # stride-2 residuals and 1x1 prediction heads; 31,771,852 trainable
+    # parameters; 511x511 input → 64x64 maps.
+    "squeeze": {
+        "num_classes": 80,
+        "num_stacks": 2,
+        "dims": [256, 256, 384, 384, 512],
+        "modules": [2, 2, 2, 2, 4],
+        "pre_dim": 128,
+        "cnv_dim": 256,
+        "pool_dim": 128,
+        "block": "fire",
+        "upsample": "transposed",
+        "stem_residuals": 2,
+        "head_kernel": 1,
+        "test_config": SQUEEZE_TEST_CONFIG,
     },
     # A small hourglass for CPU demos and tests: same topology (two stacks,
     # intermediate supervision, strided residual downsampling, corner pooling),
@@ -27,3 +56,28 @@ PRESETS = {
         "head_dim": 32,
     },
 }
+
+# `tiny` built like CornerNet-Squeeze (fire modules, transposed convolutions,
+# stride 8, 1x1 heads, its test procedure). 127x127 input → 16x16 maps.
+PRESETS["tiny_squeeze"] = {
+    **PRESETS["tiny"],
+    **{k: v for k, v in PRESETS["squeeze"].items() if k not in PRESETS["hourglass104"]},
+}
+
+
+def output_stride(stem_residuals: int = 1) -> int:
+    """Input pixels per output-map pixel: the stem's 7x7/2 convolution, then
+    `stem_residuals` stride-2 residuals (the hourglasses keep the size)."""
+    return 2 * 2**stem_residuals
+
+
+def preset_output_stride(name: str, overrides=None) -> int:
+    """`output_stride` of a preset with constructor `overrides` applied.
+
+    Raises:
+        ValueError: unknown preset, naming the existing ones.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+    arguments = {**PRESETS[name], **(overrides or {})}
+    return output_stride(arguments.get("stem_residuals", 1))
