@@ -12,38 +12,40 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from export_helpers import CLASS_NAMES, REPO, SIZE, random_image
 
-from cornernet_tf import export, load_model, training
+from cornernet_tf import export, training
 from cornernet_tf.cli import train as train_cli
 from cornernet_tf.config import ConfigError, load_config
 from cornernet_tf.inference.decode import OUTPUT_KEYS
 from cornernet_tf.inference.geometry import prepare_test_image
 from cornernet_tf.models.cornernet import CornerNet
 from cornernet_tf.runtime import TFLiteDetector
+from cornernet_tf.targets import encode_targets
 
 CONFIG = str(REPO / "configs" / "shapes_tiny.yaml")
 DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
-SMALL_RUN = [
-    "model.preset=tiny_squeeze",
-    "data.input_size=63",
-    "data.output_size=8",
-    "data.border=16",
-    "train.batch_size=2",
-    "train.steps=2",
-    "train.checkpoint_every=2",
-    "train.log_every=1",
-    "train.jit_compile=false",
-]
 
 
-def test_tiny_squeeze_trains_on_stride_8_targets(shapes_root, tmp_path):
-    config = load_config(CONFIG, SMALL_RUN)
-    result = training.train(config, shapes_root, tmp_path / "run", verbose=0)
-    assert result.step == 2
-    model = load_model(result.model_path)
-    assert (model.output_stride, model.block, model.upsample) == (8, "fire", "transposed")
-    heads = model(np.zeros((1, 63, 63, 3), np.uint8), training=False)
-    assert heads["tl_heatmap"].shape == (1, 8, 8, 3)
-    assert np.isfinite(heads["br_offset"].numpy()).all()
+def test_tiny_squeeze_trains_on_stride_8_targets():
+    # 63x63 inputs → 8x8 maps; eager steps (no train-step tracing) keep it short.
+    tf.keras.utils.set_random_seed(0)
+    model = CornerNet.from_preset("tiny_squeeze")
+    boxes = np.array([[6.0, 8.0, 40.0, 30.0], [20.0, 24.0, 58.0, 60.0]], np.float32)
+    size, out = 63, -(-63 // model.output_stride)
+    target = encode_targets(
+        boxes, np.array([0, 2], np.int32), input_size=size, output_size=out, num_classes=3
+    )
+    assert target["tl_heatmap"].shape == (out, out, 3) and out == 8
+    keys = ("tl_heatmap", "br_heatmap", "tl_index", "br_index", "tl_offset", "br_offset", "mask")
+    targets = {k: tf.stack([target[k]] * 2) for k in keys}
+    images = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+    model.compile(tf.keras.optimizers.Adam(1e-3), run_eagerly=True)
+    hourglass = model.kps[0]
+    squeeze_weights = [hourglass.up2.kernel, hourglass.up1[0].conv_3x3.kernel]
+    before = [w.numpy() for w in squeeze_weights]
+    history = model.fit(images, targets, batch_size=2, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    for old, weight in zip(before, squeeze_weights, strict=True):  # trained through them
+        assert not np.array_equal(old, weight.numpy()), weight.path
 
 
 def test_output_size_of_another_stride_is_refused_before_tensorflow(shapes_root, tmp_path, capsys):
@@ -61,7 +63,7 @@ def test_output_size_of_another_stride_is_refused_before_tensorflow(shapes_root,
 
 @pytest.fixture(scope="module")
 def squeeze_exports(calibration_images, tmp_path_factory):
-    """A tiny_squeeze model, its SavedModel and its three TFLite files at 127x127."""
+    """A tiny_squeeze model, its SavedModel and its float32 and int8 TFLite files at 127x127."""
     tf.keras.utils.set_random_seed(3)
     model = CornerNet.from_preset("tiny_squeeze", class_names=CLASS_NAMES)
     for corner in ("tl", "br"):  # spread-out scores, every pair passes the AE test
@@ -71,8 +73,13 @@ def squeeze_exports(calibration_images, tmp_path_factory):
         embedding.kernel.assign(embedding.kernel * 0.0)
     root = tmp_path_factory.mktemp("squeeze_exports")
     saved_model = tf.saved_model.load(str(export.export_saved_model(model, root)))
+    # float16 is float32's graph with half-size weights; the full-size squeeze
+    # converts to all three in benchmarks/model_zoo.py.
     flatbuffers = export.convert_tflite_variants(
-        model, input_size=(SIZE, SIZE), representative_data=calibration_images[:4]
+        model,
+        input_size=(SIZE, SIZE),
+        quantizations=("none", "int8"),
+        representative_data=calibration_images[:4],
     )
     detect = tf.function(
         model.detect, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)]
@@ -85,7 +92,7 @@ def test_saved_model_detects_like_keras(squeeze_exports):
     images = np.stack([random_image(20), random_image(21)])
     outputs = saved_model.signatures["detect_uint8"](images=tf.constant(images))
     expected = detect(images)
-    assert int(expected["num_detections"][0]) > 0
+    assert int(np.max(expected["num_detections"])) > 0  # not a comparison of empty results
     for key, name in DETECTION_KEYS.items():
         np.testing.assert_allclose(outputs[name].numpy(), expected[key].numpy(), atol=1e-4)
 
@@ -96,7 +103,7 @@ def test_tflite_files_at_stride_8(squeeze_exports):
         ops = export.tflite_ops(flatbuffer)
         assert not [op for op in ops if op.startswith("Flex") or not op.isupper()], quantization
         assert {"TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"} <= set(ops), quantization
-    assert len(flatbuffers["int8"]) < len(flatbuffers["float16"]) < len(flatbuffers["none"])
+    assert len(flatbuffers["int8"]) < len(flatbuffers["none"]) / 2
 
     image = random_image(22)
     canvas, _ = prepare_test_image(image[None], output_stride=model.output_stride)
