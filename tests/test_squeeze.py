@@ -21,7 +21,7 @@ from official_torch import (
     randomize,
 )
 
-from cornernet_tf import convert
+from cornernet_tf import convert, load_model
 from cornernet_tf.cli import convert as convert_cli
 from cornernet_tf.models.cornernet import CornerNet
 from cornernet_tf.models.presets import PRESETS, preset_output_stride
@@ -263,8 +263,20 @@ def test_squeeze_rejects_an_hourglass104_checkpoint_with_the_fitting_preset():
     assert "presets: hourglass104, squeeze, tiny, tiny_squeeze" in message
 
 
-def test_tiny_squeeze_preset_is_built_like_squeeze():
+def test_tiny_squeeze_preset_is_built_like_squeeze(tmp_path):
     model = CornerNet.from_preset("tiny_squeeze")
     assert model.output_stride == 8 and model.block == "fire" and model.head_kernel == 1
-    outputs = model(np.zeros((1, 127, 127, 3), np.uint8), training=False)
+    images = np.random.default_rng(3).integers(0, 256, (1, 127, 127, 3), dtype=np.uint8)
+    outputs = model(images, training=False)
     assert outputs["tl_heatmap"].shape == (1, 16, 16, 3)
+    # The .keras file keeps the architecture (fire modules, transposed convolutions).
+    model.save(tmp_path / "tiny_squeeze.keras")
+    loaded = load_model(tmp_path / "tiny_squeeze.keras")
+    assert (loaded.upsample, loaded.stem_residuals, loaded.test_config.top_k) == (
+        "transposed",
+        2,
+        20,
+    )
+    reloaded = loaded(images, training=False)
+    for key, value in outputs.items():
+        np.testing.assert_array_equal(reloaded[key], value, err_msg=key)
