@@ -87,8 +87,14 @@ def squeeze_exports(calibration_images, tmp_path_factory):
     return model, detect, saved_model, flatbuffers
 
 
-def test_saved_model_detects_like_keras(squeeze_exports):
-    model, detect, saved_model, _ = squeeze_exports
+def test_saved_model_and_tflite_at_stride_8(squeeze_exports):
+    # One test for both (the fixture is the expensive part): it is built once
+    # whichever worker pytest-xdist runs it on.
+    _check_saved_model(*squeeze_exports)
+    _check_tflite(*squeeze_exports)
+
+
+def _check_saved_model(model, detect, saved_model, flatbuffers):
     images = np.stack([random_image(20), random_image(21)])
     outputs = saved_model.signatures["detect_uint8"](images=tf.constant(images))
     expected = detect(images)
@@ -97,8 +103,7 @@ def test_saved_model_detects_like_keras(squeeze_exports):
         np.testing.assert_allclose(outputs[name].numpy(), expected[key].numpy(), atol=1e-4)
 
 
-def test_tflite_files_at_stride_8(squeeze_exports):
-    model, detect, _, flatbuffers = squeeze_exports
+def _check_tflite(model, detect, saved_model, flatbuffers):
     for quantization, flatbuffer in flatbuffers.items():
         ops = export.tflite_ops(flatbuffer)
         assert not [op for op in ops if op.startswith("Flex") or not op.isupper()], quantization
