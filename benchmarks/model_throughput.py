@@ -2,8 +2,9 @@
 
 For each preset, on random images of its input size and targets of a few
 boxes: images/s of one compiled training step (`train_on_batch`, Adam), and
-milliseconds per image of `predict` (the official test procedure: flip test,
-decode, soft-NMS), side by side in one run. Prints a table.
+milliseconds per image of `predict` (the preset's test procedure: decode and
+soft-NMS, with the flip test for the Hourglass presets), side by side in one
+run. Prints a table.
 
     python benchmarks/model_throughput.py [--presets tiny,hourglass104] [--repeats 3]
 """
@@ -19,9 +20,11 @@ from cornernet_tf import CornerNet
 from cornernet_tf.targets import encode_targets
 
 SETTINGS = {
-    # preset: (input size, output size, train batch)
-    "tiny": (127, 32, 16),
-    "hourglass104": (511, 128, 2),
+    # preset: (input size, train batch); the output size follows the model's stride
+    "tiny": (127, 16),
+    "tiny_squeeze": (127, 16),
+    "squeeze": (511, 2),
+    "hourglass104": (511, 2),
 }
 
 
@@ -59,8 +62,9 @@ def main():
 
     rows = []
     for name in args.presets.split(","):
-        size, out, batch = SETTINGS[name]
+        size, batch = SETTINGS[name]
         model = CornerNet.from_preset(name)
+        out = -(-size // model.output_stride)
         model.compile(keras.optimizers.Adam(1e-4), jit_compile=args.jit)
         images, targets = _batch(model, size, out, batch)
         step = _median_seconds(model.train_on_batch, (images, targets), args.repeats)

@@ -85,7 +85,9 @@ class DataConfig:
         input_size: square training crop (511 officially); it must fit the
             preset's stride and depth (`models.presets.input_size_problem`,
             checked by the command line and `train`).
-        output_size: heatmap size, `ceil(input_size / 4)` (128 officially).
+        output_size: heatmap size, `ceil(input_size / s)` for the network's
+            output stride s (128 officially: stride 4; CornerNet-Squeeze 64:
+            stride 8); checked against the model by `check_output_size`.
         gaussian_iou: IoU kept by corners within the Gaussian radius.
         max_objects: objects per image kept in the targets (128 officially).
         rand_scales: crop scales sampled uniformly (official
@@ -563,13 +565,6 @@ def _check_ranges(config: Config, source: str, overridden: Mapping[str, str]) ->
             if value < 0:
                 fail(section, key, f"must be >= 0, got {value!r}.")
     data, train = config.data, config.train
-    if data.output_size != -(-data.input_size // 4):
-        fail(
-            "data",
-            "output_size",
-            f"must be ceil(input_size / 4) = {-(-data.input_size // 4)} for input_size "
-            f"{data.input_size} (the network's output stride is 4), got {data.output_size}.",
-        )
     if not 0.0 < data.gaussian_iou < 1.0:
         fail("data", "gaussian_iou", f"must be in (0, 1), got {data.gaussian_iou!r}.")
     if not data.rand_scales or any(s <= 0 for s in data.rand_scales):
@@ -592,6 +587,28 @@ def _check_ranges(config: Config, source: str, overridden: Mapping[str, str]) ->
         fail("train", "lr_decay_steps", f"must be increasing positive steps, got {list(decay)}.")
     if not isinstance(config.model.preset, str):
         fail("model", "preset", "must be a preset name.")
+
+
+def check_output_size(data: DataConfig, output_stride: int, where: str = "config") -> None:
+    """Checks `data.output_size` against the network's output stride.
+
+    Args:
+        data: the `data` section.
+        output_stride: the model's `output_stride` (4 for the Hourglass presets,
+            8 for the Squeeze ones).
+        where: the config's source, for the message.
+
+    Raises:
+        ConfigError: `output_size` is not `ceil(input_size / output_stride)`.
+    """
+    expected = -(-data.input_size // output_stride)
+    if data.output_size != expected:
+        raise ConfigError(
+            f"{where}: data.output_size must be ceil(input_size / {output_stride}) = {expected} "
+            f"for input_size {data.input_size} (the network's output stride is "
+            f"{output_stride}), got {data.output_size}.",
+            key="data.output_size",
+        )
 
 
 _FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")

@@ -8,14 +8,26 @@ of `models/CornerNet.py` (`pre`, `kps`, `cnvs`, `inters`, `inters_`, `cnvs_`,
 `tl_cnvs`, `br_cnvs`, `tl_heats`, `br_heats`, `tl_tags`, `br_tags`,
 `tl_regrs`, `br_regrs`), which `CornerNet`'s attributes mirror.
 
+princeton-vl/CornerNet-Lite saves the same way with its own module tree
+(`core/models/py_utils/modules.py`: `hg.pre`, `hg.hgs`, `hg.cnvs`, `hg.inters`,
+`hg.inters_`, `hg.cnvs_`, `tl_modules`, `br_modules`, `tl_heats`, ...,
+`tl_offs`, `br_offs`): its `CornerNet_Squeeze_500000.pkl` (preset "squeeze")
+and its re-released Hourglass-104 `CornerNet_500000.pkl` (preset
+"hourglass104", the same network and weights layout under the other names).
+The naming is read from the keys, and so is the architecture unless a preset
+is named: fire-module keys (`conv_3x3`) are CornerNet-Squeeze, anything else
+Hourglass-104.
+
 The conversion is strict: every source tensor is used exactly once, every Keras
 weight is assigned exactly once, and all shapes are checked before anything is
 assigned. Convolution kernels go from PyTorch's OIHW to Keras' HWIO; BatchNorm
 `weight`/`bias`/`running_mean`/`running_var` become
-`gamma`/`beta`/`moving_mean`/`moving_variance`. `num_batches_tracked` has no
-Keras counterpart and only counts training steps: it is consumed and checked
-but not assigned; it is optional because PyTorch < 0.4.1 (the official
-environment pins 0.4.0) did not save it.
+`gamma`/`beta`/`moving_mean`/`moving_variance`. CornerNet-Squeeze adds grouped
+(depthwise) kernels, `(C·m, 1, kh, kw)` → Keras `(kh, kw, C, m)`, and
+`ConvTranspose2d` kernels, `(in, out, kh, kw)` → Keras `(kh, kw, out, in)`.
+`num_batches_tracked` has no Keras counterpart and only counts training
+steps: it is consumed and checked but not assigned; it is optional because
+PyTorch < 0.4.1 (the official environment pins 0.4.0) did not save it.
 
 The official network was trained on BGR images normalised with the official
 mean/std, so a converted model is always built with `channel_order="bgr"` and
@@ -28,33 +40,51 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from cornernet_tf.layers.fire import FireModule
 from cornernet_tf.models.cornernet import (
+    HEAD_NAMES,
     OFFICIAL_MEAN_RGB,
     OFFICIAL_STD_RGB,
     CornerNet,
 )
+from cornernet_tf.models.presets import PRESETS
 
 OFFICIAL_PREFIX = "module."
-# Top-level modules of the official network, for telling a CornerNet state dict
-# from something else before the (30 s for Hourglass-104) model build.
+# Official module names per part of `CornerNet`, in the two official code bases:
+# "cornernet" (princeton-vl/CornerNet) and "lite" (princeton-vl/CornerNet-Lite).
+NAMINGS = {
+    "cornernet": {
+        "pre": "pre",
+        "kps": "kps",
+        "cnvs": "cnvs",
+        "inters": "inters",
+        "inters_": "inters_",
+        "cnvs_": "cnvs_",
+        "pool": "{corner}_cnvs",
+        "heatmap": "heats",
+        "embedding": "tags",
+        "offset": "regrs",
+    },
+    "lite": {
+        "pre": "hg.pre",
+        "kps": "hg.hgs",
+        "cnvs": "hg.cnvs",
+        "inters": "hg.inters",
+        "inters_": "hg.inters_",
+        "cnvs_": "hg.cnvs_",
+        "pool": "{corner}_modules",
+        "heatmap": "heats",
+        "embedding": "tags",
+        "offset": "offs",
+    },
+}
+# Top-level modules of the official networks, for telling a CornerNet state dict
+# from something else before the model build.
 OFFICIAL_TOP_LEVEL = (
-    "pre",
-    "kps",
-    "cnvs",
-    "inters",
-    "inters_",
-    "cnvs_",
-    "tl_cnvs",
-    "br_cnvs",
-    "tl_heats",
-    "br_heats",
-    "tl_tags",
-    "br_tags",
-    "tl_regrs",
-    "br_regrs",
+    *("pre", "kps", "cnvs", "inters", "inters_", "cnvs_"),
+    *("tl_cnvs", "br_cnvs", "tl_heats", "br_heats", "tl_tags", "br_tags", "tl_regrs", "br_regrs"),
+    *("hg", "tl_modules", "br_modules", "tl_offs", "br_offs"),
 )
-# Official head names per `CornerNet.heads` key suffix.
-_OFFICIAL_HEADS = {"heatmap": "heats", "embedding": "tags", "offset": "regrs"}
 # Constructor arguments a converted model must not change: the official weights
 # were trained on BGR images normalised with the official mean/std.
 _FIXED_ARGUMENTS = {
@@ -64,6 +94,8 @@ _FIXED_ARGUMENTS = {
 }
 _MAX_LISTED = 20
 _CONV = "conv"  # OIHW → HWIO
+_DEPTHWISE = "depthwise"  # (C·m, 1, kh, kw) → (kh, kw, C, m)
+_TRANSPOSED = "transposed"  # ConvTranspose2d (in, out, kh, kw) → (kh, kw, out, in)
 _SAME = "same"  # copied as is
 
 
@@ -86,23 +118,31 @@ class StateDictMismatchError(ValueError):
         self.invalid = list(invalid)
 
 
-def official_weight_map(model: CornerNet) -> tuple[dict, list[str]]:
+def official_weight_map(model: CornerNet, naming: str = "cornernet") -> tuple[dict, list[str]]:
     """Pairs every weight of a built `CornerNet` with its official name.
 
     Follows the module tree of princeton-vl/CornerNet `models/CornerNet.py`,
     `models/py_utils/kp.py` (`kp`, `kp_module`), `utils.py` (`convolution`,
-    `residual`) and `kp_utils.py` (`make_kp_layer`).
+    `residual`) and `kp_utils.py` (`make_kp_layer`), or with `naming="lite"`
+    that of princeton-vl/CornerNet-Lite `core/models/py_utils/modules.py`
+    (`hg_net`, `hg`, `hg_module`) and `core/models/CornerNet_Squeeze.py`
+    (`fire_module`, the transposed-convolution `up2`).
 
     Args:
         model: a built `CornerNet` whose heads of every stack exist (call it
             once with `all_stacks=True`).
+        naming: "cornernet" or "lite" (see `NAMINGS`).
 
     Returns:
         `(targets, counters)`: `targets` maps each official key (without the
         `module.` prefix) to `(variable, layout)` with layout "conv" (a Keras
-        HWIO kernel filled from an OIHW tensor) or "same"; `counters` lists the
-        official `num_batches_tracked` keys, which have no Keras weight.
+        HWIO kernel filled from an OIHW tensor), "depthwise", "transposed" or
+        "same"; `counters` lists the official `num_batches_tracked` keys, which
+        have no Keras weight.
     """
+    if naming not in NAMINGS:
+        raise ValueError(f"official_weight_map: `naming` must be one of {list(NAMINGS)}.")
+    names = NAMINGS[naming]
     targets = {}
     counters = []
 
@@ -111,8 +151,8 @@ def official_weight_map(model: CornerNet) -> tuple[dict, list[str]]:
             raise RuntimeError(f"official_weight_map: {key!r} mapped twice.")
         targets[key] = (variable, layout)
 
-    def conv(key, layer):
-        add(f"{key}.weight", layer.kernel, _CONV)
+    def conv(key, layer, layout=_CONV):
+        add(f"{key}.weight", layer.kernel, layout)
         if layer.use_bias:
             add(f"{key}.bias", layer.bias, _SAME)
 
@@ -137,42 +177,53 @@ def official_weight_map(model: CornerNet) -> tuple[dict, list[str]]:
         if layer.skip is not None:
             conv_bn(f"{key}.skip.0", f"{key}.skip.1", layer.skip)
 
-    def residuals(key, blocks):
-        for j, block in enumerate(blocks):
-            residual(f"{key}.{j}", block)
+    def fire(key, layer):  # official `fire_module`: conv1/bn1, conv_1x1 ‖ conv_3x3, bn2
+        conv(f"{key}.conv1", layer.conv1)
+        batch_norm(f"{key}.bn1", layer.bn1)
+        conv(f"{key}.conv_1x1", layer.conv_1x1)
+        add(f"{key}.conv_3x3.weight", layer.conv_3x3.kernel, _DEPTHWISE)
+        batch_norm(f"{key}.bn2", layer.bn2)
 
-    def hourglass(key, layer):  # official `kp_module`
-        residuals(f"{key}.up1", layer.up1)
-        residuals(f"{key}.low1", layer.low1)
+    def blocks(key, layers):
+        for j, block in enumerate(layers):
+            (fire if isinstance(block, FireModule) else residual)(f"{key}.{j}", block)
+
+    def hourglass(key, layer):  # official `kp_module` / `hg_module`
+        blocks(f"{key}.up1", layer.up1)
+        blocks(f"{key}.low1", layer.low1)
         if isinstance(layer.low2, list):
-            residuals(f"{key}.low2", layer.low2)
+            blocks(f"{key}.low2", layer.low2)
         else:
             hourglass(f"{key}.low2", layer.low2)
-        residuals(f"{key}.low3", layer.low3)
+        blocks(f"{key}.low3", layer.low3)
+        if layer.upsample == "transposed":
+            conv(f"{key}.up2", layer.up2, _TRANSPOSED)
 
-    convolution("pre.0", model.pre[0])
-    residual("pre.1", model.pre[1])
+    convolution(f"{names['pre']}.0", model.pre[0])
+    for j, layer in enumerate(model.pre[1:], start=1):
+        residual(f"{names['pre']}.{j}", layer)
     for i in range(model.num_stacks):
-        hourglass(f"kps.{i}", model.kps[i])
-        convolution(f"cnvs.{i}", model.cnvs[i])
+        hourglass(f"{names['kps']}.{i}", model.kps[i])
+        convolution(f"{names['cnvs']}.{i}", model.cnvs[i])
         for corner, modules in model.corner_modules.items():
             pool = modules[i]
-            key = f"{corner}_cnvs.{i}"
+            key = f"{names['pool'].format(corner=corner)}.{i}"
             convolution(f"{key}.p1_conv1", pool.p1_conv1)
             convolution(f"{key}.p2_conv1", pool.p2_conv1)
             conv_bn(f"{key}.p_conv1", f"{key}.p_bn1", pool.p_conv1)
             conv_bn(f"{key}.conv1", f"{key}.bn1", pool.conv1)
             convolution(f"{key}.conv2", pool.conv2)
-            for head, official in _OFFICIAL_HEADS.items():
+            for head in HEAD_NAMES:
                 layer = model.heads[f"{corner}_{head}"][i]
-                convolution(f"{corner}_{official}.{i}.0", layer.conv)  # with bias, no BN
-                conv(f"{corner}_{official}.{i}.1", layer.out)
+                official = f"{corner}_{names[head]}.{i}"
+                convolution(f"{official}.0", layer.conv)  # with bias, no BN
+                conv(f"{official}.1", layer.out)
     for i in range(model.num_stacks - 1):
-        residual(f"inters.{i}", model.inters[i])
-        conv(f"inters_.{i}.0", model.inters_[i][0])
-        batch_norm(f"inters_.{i}.1", model.inters_[i][1])
-        conv(f"cnvs_.{i}.0", model.cnvs_[i][0])
-        batch_norm(f"cnvs_.{i}.1", model.cnvs_[i][1])
+        residual(f"{names['inters']}.{i}", model.inters[i])
+        conv(f"{names['inters_']}.{i}.0", model.inters_[i][0])
+        batch_norm(f"{names['inters_']}.{i}.1", model.inters_[i][1])
+        conv(f"{names['cnvs_']}.{i}.0", model.cnvs_[i][0])
+        batch_norm(f"{names['cnvs_']}.{i}.1", model.cnvs_[i][1])
 
     mapped = {id(variable) for variable, _ in targets.values()}
     if len(mapped) != len(targets):
@@ -186,7 +237,23 @@ def official_weight_map(model: CornerNet) -> tuple[dict, list[str]]:
     return targets, counters
 
 
-def from_official_state_dict(state_dict, *, preset="hourglass104", **overrides) -> CornerNet:
+def detect_naming(state_dict) -> str:
+    """The code base a state dict's keys come from: "lite" (`hg.…` keys) or "cornernet"."""
+    keys = _strip_prefix(state_dict)
+    return "lite" if any(key.startswith("hg.") for key in keys) else "cornernet"
+
+
+def detect_preset(state_dict) -> str:
+    """The official preset a state dict's keys describe: "squeeze" or "hourglass104".
+
+    Fire-module keys (`….conv_3x3.weight`, only in CornerNet-Squeeze) decide;
+    the small presets ("tiny", "tiny_squeeze") are never guessed.
+    """
+    keys = _strip_prefix(state_dict)
+    return "squeeze" if any(key.endswith(".conv_3x3.weight") for key in keys) else "hourglass104"
+
+
+def from_official_state_dict(state_dict, *, preset=None, **overrides) -> CornerNet:
     """Builds a `CornerNet` holding the weights of an official state dict.
 
     Args:
@@ -194,8 +261,10 @@ def from_official_state_dict(state_dict, *, preset="hourglass104", **overrides) 
             anything `np.asarray` reads, e.g. CPU torch tensors), keys with or
             without the `module.` prefix of the official trainer; shapes in
             PyTorch layout (conv OIHW).
-        preset: `CornerNet` preset describing the architecture
-            ("hourglass104" for the published checkpoint).
+        preset: `CornerNet` preset describing the architecture; `None` reads
+            it from the keys (`detect_preset`: "hourglass104" for both
+            published Hourglass-104 checkpoints, "squeeze" for
+            `CornerNet_Squeeze_500000.pkl`).
         **overrides: constructor arguments replacing the preset's (e.g.
             `num_classes`, `class_names`, `test_config`); `channel_order`,
             `image_mean` and `image_std` are fixed to the official BGR values.
@@ -216,12 +285,32 @@ def from_official_state_dict(state_dict, *, preset="hourglass104", **overrides) 
                 f"{name}={value!r} (set by the converter)."
             )
     source = _strip_prefix(state_dict)
-    _check_looks_official(source)  # before the (30 s for Hourglass-104) build
+    _check_looks_official(source)  # before the model build
+    named = preset is not None
+    if not named:
+        preset = detect_preset(source)
+    elif preset not in PRESETS:
+        raise ValueError(
+            f"from_official_state_dict: unknown preset {preset!r}; choose one of {sorted(PRESETS)}."
+        )
     # The official heads are as wide as dims[0] (`head_dim=None`), whatever the
-    # preset says (the CPU `tiny` preset narrows them).
+    # preset says (the CPU `tiny` presets narrow them).
     arguments = {"head_dim": None, **overrides, **_FIXED_ARGUMENTS}
     model = CornerNet.from_preset(preset, **arguments)
-    _assign(model, source, f"preset {preset!r}")
+    try:
+        _assign(model, source, f"preset {preset!r}")
+    except StateDictMismatchError as error:
+        fitting = _fitting_presets(source, exclude=preset) if named else []
+        if not fitting:
+            raise
+        raise StateDictMismatchError(
+            f"{error}\nits keys are those of preset {fitting[0]!r}: convert with "
+            f"preset={fitting[0]!r} (script: --preset {fitting[0]}, or no --preset to detect it).",
+            error.missing,
+            error.unexpected,
+            error.misshapen,
+            error.invalid,
+        ) from None
     return model
 
 
@@ -302,7 +391,7 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
     return _load_torch(path)
 
 
-def from_official_checkpoint(path, *, preset="hourglass104", **overrides) -> CornerNet:
+def from_official_checkpoint(path, *, preset=None, **overrides) -> CornerNet:
     """Builds a `CornerNet` from an official checkpoint file.
 
     Args:
@@ -347,16 +436,47 @@ def _check_looks_official(source):
         raise StateDictMismatchError(
             "this is not an official CornerNet state dict: none of its "
             f"{len(source)} keys (e.g. {sample}) starts with an official module name "
-            f"({', '.join(OFFICIAL_TOP_LEVEL)}).",
+            f"({', '.join(OFFICIAL_TOP_LEVEL)}). Presets: {', '.join(sorted(PRESETS))}.",
             unexpected=[(key, tuple(np.shape(source[key]))) for key in sorted(source)],
         )
+
+
+def _fitting_presets(source, exclude):
+    """Presets (other than `exclude`) whose official key names are exactly `source`'s.
+
+    Builds each candidate of the same block type (fire modules or residuals)
+    narrowed: the names depend on the module tree and on which widths are
+    equal (skip connections), so a copy whose widths are 2, 4, 6, ... in the
+    same order has the same names at a fraction of the size. Only run to
+    explain a failed conversion.
+    """
+    detected = detect_preset(source)
+    fire = detected == "squeeze"
+    naming = detect_naming(source)
+    fitting = []
+    for name in sorted(PRESETS, key=lambda n: (n != detected, n)):  # the detected one first
+        if name == exclude or (PRESETS[name].get("block") == "fire") != fire:
+            continue
+        arguments = PRESETS[name]
+        keys = ("pre_dim", "cnv_dim", "pool_dim")
+        rank = {
+            w: 2 * (i + 1)
+            for i, w in enumerate(sorted({*arguments["dims"], *map(arguments.get, keys)}))
+        }
+        narrow = {key: rank[arguments[key]] for key in keys}
+        dims = [rank[w] for w in arguments["dims"]]
+        model = CornerNet.from_preset(name, dims=dims, head_dim=None, num_classes=2, **narrow)
+        targets, counters = official_weight_map(model, naming)
+        if set(targets) <= set(source) <= set(targets) | set(counters):
+            fitting.append(name)
+    return fitting
 
 
 def _assign(model, source, described):
     heads = [layer for layers in model.heads.values() for layer in layers]
     if not model.built or not all(layer.built for layer in heads):
         model.build((None, None, None, 3))  # every stack's heads, whatever the input size
-    targets, counters = official_weight_map(model)
+    targets, counters = official_weight_map(model, detect_naming(source))
     assignments = _match(source, targets, counters, model, described)
     for variable, value in assignments:  # only after every check passed
         variable.assign(value)
@@ -387,8 +507,7 @@ def _match(source, targets, counters, model, described):
         elif not np.all(np.isfinite(array)):
             invalid.append((key, "contains NaN or infinity"))
         else:
-            if layout == _CONV:
-                array = np.transpose(array, (2, 3, 1, 0))  # OIHW → HWIO
+            array = _to_keras(array, layout, keras_shape)
             assignments.append((variable, np.ascontiguousarray(array, dtype=variable.dtype)))
 
     present = [key for key in counters if key in source]
@@ -418,7 +537,25 @@ def _torch_shape(keras_shape, layout):
     if layout == _CONV:
         kh, kw, cin, cout = keras_shape
         return (cout, cin, kh, kw)
+    if layout == _DEPTHWISE:
+        kh, kw, channels, multiplier = keras_shape
+        return (channels * multiplier, 1, kh, kw)
+    if layout == _TRANSPOSED:
+        kh, kw, cout, cin = keras_shape
+        return (cin, cout, kh, kw)
     return keras_shape
+
+
+def _to_keras(array, layout, keras_shape):
+    """A PyTorch-layout array (shape already checked) in the Keras layout."""
+    if layout == _CONV:
+        return np.transpose(array, (2, 3, 1, 0))  # OIHW → HWIO
+    if layout == _DEPTHWISE:  # output channel c·m + j is input channel c's j-th filter
+        kh, kw, channels, multiplier = keras_shape
+        return np.transpose(array.reshape(channels, multiplier, kh, kw), (2, 3, 0, 1))
+    if layout == _TRANSPOSED:
+        return np.transpose(array, (2, 3, 1, 0))  # (in, out, kh, kw) → (kh, kw, out, in)
+    return array
 
 
 def _listing(title, rows, fmt):
@@ -435,7 +572,8 @@ def _mismatch_message(model, described, missing, unexpected, misshapen, invalid)
     arch = (
         f"num_classes={model.num_classes}, num_stacks={model.num_stacks}, dims={model.dims}, "
         f"modules={model.modules}, pre_dim={model.pre_dim}, cnv_dim={model.cnv_dim}, "
-        f"pool_dim={model.pool_dim}"
+        f"pool_dim={model.pool_dim}, block={model.block!r}, upsample={model.upsample!r}, "
+        f"stem_residuals={model.stem_residuals}, head_kernel={model.head_kernel}"
     )
     lines = [
         f"the state dict does not fit CornerNet {described} ({arch}): {len(missing)} missing, "
@@ -455,8 +593,9 @@ def _mismatch_message(model, described, missing, unexpected, misshapen, invalid)
         )
     elif missing or unexpected or misshapen:
         lines.append(
-            "hint: a different architecture; choose the matching preset or override its "
-            "arguments (dims, modules, num_stacks, ...)."
+            "hint: a different architecture; choose the matching preset (presets: "
+            f"{', '.join(sorted(PRESETS))}) or override its arguments (dims, modules, "
+            "num_stacks, ...)."
         )
     return "\n".join(lines)
 

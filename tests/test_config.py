@@ -11,6 +11,7 @@ from cornernet_tf.config import (
     ConfigError,
     DataConfig,
     TrainConfig,
+    check_output_size,
     config_from_dict,
     load_config,
     save_config,
@@ -50,6 +51,33 @@ def test_hg104_config_is_the_official_schedule():
     # The dataclass defaults are the official values too.
     assert config.train == dataclasses.replace(TrainConfig(), eval_every=train.eval_every)
     assert config.data == DataConfig()
+
+
+def test_squeeze_config_is_the_official_schedule():
+    # princeton-vl/CornerNet-Lite configs/CornerNet_Squeeze.json, written out by hand.
+    config = load_config(os.path.join(CONFIG_DIR, "cornernet_squeeze_coco.yaml"))
+    assert config.model.preset == "squeeze"
+    data, train, test = config.data, config.train, config.test
+    assert (data.input_size, data.output_size, data.gaussian_iou, data.border) == (
+        511,
+        64,
+        0.3,
+        128,
+    )
+    assert (train.batch_size, train.base_batch, train.learning_rate) == (55, 55, 2.5e-4)
+    assert (train.steps, train.lr_decay_steps, train.lr_decay_factor) == (500_000, (450_000,), 10.0)
+    assert (test.top_k, test.num_dets, test.flip_test, test.scales) == (20, 100, False, (1.0,))
+    assert (test.ae_threshold, test.max_detections, test.soft_nms_sigma) == (0.5, 100, 0.5)
+    check_output_size(data, 8)  # the squeeze preset's stride
+
+
+def test_output_size_follows_the_output_stride():
+    data = DataConfig(input_size=127, output_size=32)
+    check_output_size(data, 4)
+    with pytest.raises(
+        ConfigError, match=r"c.yaml: data.output_size must be ceil\(input_size / 8\) = 16"
+    ):
+        check_output_size(data, 8, "c.yaml")
 
 
 def test_shapes_config_loads_and_uses_the_tiny_preset():
@@ -127,7 +155,6 @@ def test_bad_overrides_name_the_override(tmp_path, override, expected):
         ({"train": {"learning_rate": float("nan")}}, "must be a finite number"),
         ({"data": {"rand_scales": 1.0}}, "data.rand_scales must be a list"),
         ({"data": {"rand_scales": [1.0, "x"]}}, "data.rand_scales[1] must be a number"),
-        ({"data": {"input_size": 127}}, "data.output_size must be ceil(input_size / 4) = 32"),
         ({"data": {"gaussian_iou": 1.5}}, "data.gaussian_iou must be in (0, 1)"),
         ({"train": {"lr_decay_steps": [5, 3]}}, "train.lr_decay_steps must be increasing"),
         ({"test": {"nms_kernel": 4}}, "test.nms_kernel must be odd"),

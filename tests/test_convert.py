@@ -17,27 +17,24 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from official_torch import (
+    SMALL,
+    assert_close,
+    assert_heads_match,
+    modules,
+    numpy_state_dict,
+    official_input,
+    official_listing,
+    randomize,
+)
 
 from cornernet_tf import convert
 from cornernet_tf.cli import convert as convert_cli
 from cornernet_tf.models.cornernet import OFFICIAL_MEAN_BGR, OFFICIAL_STD_BGR, CornerNet
 from cornernet_tf.models.presets import PRESETS
 
-REPO = Path(__file__).resolve().parents[1]
-LISTING = REPO / "tests" / "data" / "official_hg104_state_dict.tsv"
+LISTING = "official_hg104_state_dict.tsv"
 
-# A small architecture with every official feature: two stacks, two hourglass
-# levels, width changes in low1/low3, several residuals per level, cnv_dim
-# different from dims[0] (catches cnv/curr mix-ups), 3 classes.
-SMALL = {
-    "num_classes": 3,
-    "num_stacks": 2,
-    "dims": [16, 16, 24],
-    "modules": [2, 1, 2],
-    "pre_dim": 8,
-    "cnv_dim": 12,
-    "pool_dim": 8,
-}
 HEADS = ("heatmap", "embedding", "offset")
 
 
@@ -45,14 +42,7 @@ HEADS = ("heatmap", "embedding", "offset")
 
 
 def _official_listing():
-    """`(key, shape)` of every tensor of the official state dict, in checkpoint order."""
-    rows = []
-    for line in LISTING.read_text().splitlines():
-        if not line or line.startswith("#") or line.startswith("key\t"):
-            continue
-        key, shape = line.split("\t")
-        rows.append((key, tuple(int(n) for n in re.findall(r"\d+", shape))))
-    return rows
+    return official_listing(LISTING)
 
 
 def _official_key(path):
@@ -117,40 +107,8 @@ def test_official_key_translation_examples():
 @functools.cache
 def _torch_reference():
     """PyTorch CornerNet with the official module tree (built lazily: torch is optional)."""
-    torch = pytest.importorskip("torch")
-    nn = torch.nn
-
-    class Convolution(nn.Module):  # official `convolution`
-        def __init__(self, k, inp, out, stride=1, with_bn=True):
-            super().__init__()
-            pad = (k - 1) // 2
-            self.conv = nn.Conv2d(inp, out, k, padding=pad, stride=stride, bias=not with_bn)
-            self.bn = nn.BatchNorm2d(out) if with_bn else nn.Sequential()
-            self.relu = nn.ReLU()
-
-        def forward(self, x):
-            return self.relu(self.bn(self.conv(x)))
-
-    class Residual(nn.Module):  # official `residual`
-        def __init__(self, inp, out, stride=1):
-            super().__init__()
-            self.conv1 = nn.Conv2d(inp, out, 3, padding=1, stride=stride, bias=False)
-            self.bn1 = nn.BatchNorm2d(out)
-            self.relu1 = nn.ReLU()
-            self.conv2 = nn.Conv2d(out, out, 3, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(out)
-            self.skip = (
-                nn.Sequential(
-                    nn.Conv2d(inp, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out)
-                )
-                if stride != 1 or inp != out
-                else nn.Sequential()
-            )
-            self.relu = nn.ReLU()
-
-        def forward(self, x):
-            y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-            return self.relu(y + self.skip(x))
+    ref = modules()
+    torch, nn, Residual, Convolution = ref.torch, ref.nn, ref.Residual, ref.Convolution
 
     class KpModule(nn.Module):  # official `kp_module` with CornerNet's strided `make_hg_layer`
         def __init__(self, n, dims, modules):
@@ -176,37 +134,6 @@ def _torch_reference():
         def forward(self, x):
             return self.up1(x) + self.up2(self.low3(self.low2(self.low1(self.max1(x)))))
 
-    # Corner pools as mmcv's pure-PyTorch fallback: flip + cummax.
-    def top_pool(x):
-        return torch.flip(torch.cummax(torch.flip(x, [2]), 2).values, [2])
-
-    def left_pool(x):
-        return torch.flip(torch.cummax(torch.flip(x, [3]), 3).values, [3])
-
-    def bottom_pool(x):
-        return torch.cummax(x, 2).values
-
-    def right_pool(x):
-        return torch.cummax(x, 3).values
-
-    class Pool(nn.Module):  # official `pool` (tl_pool: top, left; br_pool: bottom, right)
-        def __init__(self, dim, pool_dim, pool1, pool2):
-            super().__init__()
-            self.p1_conv1 = Convolution(3, dim, pool_dim)
-            self.p2_conv1 = Convolution(3, dim, pool_dim)
-            self.p_conv1 = nn.Conv2d(pool_dim, dim, 3, padding=1, bias=False)
-            self.p_bn1 = nn.BatchNorm2d(dim)
-            self.conv1 = nn.Conv2d(dim, dim, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(dim)
-            self.relu1 = nn.ReLU()
-            self.conv2 = Convolution(3, dim, dim)
-            self.pool1, self.pool2 = pool1, pool2
-
-        def forward(self, x):
-            pools = self.pool1(self.p1_conv1(x)) + self.pool2(self.p2_conv1(x))
-            p_bn1 = self.p_bn1(self.p_conv1(pools))
-            return self.conv2(self.relu1(p_bn1 + self.bn1(self.conv1(x))))
-
     def kp_layer(cnv_dim, curr_dim, out_dim):  # official `make_kp_layer`
         return nn.Sequential(
             Convolution(3, cnv_dim, curr_dim, with_bn=False), nn.Conv2d(curr_dim, out_dim, 1)
@@ -223,12 +150,7 @@ def _torch_reference():
             )
             self.kps = nn.ModuleList([KpModule(len(dims) - 1, dims, modules) for _ in stacks])
             self.cnvs = nn.ModuleList([Convolution(3, curr_dim, cnv_dim) for _ in stacks])
-            self.tl_cnvs = nn.ModuleList(
-                [Pool(cnv_dim, pool_dim, top_pool, left_pool) for _ in stacks]
-            )
-            self.br_cnvs = nn.ModuleList(
-                [Pool(cnv_dim, pool_dim, bottom_pool, right_pool) for _ in stacks]
-            )
+            self.tl_cnvs, self.br_cnvs = ref.corner_pools(cnv_dim, pool_dim, num_stacks)
             self.tl_heats = nn.ModuleList(
                 [kp_layer(cnv_dim, curr_dim, num_classes) for _ in stacks]
             )
@@ -238,22 +160,8 @@ def _torch_reference():
             self.tl_tags = nn.ModuleList([kp_layer(cnv_dim, curr_dim, 1) for _ in stacks])
             self.br_tags = nn.ModuleList([kp_layer(cnv_dim, curr_dim, 1) for _ in stacks])
             self.inters = nn.ModuleList([Residual(curr_dim, curr_dim) for _ in stacks[1:]])
-            self.inters_ = nn.ModuleList(
-                [
-                    nn.Sequential(
-                        nn.Conv2d(curr_dim, curr_dim, 1, bias=False), nn.BatchNorm2d(curr_dim)
-                    )
-                    for _ in stacks[1:]
-                ]
-            )
-            self.cnvs_ = nn.ModuleList(
-                [
-                    nn.Sequential(
-                        nn.Conv2d(cnv_dim, curr_dim, 1, bias=False), nn.BatchNorm2d(curr_dim)
-                    )
-                    for _ in stacks[1:]
-                ]
-            )
+            self.inters_ = nn.ModuleList([ref.merge(curr_dim, curr_dim) for _ in stacks[1:]])
+            self.cnvs_ = nn.ModuleList([ref.merge(cnv_dim, curr_dim) for _ in stacks[1:]])
             self.tl_regrs = nn.ModuleList([kp_layer(cnv_dim, curr_dim, 2) for _ in stacks])
             self.br_regrs = nn.ModuleList([kp_layer(cnv_dim, curr_dim, 2) for _ in stacks])
             self.relu = nn.ReLU()
@@ -284,52 +192,19 @@ def _torch_reference():
 
 def _torch_net(config, seed=0):
     """Reference network in eval mode with random weights, biases and BN statistics."""
-    torch, net_class = _torch_reference()
-    torch.manual_seed(seed)
-    net = net_class(**config)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                # std 1/sqrt(fan_in): activations stay O(1) through both stacks, so an
-                # absolute 1e-4 is a tight float32 tolerance.
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="linear")
-                if module.bias is not None:
-                    torch.nn.init.normal_(module.bias, 0.0, 0.5)
-            elif isinstance(module, torch.nn.BatchNorm2d):
-                torch.nn.init.uniform_(module.weight, 0.5, 1.5)
-                torch.nn.init.normal_(module.bias, 0.0, 0.2)
-                torch.nn.init.normal_(module.running_mean, 0.0, 0.2)
-                torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
-                module.num_batches_tracked.fill_(12345)
-    return net.eval()
-
-
-def _numpy_state_dict(net, prefix=""):
-    return {prefix + k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
-
-
-def _official_input(rgb):
-    """The official test input for an RGB uint8 image: BGR, /255, mean/std, NCHW."""
-    bgr = rgb[..., ::-1].astype("float32") / 255.0
-    normalised = (bgr - np.array(OFFICIAL_MEAN_BGR, "float32")) / np.array(
-        OFFICIAL_STD_BGR, "float32"
-    )
-    return np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))
+    _, net_class = _torch_reference()
+    return randomize(net_class(**config), seed)
 
 
 @functools.cache
 def _small_state_dict():
-    return _numpy_state_dict(_torch_net(SMALL))
+    return numpy_state_dict(_torch_net(SMALL))
 
 
 @pytest.fixture(scope="module")
 def small_model():
     """One SMALL model for the whole module: failed loads leave it untouched."""
     return convert.from_official_state_dict(_small_state_dict(), preset="tiny", **SMALL)
-
-
-def _assert_close(actual, expected, key):
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4, err_msg=key)
 
 
 # ----------------------------------------------------------------------- tests
@@ -394,23 +269,14 @@ def test_small_conversion_assigns_every_weight_from_its_source(small_model):
 def test_converted_outputs_match_pytorch(small_model, size):
     torch, _ = _torch_reference()
     net = _torch_net(SMALL)
-    model = convert.load_official_weights(small_model, _numpy_state_dict(net, prefix="module."))
+    model = convert.load_official_weights(small_model, numpy_state_dict(net, prefix="module."))
     rgb = np.random.default_rng(2).integers(0, 256, (2, *size, 3), dtype=np.uint8)
-    with torch.no_grad():
-        outputs = net(torch.from_numpy(_official_input(rgb)))
-    reference = {k: v.numpy().transpose(0, 2, 3, 1) for k, v in outputs.items()}  # NHWC
-    assert reference["tl_heatmap_1"].shape == (2, (size[0] + 1) // 4, (size[1] + 1) // 4, 3)
-    # The random weights and BN statistics keep activations O(1): not a comparison of zeros.
-    assert 0.1 < np.std(reference["br_heatmap_1"]) < 10
-
-    every_stack = model(rgb, training=False, all_stacks=True)
-    assert set(every_stack) == set(reference)
-    for key, expected in reference.items():
-        _assert_close(every_stack[key], expected, key)
+    reference = assert_heads_match(net, model, rgb, output_stride=4)
+    assert reference["tl_heatmap_1"].shape[-1] == 3
     last = model(rgb, training=False)
     assert len(last) == 6
     for key, value in last.items():
-        _assert_close(value, reference[f"{key}_1"], key)
+        assert_close(value, reference[f"{key}_1"], key)
 
 
 def test_missing_unexpected_and_misshapen_keys_are_named(small_model):
@@ -473,7 +339,7 @@ def test_each_kind_of_mismatch_fails_naming_the_key(small_model, change, fragmen
 
 def test_wrong_number_of_classes_gives_a_hint(small_model):
     config = {**SMALL, "num_classes": 5}
-    state_dict = _numpy_state_dict(_torch_net(config))
+    state_dict = numpy_state_dict(_torch_net(config))
     with pytest.raises(ValueError, match=r"heatmaps have 5 classes; pass num_classes=5"):
         convert.load_official_weights(small_model, state_dict)
 
@@ -532,7 +398,7 @@ def _tiny_net():
 
 @functools.cache
 def _tiny_state_dict():
-    return _numpy_state_dict(_tiny_net(), prefix="module.")
+    return numpy_state_dict(_tiny_net(), prefix="module.")
 
 
 @pytest.fixture(scope="module")
@@ -563,11 +429,11 @@ def test_script_writes_a_loadable_keras_file(tiny_loaded):
     assert tiny_loaded.channel_order == "bgr" and tiny_loaded.num_classes == 3
     rgb = np.random.default_rng(4).integers(0, 256, (1, 63, 63, 3), dtype=np.uint8)
     with torch.no_grad():
-        reference = _tiny_net()(torch.from_numpy(_official_input(rgb)))
+        reference = _tiny_net()(torch.from_numpy(official_input(rgb)))
     every_stack = tiny_loaded(rgb, training=False, all_stacks=True)
     assert set(every_stack) == set(reference)
     for key, value in every_stack.items():
-        _assert_close(value, reference[key].numpy().transpose(0, 2, 3, 1), key)
+        assert_close(value, reference[key].numpy().transpose(0, 2, 3, 1), key)
 
 
 def test_keras_file_keeps_the_intermediate_heads(tiny_loaded):

@@ -1,11 +1,15 @@
-"""Converts the official CornerNet checkpoint (PyTorch) into a Keras `.keras` file.
+"""Converts an official CornerNet checkpoint (PyTorch) into a Keras `.keras` file.
 
     cornernet-convert CornerNet_500000.pkl --output cornernet_hg104.keras
+    cornernet-convert CornerNet_Squeeze_500000.pkl --output cornernet_squeeze.keras
 
 (also `python -m cornernet_tf.cli.convert` or `python scripts/convert_official.py`).
 
-The checkpoint is the published princeton-vl/CornerNet `CornerNet_500000.pkl`
-(or any state dict of the same architecture, as a PyTorch file or an `.npz`).
+The checkpoint is the published princeton-vl/CornerNet `CornerNet_500000.pkl`,
+or princeton-vl/CornerNet-Lite's `CornerNet_Squeeze_500000.pkl` or its
+re-released Hourglass-104 `CornerNet_500000.pkl` (or any state dict of one of
+these architectures, as a PyTorch file or an `.npz`). The architecture is read
+from the keys (Hourglass-104 or CornerNet-Squeeze) unless `--preset` names it.
 Reading PyTorch files needs torch (`pip install .[convert]`); `.npz` files need
 only numpy. The output loads with `keras.models.load_model` after
 `import cornernet_tf`, and is written atomically (temporary file + rename).
@@ -27,8 +31,9 @@ def parse_args(argv=None):
     parser.add_argument("--output", required=True, help="Keras file to write (must end in .keras)")
     parser.add_argument(
         "--preset",
-        default="hourglass104",
-        help="architecture of the checkpoint (default: %(default)s)",
+        default=None,
+        help="architecture of the checkpoint (default: read from its keys, hourglass104 or "
+        "squeeze)",
     )
     parser.add_argument(
         "--num-classes",
@@ -59,7 +64,7 @@ def main(argv=None):
     # The preset table is plain data: a wrong name fails before TensorFlow loads.
     from cornernet_tf.models.presets import PRESETS
 
-    if args.preset not in PRESETS:
+    if args.preset is not None and args.preset not in PRESETS:
         print(
             f"convert_official: unknown --preset {args.preset!r}; choose one of {sorted(PRESETS)}.",
             file=sys.stderr,
@@ -83,10 +88,11 @@ def main(argv=None):
         return 2
     save_atomically(model, args.output)
     params = sum(math.prod(w.shape) for w in model.trainable_weights)
+    preset = args.preset or f"{convert.detect_preset(state_dict)} (read from the keys)"
     print(
         f"convert_official: wrote {args.output} ({len(state_dict)} tensors, {params:,} trainable "
-        f"parameters, preset {args.preset!r}, {model.num_classes} classes, channel_order "
-        f"{model.channel_order!r})"
+        f"parameters, preset {preset}, {model.num_classes} classes, output stride "
+        f"{model.output_stride}, channel_order {model.channel_order!r})"
     )
     return 0
 

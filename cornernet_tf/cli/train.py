@@ -49,10 +49,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     # The config is checked before TensorFlow is imported: mistakes fail in a blink.
-    from cornernet_tf.config import ConfigError
+    from cornernet_tf.config import ConfigError, check_output_size
+    from cornernet_tf.models.presets import preset_output_stride
 
     try:
         config = load_config(args.config, args.set)
+        try:  # the preset table is plain data: still no TensorFlow
+            stride = preset_output_stride(config.model.preset, config.model.overrides)
+        except ValueError as e:
+            raise ConfigError(f"{args.config}: model.preset: {e}", key="model.preset") from None
+        check_output_size(config.data, stride, args.config)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,19 +12,24 @@ HEATMAP_BIAS = -2.19
 class CornerHead(keras.layers.Layer):
     """conv3x3 (with bias, no BN) → ReLU → conv1x1 to `out_dim` channels.
 
+    CornerNet-Squeeze's `_pred_mod` is the same with a 1x1 first convolution
+    (`kernel_size=1`).
+
     Args:
-        hidden_dim: channels of the 3x3 convolution (the official `curr_dim`).
+        hidden_dim: channels of the first convolution (the official `curr_dim`).
         out_dim: output channels (classes for heatmaps, 1 for embeddings, 2 for
             offsets).
         bias_value: initial bias of the 1x1 convolution (-2.19 for heatmaps).
+        kernel_size: kernel of the first convolution (3, or 1 in CornerNet-Squeeze).
     """
 
-    def __init__(self, hidden_dim, out_dim, bias_value=0.0, **kwargs):
+    def __init__(self, hidden_dim, out_dim, bias_value=0.0, kernel_size=3, **kwargs):
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
         self.out_dim = out_dim
         self.bias_value = bias_value
-        self.conv = ConvBN(hidden_dim, 3, use_bn=False, name="conv")
+        self.kernel_size = kernel_size
+        self.conv = ConvBN(hidden_dim, kernel_size, use_bn=False, name="conv")
         self.out = conv2d(
             out_dim,
             1,
@@ -46,5 +51,10 @@ class CornerHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(hidden_dim=self.hidden_dim, out_dim=self.out_dim, bias_value=self.bias_value)
+        config.update(
+            hidden_dim=self.hidden_dim,
+            out_dim=self.out_dim,
+            bias_value=self.bias_value,
+            kernel_size=self.kernel_size,
+        )
         return config

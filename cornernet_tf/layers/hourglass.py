@@ -2,7 +2,12 @@
 
 import keras
 
+from cornernet_tf.layers.conv_bn import torch_default_kernel_initializer
+from cornernet_tf.layers.fire import FireModule
 from cornernet_tf.layers.residual import Residual
+
+BLOCKS = {"residual": Residual, "fire": FireModule}
+UPSAMPLING = ("nearest", "transposed")
 
 
 @keras.saving.register_keras_serializable(package="cornernet_tf")
@@ -18,39 +23,69 @@ class HourglassModule(keras.layers.Layer):
     - `low2`: the next module, or `modules[-1]` residuals at the bottom;
     - `low3`: `modules[0]` residuals back to `dims[0]`, the last one changing
       the width;
-    - output `up1 + nearest_upsample_x2(low3)`.
+    - output `up1 + upsample_x2(low3)`: nearest-neighbour, or (CornerNet-Squeeze)
+      a 4x4 stride-2 transposed convolution with bias (PyTorch `padding=1`).
+
+    CornerNet-Squeeze (princeton-vl/CornerNet-Lite
+    `core/models/CornerNet_Squeeze.py` with `core/models/py_utils/modules.py`
+    `hg_module`) has the same tree with fire modules instead of residuals and
+    transposed-convolution upsampling.
 
     Args:
         dims: channel widths per level, outermost first, e.g.
             `[256, 256, 384, 384, 384, 512]` for Hourglass-104.
-        modules: residual blocks per level, e.g. `[2, 2, 2, 2, 2, 4]`.
+        modules: blocks per level, e.g. `[2, 2, 2, 2, 2, 4]`.
+        block: "residual" (`Residual`) or "fire" (`FireModule`).
+        upsample: "nearest" or "transposed".
     """
 
-    def __init__(self, dims, modules, **kwargs):
+    def __init__(self, dims, modules, block="residual", upsample="nearest", **kwargs):
         super().__init__(**kwargs)
         if len(dims) != len(modules) or len(dims) < 2:
             raise ValueError(
                 f"HourglassModule: `dims` ({dims}) and `modules` ({modules}) must have the "
                 "same length, at least 2 (one per level plus the bottom)."
             )
+        if block not in BLOCKS:
+            raise ValueError(
+                f"HourglassModule: `block` must be one of {list(BLOCKS)}, got {block!r}."
+            )
+        if upsample not in UPSAMPLING:
+            raise ValueError(
+                f"HourglassModule: `upsample` must be one of {list(UPSAMPLING)}, got {upsample!r}."
+            )
         self.dims = list(dims)
         self.modules = list(modules)
+        self.block = block
+        self.upsample = upsample
+        make = BLOCKS[block]
         curr_dim, next_dim = dims[0], dims[1]
         curr_mod = modules[0]
-        self.up1 = [Residual(curr_dim, name=f"up1_{i}") for i in range(curr_mod)]
+        self.up1 = [make(curr_dim, name=f"up1_{i}") for i in range(curr_mod)]
         self.low1 = [
-            Residual(next_dim, strides=2 if i == 0 else 1, name=f"low1_{i}")
-            for i in range(curr_mod)
+            make(next_dim, strides=2 if i == 0 else 1, name=f"low1_{i}") for i in range(curr_mod)
         ]
         if len(dims) > 2:
-            self.low2 = HourglassModule(dims[1:], modules[1:], name="low2")
+            self.low2 = HourglassModule(dims[1:], modules[1:], block, upsample, name="low2")
         else:
-            self.low2 = [Residual(next_dim, name=f"low2_{i}") for i in range(modules[1])]
+            self.low2 = [make(next_dim, name=f"low2_{i}") for i in range(modules[1])]
         self.low3 = [
-            Residual(curr_dim if i == curr_mod - 1 else next_dim, name=f"low3_{i}")
+            make(curr_dim if i == curr_mod - 1 else next_dim, name=f"low3_{i}")
             for i in range(curr_mod)
         ]
-        self.up2 = keras.layers.UpSampling2D(2, interpolation="nearest", name="up2")
+        if upsample == "nearest":
+            self.up2 = keras.layers.UpSampling2D(2, interpolation="nearest", name="up2")
+        else:
+            # TF "same" padding of a 4x4 stride-2 transposed convolution is PyTorch's
+            # `padding=1`: output 2x the input, the same taps.
+            self.up2 = keras.layers.Conv2DTranspose(
+                curr_dim,
+                4,
+                strides=2,
+                padding="same",
+                kernel_initializer=torch_default_kernel_initializer(),
+                name="up2",
+            )
 
     @staticmethod
     def _run(blocks, x, training):
@@ -73,7 +108,9 @@ class HourglassModule(keras.layers.Layer):
         self._build_blocks(self.up1, shape)
         low = self._build_blocks(self.low1, shape)
         low = self._build_blocks(self.low2, low)
-        self._build_blocks(self.low3, low)
+        low = self._build_blocks(self.low3, low)
+        if self.upsample == "transposed":
+            self.up2.build(low)
 
     def call(self, x, training=None):
         up1 = self._run(self.up1, x, training)
@@ -87,5 +124,7 @@ class HourglassModule(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(dims=self.dims, modules=self.modules)
+        config.update(
+            dims=self.dims, modules=self.modules, block=self.block, upsample=self.upsample
+        )
         return config

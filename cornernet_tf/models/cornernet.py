@@ -16,9 +16,9 @@ from cornernet_tf.inference.image_input import check_image, check_max_side
 from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
 from cornernet_tf.layers.corner_pool_module import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
-from cornernet_tf.layers.hourglass import HourglassModule
+from cornernet_tf.layers.hourglass import BLOCKS, UPSAMPLING, HourglassModule
 from cornernet_tf.layers.residual import Residual
-from cornernet_tf.models.presets import PRESETS, STEM_STRIDE, input_size_problem
+from cornernet_tf.models.presets import PRESETS, input_size_problem, output_stride
 
 if keras.backend.backend() != "tensorflow":  # e.g. set in ~/.keras/keras.json
     raise ImportError(
@@ -59,7 +59,11 @@ class CornerNet(keras.Model):
     the network follows princeton-vl/CornerNet `models/CornerNet.py` (`kp`):
     a stem (conv7x7/2 + strided residual), `num_stacks` hourglasses joined by
     1x1 "inter" connections, and per stack and corner a corner-pooling module
-    with heatmap, embedding and offset heads.
+    with heatmap, embedding and offset heads. CornerNet-Squeeze (Law et al.,
+    "CornerNet-Lite", BMVC 2020; princeton-vl/CornerNet-Lite
+    `core/models/CornerNet_Squeeze.py`, preset "squeeze") is the same network
+    with `block="fire"`, `upsample="transposed"`, `stem_residuals=2` and
+    `head_kernel=1`.
 
     Inputs are RGB images with pixel values in [0, 255] (any float or integer
     dtype), NHWC; normalisation with `image_mean`/`image_std` (RGB, 0-1 scale)
@@ -70,9 +74,10 @@ class CornerNet(keras.Model):
     as a flat dict, keys `tl_heatmap_0`, `br_heatmap_0`, `tl_embedding_0`,
     `br_embedding_0`, `tl_offset_0`, `br_offset_0`, `..._1`, ... (intermediate
     supervision). At inference (`training=False`) only the last stack's heads
-    are computed and the keys carry no suffix (`tl_heatmap`, ...). Heatmaps are
-    logits [B, H/4, W/4, num_classes]; embeddings [B, H/4, W/4, 1]; offsets
-    [B, H/4, W/4, 2] (x, y); all float32 whatever the dtype policy.
+    are computed and the keys carry no suffix (`tl_heatmap`, ...). With
+    s = `output_stride` (4, or 8 with two stem residuals), heatmaps are logits
+    [B, H/s, W/s, num_classes]; embeddings [B, H/s, W/s, 1]; offsets
+    [B, H/s, W/s, 2] (x, y); all float32 whatever the dtype policy.
 
     Args:
         num_classes: heatmap channels.
@@ -82,8 +87,16 @@ class CornerNet(keras.Model):
         pre_dim: channels of the stem's 7x7 convolution.
         cnv_dim: channels after each hourglass (input of the corner modules).
         pool_dim: channels of the corner-pooling branches.
-        head_dim: channels of the heads' 3x3 convolution; `None` means
+        head_dim: channels of the heads' first convolution; `None` means
             `dims[0]`, as in the official network.
+        block: hourglass block, "residual" (CornerNet) or "fire"
+            (CornerNet-Squeeze's fire module).
+        upsample: hourglass upsampling, "nearest" or "transposed" (4x4
+            stride-2 transposed convolution, CornerNet-Squeeze).
+        stem_residuals: stride-2 residuals after the stem's 7x7/2 convolution:
+            1 (output stride 4) or 2 (CornerNet-Squeeze, output stride 8).
+        head_kernel: kernel of the heads' first convolution (3, or 1 in
+            CornerNet-Squeeze).
         image_mean: RGB mean on the 0-1 scale, subtracted inside the model.
         image_std: RGB standard deviation on the 0-1 scale.
         channel_order: channel order the first convolution expects, "rgb" or
@@ -108,6 +121,10 @@ class CornerNet(keras.Model):
         cnv_dim=256,
         pool_dim=128,
         head_dim=None,
+        block="residual",
+        upsample="nearest",
+        stem_residuals=1,
+        head_kernel=3,
         image_mean=OFFICIAL_MEAN_RGB,
         image_std=OFFICIAL_STD_RGB,
         channel_order="rgb",
@@ -119,6 +136,15 @@ class CornerNet(keras.Model):
         super().__init__(**kwargs)
         _check_positive_int("num_classes", num_classes)
         _check_positive_int("num_stacks", num_stacks)
+        _check_positive_int("stem_residuals", stem_residuals)
+        if block not in BLOCKS:
+            raise ValueError(f"CornerNet: `block` must be one of {list(BLOCKS)}, got {block!r}.")
+        if upsample not in UPSAMPLING:
+            raise ValueError(
+                f"CornerNet: `upsample` must be one of {list(UPSAMPLING)}, got {upsample!r}."
+            )
+        if head_kernel not in (1, 3):
+            raise ValueError(f"CornerNet: `head_kernel` must be 1 or 3, got {head_kernel!r}.")
         if channel_order not in ("rgb", "bgr"):
             raise ValueError(
                 f"CornerNet: `channel_order` must be 'rgb' or 'bgr', got {channel_order!r}."
@@ -136,22 +162,26 @@ class CornerNet(keras.Model):
         self.cnv_dim = cnv_dim
         self.pool_dim = pool_dim
         self.head_dim = head_dim
+        self.block = block
+        self.upsample = upsample
+        self.stem_residuals = stem_residuals
+        self.head_kernel = head_kernel
         self.image_mean = [float(v) for v in image_mean]
         self.image_std = [float(v) for v in image_std]
         self.channel_order = channel_order
         self.class_names = None if class_names is None else [str(n) for n in class_names]
-        # conv 7x7/2, then a stride-2 residual (`pre`): the heads see 1/4 of the input.
-        self.output_stride = STEM_STRIDE
+        # conv 7x7/2, then stride-2 residuals (`pre`): the heads see 1/4 (1/8) of the input.
+        self.output_stride = output_stride(stem_residuals)
         self.test_config = test_config
         self.bounding_box_format = bounding_box_format
 
         curr_dim = self.dims[0]
-        self.pre = [
-            ConvBN(pre_dim, 7, strides=2, name="pre_0"),
-            Residual(curr_dim, 2, name="pre_1"),
+        self.pre = [ConvBN(pre_dim, 7, strides=2, name="pre_0")] + [
+            Residual(curr_dim, 2, name=f"pre_{i + 1}") for i in range(stem_residuals)
         ]
         self.kps = [
-            HourglassModule(self.dims, self.modules, name=f"kps_{i}") for i in range(num_stacks)
+            HourglassModule(self.dims, self.modules, block, upsample, name=f"kps_{i}")
+            for i in range(num_stacks)
         ]
         self.cnvs = [ConvBN(cnv_dim, 3, name=f"cnvs_{i}") for i in range(num_stacks)]
         self.inters = [Residual(curr_dim, name=f"inters_{i}") for i in range(num_stacks - 1)]
@@ -177,6 +207,7 @@ class CornerNet(keras.Model):
                     head_dim or curr_dim,
                     out_dims[head],
                     bias_value=HEATMAP_BIAS if head == "heatmap" else 0.0,
+                    kernel_size=head_kernel,
                     name=f"{corner}_{head}s_{i}",
                 )
                 for i in range(num_stacks)
@@ -199,7 +230,8 @@ class CornerNet(keras.Model):
         """Builds a CornerNet from a named configuration.
 
         Args:
-            name: "hourglass104" (the official network) or "tiny" (CPU demos).
+            name: "hourglass104" (CornerNet), "squeeze" (CornerNet-Squeeze),
+                "tiny" or "tiny_squeeze" (CPU demos and tests); see `presets()`.
             **overrides: constructor arguments replacing the preset's.
 
         Returns:
@@ -518,6 +550,10 @@ class CornerNet(keras.Model):
             cnv_dim=self.cnv_dim,
             pool_dim=self.pool_dim,
             head_dim=self.head_dim,
+            block=self.block,
+            upsample=self.upsample,
+            stem_residuals=self.stem_residuals,
+            head_kernel=self.head_kernel,
             image_mean=self.image_mean,
             image_std=self.image_std,
             channel_order=self.channel_order,

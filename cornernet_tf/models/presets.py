@@ -1,4 +1,15 @@
-"""Constructor arguments of the named CornerNet configurations."""
+"""Constructor arguments of the named CornerNet configurations.
+
+Plain data (no TensorFlow): the command-line tools check preset names and
+output strides before TensorFlow loads.
+"""
+
+# The test procedure of princeton-vl/CornerNet-Lite `configs/CornerNet_Squeeze.json`
+# (single scale, no flip, 20 corners, 100 pairs); the other settings are
+# `TestConfig`'s defaults (ae_threshold 0.5, Gaussian soft-NMS sigma 0.5, 100
+# detections per image). Its `nms_threshold` 0.5 is unused by the Gaussian
+# method, as in the official code.
+SQUEEZE_TEST_CONFIG = {"top_k": 20, "num_dets": 100, "flip_test": False}
 
 PRESETS = {
     # The official network (princeton-vl/CornerNet `models/CornerNet.py`):
@@ -11,6 +22,24 @@ PRESETS = {
         "pre_dim": 128,
         "cnv_dim": 256,
         "pool_dim": 128,
+    },
+    # CornerNet-Squeeze (princeton-vl/CornerNet-Lite `core/models/CornerNet_Squeeze.py`):
+    # fire modules, transposed-convolution upsampling, a stem with two
+    # stride-2 residuals and 1x1 prediction heads; 31,771,852 trainable
+    # parameters; 511x511 input → 64x64 maps.
+    "squeeze": {
+        "num_classes": 80,
+        "num_stacks": 2,
+        "dims": [256, 256, 384, 384, 512],
+        "modules": [2, 2, 2, 2, 4],
+        "pre_dim": 128,
+        "cnv_dim": 256,
+        "pool_dim": 128,
+        "block": "fire",
+        "upsample": "transposed",
+        "stem_residuals": 2,
+        "head_kernel": 1,
+        "test_config": SQUEEZE_TEST_CONFIG,
     },
     # A small hourglass for CPU demos and tests: same topology (two stacks,
     # intermediate supervision, strided residual downsampling, corner pooling),
@@ -28,9 +57,30 @@ PRESETS = {
     },
 }
 
-# The stem (conv 7x7/2, then a stride-2 residual) divides the input by 4 before
-# the first hourglass; each of its `len(dims) - 1` levels halves it again.
-STEM_STRIDE = 4
+# `tiny` built like CornerNet-Squeeze (fire modules, transposed convolutions,
+# stride 8, 1x1 heads, its test procedure). 127x127 input → 16x16 maps.
+PRESETS["tiny_squeeze"] = {
+    **PRESETS["tiny"],
+    **{k: v for k, v in PRESETS["squeeze"].items() if k not in PRESETS["hourglass104"]},
+}
+
+
+def output_stride(stem_residuals: int = 1) -> int:
+    """Input pixels per output-map pixel: the stem's 7x7/2 convolution, then
+    `stem_residuals` stride-2 residuals (the hourglasses keep the size)."""
+    return 2 * 2**stem_residuals
+
+
+def preset_output_stride(name: str, overrides=None) -> int:
+    """`output_stride` of a preset with constructor `overrides` applied.
+
+    Raises:
+        ValueError: unknown preset, naming the existing ones.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+    arguments = {**PRESETS[name], **(overrides or {})}
+    return output_stride(arguments.get("stem_residuals", 1))
 
 
 def input_size_granule(output_stride: int, levels: int) -> int:
@@ -83,10 +133,11 @@ def config_input_size_problem(config) -> str | None:
     if not isinstance(dims, list | tuple) or len(dims) < 2:
         return None  # the model's constructor names the bad override
     size = config.data.input_size
-    problem = input_size_problem(size, STEM_STRIDE, len(dims) - 1)
+    stride = preset_output_stride(name, overrides)
+    problem = input_size_problem(size, stride, len(dims) - 1)
     if problem is None:
         return None
     return (
         f"data.input_size {problem} (preset {name!r}); set data.input_size to one of "
-        f"them and data.output_size to ceil(input_size / {STEM_STRIDE})."
+        f"them and data.output_size to ceil(input_size / {stride})."
     )
