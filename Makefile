@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/model_build.py
 	$(BIN)/python benchmarks/model_throughput.py
+	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/tflite.py
 
 lint: $(STAMP)

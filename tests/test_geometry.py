@@ -79,6 +79,20 @@ def test_prepare_test_image_resizes_then_pads():
     assert canvas.numpy().sum() == 200 * 225 * 375 * 3
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.75, 1.5])
+def test_a_static_image_size_gives_a_static_canvas(scale):
+    # Traced with a known image size (as `predict` traces), the canvas size is
+    # known too: the network then runs its static-shape paths.
+    traced = tf.function(lambda image: prepare_test_image(image, scale)[0])
+    spec = tf.TensorSpec([None, 300, 500, 3], tf.float32)
+    canvas = traced.get_concrete_function(spec).structured_outputs
+    eager = prepare_test_image(np.zeros((1, 300, 500, 3), np.float32), scale)[0]
+    assert canvas.shape[1:] == eager.shape[1:]
+    assert canvas.shape[0] is None
+    unknown = traced.get_concrete_function(tf.TensorSpec([1, None, None, 3], tf.float32))
+    assert unknown.structured_outputs.shape.as_list() == [1, None, None, 3]
+
+
 def test_rescale_detections_inverts_the_geometry():
     geometry = geometry_of((480, 640))
     ratio_h, ratio_w = geometry["ratios"].numpy()

@@ -167,4 +167,5 @@ def test_installed_tools_and_configs_work_without_the_repository(unpacked, tmp_p
     command += ["--data-dir", "d", "--model", "m.keras"]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 2
-    assert "packaged configs: cornernet_hg104_coco, cornernet_squeeze_coco, shapes_tiny." in proc.stderr
+    configs = "cornernet_hg104_coco, cornernet_squeeze_coco, shapes_tiny"
+    assert f"packaged configs: {configs}." in proc.stderr

@@ -115,7 +115,21 @@ def pad_for_test(image: tf.Tensor) -> tf.Tensor:
     paddings = [[top, input_h - bottom], [left, input_w - right], [0, 0]]
     if rank == 4:
         paddings = [[0, 0]] + paddings
-    return tf.pad(kept, paddings)
+    canvas = tf.pad(kept, paddings)
+    # The padding amounts are tensors, so the canvas would leave the graph with
+    # an unknown height and width even when the image's are known; the network
+    # then runs its size-generic paths (the chunked corner pool, convolutions
+    # without static shapes), 2-3x slower at 511x511. The size is a function of
+    # the image size alone: state it.
+    height, width = image.shape[-3:-1]
+    if height is not None and width is not None:
+        canvas = tf.ensure_shape(
+            canvas,
+            image.shape[:-3].concatenate(
+                [height | INPUT_SIZE_MASK, width | INPUT_SIZE_MASK, image.shape[-1]]
+            ),
+        )
+    return canvas
 
 
 def prepare_test_image(
@@ -150,6 +164,15 @@ def prepare_test_image(
             resized = tf.saturate_cast(tf.round(resized), image.dtype)
         else:
             resized = tf.cast(resized, image.dtype)
+        height, width = image.shape[-3:-1]
+        if isinstance(scale, numbers.Real) and height is not None and width is not None:
+            # A static size keeps the canvas static (see `pad_for_test`).
+            resized = tf.ensure_shape(
+                resized,
+                image.shape[:-3].concatenate(
+                    [math.floor(height * scale), math.floor(width * scale), image.shape[-1]]
+                ),
+            )
         image = resized
     return pad_for_test(image), geometry
 

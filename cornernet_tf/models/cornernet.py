@@ -1,6 +1,7 @@
 """The CornerNet detector as a `keras.Model`."""
 
 import copy
+import functools
 import warnings
 from collections.abc import Mapping
 
@@ -216,6 +217,7 @@ class CornerNet(keras.Model):
             for head in HEAD_NAMES
         }
         self.loss_weights_ = {"pull": 0.1, "push": 0.1, "offset": 1.0}
+        self.recompute_stacks = False  # `compile(recompute_stacks=True)`
         self.part_trackers = {
             name: keras.metrics.Mean(name=name) for name in ("focal", "pull", "push", "offset")
         }
@@ -311,15 +313,16 @@ class CornerNet(keras.Model):
         inter = x
         outputs = {}
         for i in range(self.num_stacks):
-            cnv = self.cnvs[i](self.kps[i](inter, training=training), training=training)
             last = i == self.num_stacks - 1
-            if all_stacks or last:
+            with_heads = all_stacks or last
+            stack = functools.partial(self._stack, i, with_heads=with_heads, training=training)
+            if training and self.recompute_stacks:
+                stack = _recomputed(stack)
+            cnv, *heads = stack(inter)
+            if with_heads:
                 suffix = f"_{i}" if all_stacks else ""
-                for corner in CORNERS:
-                    feature = self.corner_modules[corner][i](cnv, training=training)
-                    for head in HEAD_NAMES:
-                        out = self.heads[f"{corner}_{head}"][i](feature, training=training)
-                        outputs[f"{corner}_{head}{suffix}"] = tf.cast(out, "float32")
+                for name, out in zip(_head_keys(), heads, strict=True):
+                    outputs[f"{name}{suffix}"] = tf.cast(out, "float32")
             if not last:
                 conv_i, bn_i = self.inters_[i]
                 conv_c, bn_c = self.cnvs_[i]
@@ -341,10 +344,31 @@ class CornerNet(keras.Model):
                     "them (`predict`, `detect` and `predict_images` take any size and do it)."
                 )
 
+    def _stack(self, i, inter, with_heads, training):
+        """Hourglass `i` and, with `with_heads`, its corner modules and heads.
+
+        Returns `[cnv, *heads]`, the heads in `_head_keys()` order: a flat
+        list, as `tf.recompute_grad` takes.
+        """
+        cnv = self.cnvs[i](self.kps[i](inter, training=training), training=training)
+        results = [cnv]
+        if with_heads:
+            for corner in CORNERS:
+                feature = self.corner_modules[corner][i](cnv, training=training)
+                for head in HEAD_NAMES:
+                    results.append(self.heads[f"{corner}_{head}"][i](feature, training=training))
+        return results
+
     # ----------------------------------------------------------------- training
 
     def compile(
-        self, optimizer="adam", pull_weight=0.1, push_weight=0.1, offset_weight=1.0, **kwargs
+        self,
+        optimizer="adam",
+        pull_weight=0.1,
+        push_weight=0.1,
+        offset_weight=1.0,
+        recompute_stacks=False,
+        **kwargs,
     ):
         """Configures training; the loss is CornerNet's own (official `AELoss`).
 
@@ -354,11 +378,21 @@ class CornerNet(keras.Model):
             pull_weight: weight of the embedding pull loss.
             push_weight: weight of the embedding push loss.
             offset_weight: weight of the offset (smooth L1) loss.
+            recompute_stacks: keep only each stack's input for the backward
+                pass and compute the stack (hourglass, corner modules, heads)
+                again there (`tf.recompute_grad`): less memory for one more
+                forward pass of the stacks; the same loss and gradients.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
         if kwargs.pop("loss", None) is not None:
             raise ValueError("CornerNet.compile: `loss` is built in; set the part weights instead.")
+        if not isinstance(recompute_stacks, bool):
+            raise ValueError(
+                f"CornerNet.compile: `recompute_stacks` must be True or False, got "
+                f"{recompute_stacks!r}."
+            )
         self.loss_weights_ = {"pull": pull_weight, "push": push_weight, "offset": offset_weight}
+        self.recompute_stacks = recompute_stacks
         super().compile(optimizer=optimizer, **kwargs)
 
     def get_compile_config(self):
@@ -370,6 +404,7 @@ class CornerNet(keras.Model):
         config = super().get_compile_config()
         if config is not None:
             config.update({f"{k}_weight": v for k, v in self.loss_weights_.items()})
+            config["recompute_stacks"] = self.recompute_stacks
         return config
 
     def compile_from_config(self, config):
@@ -586,6 +621,32 @@ def _in_box_format(detections, box_format):
     valid = (np.asarray(detections["classes"]) >= 0)[..., None]
     detections["boxes"] = np.where(valid, np.asarray(boxes), -1.0).astype(np.float32)
     return detections
+
+
+def _head_keys():
+    return [f"{corner}_{head}" for corner in CORNERS for head in HEAD_NAMES]
+
+
+def _recomputed(stack):
+    """`stack` under `tf.recompute_grad`, BatchNorm statistics updated once.
+
+    The backward pass runs `stack` again on the saved input; in training mode
+    that second run would update every BatchNorm's moving mean and variance a
+    second time. It runs in a `keras.StatelessScope`, which keeps those
+    assignments to itself: the batch statistics (and so the gradients) are the
+    forward pass's, the moving statistics are updated by the forward pass only.
+    """
+    runs = 0
+
+    def run(inter):
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            return stack(inter)
+        with keras.StatelessScope():
+            return stack(inter)
+
+    return tf.recompute_grad(run)
 
 
 def _num_replicas():

@@ -147,6 +147,7 @@ def _build_model(
             pull_weight=train_cfg.pull_weight,
             push_weight=train_cfg.push_weight,
             offset_weight=train_cfg.offset_weight,
+            recompute_stacks=train_cfg.recompute_stacks,
             jit_compile=use_jit_compile(train_cfg.jit_compile, strategy),
         )
         # Slots must exist before a restore can fill them.

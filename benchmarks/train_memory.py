@@ -1,0 +1,230 @@
+"""Hourglass-104 training: peak memory and step time, against the official PyTorch code.
+
+One Adam step on a batch of random images (511x511, batch 2, two boxes each,
+80 classes) for each side, every side in its own child process so that its
+peak resident memory (`ru_maxrss`) is its own, one after the other in this run:
+
+- `ours`: `CornerNet.from_preset("hourglass104")`, the Keras train step as a
+  graph (`jit_compile=False`), float32;
+- `recompute`: the same with `compile(recompute_stacks=True)`
+  (`train.recompute_stacks`);
+- `official`: with `--official-root DIR`, a checkout of princeton-vl/CornerNet:
+  its `models/CornerNet.py` network and `AELoss`, stepped as its
+  `nnet/py_factory.py` `train` does (zero_grad, loss, mean, backward, Adam
+  step). Its corner pooling is the C++ extension in `models/py_utils/_cpools`,
+  built with its own `setup.py`; `--cpools DIR` names the folder holding the
+  built `top_pool`, `bottom_pool`, `left_pool` and `right_pool` modules
+  (default: that `_cpools` folder, e.g. after `python setup.py build_ext
+  --inplace` there). The published sources target PyTorch 0.4 and CUDA
+  (`at::zeros(torch::CUDA(...), ...)` does not compile against PyTorch 2, and
+  the backward allocates on the GPU); where they cannot be imported, the
+  script says so and puts in their place `torch.cummax` modules with the same
+  interface (`forward(input) -> [output]`, `backward(input, grad) -> [grad]`),
+  so that the official autograd functions save the same tensors.
+
+Without `--official-root` there is no baseline and the script says so.
+
+    python benchmarks/train_memory.py [--official-root DIR] [--cpools DIR]
+        [--sides ours,recompute,official] [--steps 1] [--size 511] [--batch 2]
+
+Each side runs one untimed step (tracing, allocation) then `--steps` timed
+ones; an Hourglass-104 side needs about 9 GB of memory.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+RESULT = "RESULT "
+
+
+def _targets(size, batch, num_classes=80, max_objects=128):
+    """Images [B, H, W, 3] (0-255) and our targets for two boxes per image."""
+    import numpy as np
+    import tensorflow as tf
+
+    from cornernet_tf.targets import encode_targets
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
+    boxes = np.array([[0.1, 0.1, 0.5, 0.6], [0.3, 0.2, 0.9, 0.8]], "float32") * (size - 1)
+    target = encode_targets(
+        boxes,
+        np.array([0, 1], "int32"),
+        input_size=size,
+        output_size=(size + 1) // 4,
+        num_classes=num_classes,
+        max_objects=max_objects,
+    )
+    keys = ("tl_heatmap", "br_heatmap", "tl_index", "br_index", "tl_offset", "br_offset", "mask")
+    return images, {k: tf.stack([target[k]] * batch).numpy() for k in keys}
+
+
+def _time_steps(step, steps):
+    step()  # tracing / allocation
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _run_ours(args, recompute):
+    import keras
+
+    from cornernet_tf import CornerNet
+
+    images, targets = _targets(args.size, args.batch)
+    model = CornerNet.from_preset("hourglass104")
+    model.compile(keras.optimizers.Adam(2.5e-4), jit_compile=False, recompute_stacks=recompute)
+    return _time_steps(lambda: model.train_on_batch(images, targets), args.steps)
+
+
+def _run_official(args):
+    import numpy as np
+    import torch
+
+    sys.path[:0] = [args.cpools or _default_cpools(args.official_root), args.official_root]
+    try:
+        import top_pool  # noqa: F401  (the built official extension)
+    except ImportError as e:
+        print(f"official corner pooling not importable ({e}); using torch.cummax stand-ins")
+        _install_cummax_pools()
+    from models import CornerNet as official  # princeton-vl/CornerNet models/CornerNet.py
+
+    images, targets = _targets(args.size, args.batch)
+    network = official.model(None)
+    loss_fn = official.loss
+    optimizer = torch.optim.Adam(filter(lambda p: p.requires_grad, network.parameters()))
+    network.train()
+    # The official sampler's layout (`sample/coco.py`): NCHW images, heatmaps
+    # [B, C, H, W], int64 indices, uint8 tag masks.
+    xs = [
+        torch.from_numpy(images.transpose(0, 3, 1, 2).copy()),
+        torch.from_numpy(targets["tl_index"].astype(np.int64)),
+        torch.from_numpy(targets["br_index"].astype(np.int64)),
+    ]
+    ys = [
+        torch.from_numpy(targets["tl_heatmap"].transpose(0, 3, 1, 2).copy()),
+        torch.from_numpy(targets["br_heatmap"].transpose(0, 3, 1, 2).copy()),
+        torch.from_numpy(targets["mask"].astype(np.uint8)),
+        torch.from_numpy(targets["tl_offset"]),
+        torch.from_numpy(targets["br_offset"]),
+    ]
+
+    def step():
+        optimizer.zero_grad()
+        loss = loss_fn(network(*xs), ys).mean()
+        loss.backward()
+        optimizer.step()
+
+    return _time_steps(step, args.steps)
+
+
+def _install_cummax_pools():
+    """Modules `top_pool`, ... with the official extension's interface, on `torch.cummax`."""
+    import types
+
+    import torch
+
+    # module: (NCHW axis, True when the window extends toward larger indices)
+    pools = {"top_pool": (2, True), "bottom_pool": (2, False)}
+    pools |= {"left_pool": (3, True), "right_pool": (3, False)}
+    for name, (axis, reverse) in pools.items():
+
+        def cummax(x, axis=axis, reverse=reverse):
+            if not reverse:
+                return torch.cummax(x, axis)
+            values, indices = torch.cummax(x.flip(axis), axis)
+            return values.flip(axis), x.shape[axis] - 1 - indices.flip(axis)
+
+        def forward(x, cummax=cummax):
+            return [cummax(x)[0]]
+
+        def backward(x, grad, cummax=cummax, axis=axis):
+            return [torch.zeros_like(x).scatter_add_(axis, cummax(x)[1], grad)]
+
+        sys.modules[name] = types.SimpleNamespace(forward=forward, backward=backward)
+
+
+def _default_cpools(official_root):
+    return os.path.join(official_root, "models", "py_utils", "_cpools")
+
+
+def _child(args):
+    if args.child == "official":
+        times = _run_official(args)
+    else:
+        times = _run_ours(args, recompute=args.child == "recompute")
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(RESULT + json.dumps({"side": args.child, "times": times, "peak_gb": peak_gb}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--official-root", help="a checkout of princeton-vl/CornerNet")
+    parser.add_argument("--cpools", help="folder of the built official corner-pool modules")
+    parser.add_argument("--sides", default="ours,recompute,official")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps per side")
+    parser.add_argument("--size", type=int, default=511)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args)
+        return 0
+
+    sides = [s for s in args.sides.split(",") if s]
+    unknown = sorted(set(sides) - {"ours", "recompute", "official"})
+    if unknown:
+        parser.error(f"--sides: unknown side {unknown[0]!r}; use ours, recompute, official.")
+    if args.official_root is None:
+        sides = [s for s in sides if s != "official"]
+        print("no --official-root: no baseline, our sides only.")
+    elif not os.path.isfile(os.path.join(args.official_root, "models", "CornerNet.py")):
+        parser.error(
+            f"--official-root {args.official_root}: no models/CornerNet.py there; pass a "
+            "checkout of princeton-vl/CornerNet."
+        )
+
+    results = {}
+    for side in sides:
+        command = [sys.executable, __file__, "--child", side, "--steps", str(args.steps)]
+        command += ["--size", str(args.size), "--batch", str(args.batch)]
+        if args.official_root:
+            command += ["--official-root", os.path.abspath(args.official_root)]
+        if args.cpools:
+            command += ["--cpools", os.path.abspath(args.cpools)]
+        print(f"running {side} ...", flush=True)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        proc = subprocess.run(command, capture_output=True, text=True, env=env)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
+        if proc.returncode != 0 or not lines:
+            print(f"{side} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            continue
+        results[side] = json.loads(lines[-1][len(RESULT) :])
+
+    print(f"\nHourglass-104 train step, {args.size}x{args.size}, batch {args.batch}:")
+    print(f"{'side':<12}{'s/step':>10}{'peak RSS GB':>14}")
+    for side, r in results.items():
+        seconds = sorted(r["times"])[len(r["times"]) // 2]
+        r["seconds"] = seconds
+        print(f"{side:<12}{seconds:>10.1f}{r['peak_gb']:>14.2f}")
+    if "official" in results:
+        base = results["official"]
+        for side in ("ours", "recompute"):
+            if side in results:
+                print(
+                    f"{side} / official: speed {base['seconds'] / results[side]['seconds']:.2f}x, "
+                    f"memory {results[side]['peak_gb'] / base['peak_gb']:.2f}x"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
