@@ -418,7 +418,7 @@ _KILL_AT = textwrap.dedent(
         def rename_or_die(src, dst, **kwargs):
             if point == "model" and str(dst).endswith("model.keras"):
                 die(src)
-            if point == "export" and ".incomplete" in str(src):
+            if point == "export" and os.path.isdir(src) and ".incomplete" in str(src):
                 die(os.path.join(src, "saved_model.pb"))
             return (rename if "incomplete" in str(src) else replace)(src, dst, **kwargs)
 
@@ -442,7 +442,9 @@ def _killed_at(point, argv, log):
         cwd=REPO,
         timeout=TIMEOUT,
     )
-    assert proc.returncode == -signal.SIGKILL, f"not killed at {point}"
+    log.seek(0)
+    assert proc.returncode == -signal.SIGKILL, f"not killed at {point}: {log.read()[-3000:]}"
+    log.seek(0, os.SEEK_END)
 
 
 def _visible(folder):
@@ -459,36 +461,38 @@ def test_killed_anywhere_the_same_command_finishes_and_no_partial_file_is_visibl
     out, exports = tmp_path / "run", tmp_path / "exports"
     argv = _command(shapes_root, out, "train.steps=3", "train.checkpoint_every=1")[2:]
     checkpoints = out / "checkpoints"
-    log = open(tmp_path / "runs.log", "w+")  # noqa: SIM115 - read back after the runs
+    with open(tmp_path / "runs.log", "w+") as log:  # read back after the runs
+        _killed_at("checkpoint-2", argv, log)
+        assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-1")
+        assert "model.keras" not in _visible(out)
 
-    _killed_at("checkpoint-2", argv, log)
-    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-1")
-    assert "model.keras" not in _visible(out)
+        _killed_at("model", argv, log)  # resumes from ckpt-1, redoes step 2, dies saving
+        assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-3")
+        assert not [n for n in _visible(out) if n.endswith(".keras")]
 
-    _killed_at("model", argv, log)  # resumes from ckpt-1, redoes step 2, dies saving
-    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-3")
-    assert not [n for n in _visible(out) if n.endswith(".keras")]
+        proc = _run([sys.executable, SCRIPT, *argv])
+        log.seek(0)
+        assert proc.returncode == 0, log.read()[-3000:] + proc.stderr[-3000:]
+        assert f"resumed from {checkpoints / 'ckpt-3'} at step 3" in proc.stdout
+        model = keras.models.load_model(out / "model.keras")  # complete
+        assert int(model.optimizer.iterations) == 3
+        _weights_match_checkpoint(model, str(checkpoints / "ckpt-3"))
+        assert _summary(out)["step"] == 3
 
-    proc = _run([sys.executable, SCRIPT, *argv])
-    log.seek(0)
-    assert proc.returncode == 0, log.read()[-3000:] + proc.stderr[-3000:]
-    assert f"resumed from {checkpoints / 'ckpt-3'} at step 3" in proc.stdout
-    model = keras.models.load_model(out / "model.keras")  # complete
-    assert int(model.optimizer.iterations) == 3
-    _weights_match_checkpoint(model, str(checkpoints / "ckpt-3"))
-    assert _summary(out)["step"] == 3
+        export_argv = ["--model", str(out / "model.keras"), "--output", str(exports)]
+        export_argv += ["--format", "saved_model"]
+        _killed_at("export", export_argv, log)
+        assert _visible(exports / "cornernet") == []  # TF Serving sees no version
+        from serving_double import ServingDouble
 
-    export_argv = ["--model", str(out / "model.keras"), "--output", str(exports)]
-    export_argv += ["--format", "saved_model"]
-    _killed_at("export", export_argv, log)
-    assert _visible(exports / "cornernet") == []  # TF Serving sees no version
-    from serving_double import ServingDouble
+        with pytest.raises(ValueError, match="no version directories"):
+            ServingDouble(exports / "cornernet", "cornernet")
+        from cornernet_tf.cli import export as export_cli
 
-    with pytest.raises(ValueError, match="no version directories"):
-        ServingDouble(exports / "cornernet", "cornernet")
-    from cornernet_tf.cli import export as export_cli
-
-    assert export_cli.main(export_argv) == 0
-    assert _visible(exports / "cornernet") == ["1"]
-    tf.saved_model.load(str(exports / "cornernet" / "1"))  # complete
-    log.close()
+        for stale in (exports / "cornernet").iterdir():  # killed a minute ago
+            os.utime(stale, (time.time() - 60,) * 2)
+        assert export_cli.main(export_argv) == 0
+        assert _visible(exports / "cornernet") == ["1"]
+        # ... and the killed writer's hidden staging folder is gone too.
+        assert sorted(p.name for p in (exports / "cornernet").iterdir()) == ["1"]
+        tf.saved_model.load(str(exports / "cornernet" / "1"))  # complete
