@@ -60,10 +60,18 @@ def _small_model(seed=0):
     return model
 
 
+def _compile(model, optimizer, **kwargs):
+    """`model.compile`, then the optimizer's variables created eagerly: a first
+    `fit` that creates them inside its step function traces that function twice
+    (tf.function's variable-lifting retrace), which doubles these tests' time."""
+    model.compile(optimizer, **kwargs)
+    model.optimizer.build(model.trainable_variables)
+
+
 def test_fit_reports_the_loss_parts():
     images, targets = _batch()
     model = _small_model()
-    model.compile(keras.optimizers.Adam(1e-3), jit_compile=False)
+    _compile(model, keras.optimizers.Adam(1e-3), jit_compile=False)
     history = model.fit(images, targets, batch_size=2, epochs=2, verbose=0)
     assert set(history.history) >= {"loss", "focal", "pull", "push", "offset"}
     logs = {k: v[0] for k, v in history.history.items()}
@@ -86,7 +94,7 @@ def test_train_step_equals_the_official_loss_gradient():
     expected = [w - lr * g.numpy() for w, g in zip(start, grads, strict=True)]
     for w, value in zip(model.trainable_weights, start, strict=True):
         w.assign(value)
-    model.compile(keras.optimizers.SGD(lr), jit_compile=False)
+    _compile(model, keras.optimizers.SGD(lr), jit_compile=False)
     model.train_on_batch(images, targets)
     for w, e in zip(model.trainable_weights, expected, strict=True):
         np.testing.assert_allclose(w.numpy(), e, atol=1e-5)
@@ -95,7 +103,7 @@ def test_train_step_equals_the_official_loss_gradient():
 def test_validation_loss_uses_every_stack():
     images, targets = _batch()
     model = _small_model()
-    model.compile(keras.optimizers.SGD(0.0), jit_compile=False)
+    _compile(model, keras.optimizers.SGD(0.0), jit_compile=False)
     evaluated = model.evaluate(images, targets, batch_size=2, verbose=0, return_dict=True)
     outputs = model(images, training=False, all_stacks=True)
     expected = cornernet_loss(outputs, targets, num_stacks=2)
@@ -108,7 +116,7 @@ def test_jit_compiled_step_gives_the_same_update():
     weights = {}
     for jit in (False, True):
         model = _small_model(seed=1)
-        model.compile(keras.optimizers.SGD(0.05), jit_compile=jit)
+        _compile(model, keras.optimizers.SGD(0.05), jit_compile=jit)
         model.train_on_batch(images, targets)
         weights[jit] = [w.numpy() for w in model.trainable_weights]
     for a, b in zip(weights[False], weights[True], strict=True):
@@ -121,7 +129,7 @@ def test_mixed_float16_scales_the_loss_and_stays_finite():
     keras.config.set_dtype_policy("mixed_float16")
     try:
         model = _small_model()
-        model.compile(keras.optimizers.Adam(1e-3), jit_compile=False)
+        _compile(model, keras.optimizers.Adam(1e-3), jit_compile=False)
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         history = model.fit(images, targets, batch_size=2, epochs=3, verbose=0)
         outputs = model(images, training=True)
@@ -223,7 +231,7 @@ def test_batch_of_one_and_empty_ground_truth():
     )
     empty = {k: v[None] for k, v in empty.items() if k in targets}
     model = _small_model()
-    model.compile(keras.optimizers.Adam(1e-3), jit_compile=False)
+    _compile(model, keras.optimizers.Adam(1e-3), jit_compile=False)
     logs = model.train_on_batch(images, targets, return_dict=True)
     assert np.isfinite(logs["loss"])
     logs = model.train_on_batch(images, empty, return_dict=True)
@@ -241,7 +249,7 @@ REPLICA_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, {tests_dir!r})
-    from test_train_step import _batch, _small_model
+    from test_train_step import _batch, _compile, _small_model
     from cornernet_tf.losses import cornernet_loss
 
     images, targets = _batch(num_images=4)
@@ -267,7 +275,7 @@ REPLICA_SCRIPT = textwrap.dedent(
         replicated = _small_model(seed=3)
         for w, value in zip(replicated.trainable_weights, start):
             w.assign(value)
-        replicated.compile(keras.optimizers.SGD(lr))
+        _compile(replicated, keras.optimizers.SGD(lr))
     dataset = tf.data.Dataset.from_tensors((images, targets))
     replicated.fit(dataset, epochs=1, verbose=0)
     worst = max(
@@ -295,7 +303,7 @@ def test_overfits_two_images_and_finds_their_corners():
     images, targets = _batch()
     model = _small_model(seed=5)
     # Graph mode: compiling this step with XLA takes longer than its 120 steps.
-    model.compile(keras.optimizers.Adam(2e-3), jit_compile=False)
+    _compile(model, keras.optimizers.Adam(2e-3), jit_compile=False)
     history = model.fit(images, targets, batch_size=2, epochs=120, verbose=0)
     losses = history.history["loss"]
     print("overfit loss every 10 steps:", [round(v, 4) for v in losses[::10]], losses[-1])
