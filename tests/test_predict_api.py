@@ -133,3 +133,21 @@ def test_accepted_inputs_give_the_same_detections(model, images):
         np.testing.assert_allclose(model.predict_images([array])["boxes"], expected["boxes"])
     with pytest.raises(TypeError, match=r"one image: \[image\]"):
         model.predict_images(images[0])
+
+
+def test_a_new_test_config_takes_effect_on_the_next_predict(images):
+    # `predict` and `predict_images` cache compiled functions; a test procedure
+    # assigned after a first call must not be ignored by them.
+    keras.utils.set_random_seed(1)
+    config = {"top_k": 10, "num_dets": 100, "ae_threshold": 1000.0}
+    net = CornerNet.from_preset("tiny", test_config=config)
+    net.build()
+    net.predict(images, verbose=0)
+    net.predict_images([images[0]])
+    net.test_config = net.test_config.replace(max_detections=7, flip_test=False)
+    again = net.predict(images, verbose=0)
+    assert again["boxes"].shape == (2, 7, 4)
+    assert net.predict_images([images[0]])["boxes"].shape == (1, 7, 4)
+    expected = net.detect(images)
+    np.testing.assert_array_equal(again["num_detections"], expected["num_detections"])
+    np.testing.assert_allclose(again["confidence"], expected["confidence"], atol=1e-6)

@@ -256,6 +256,11 @@ class CornerNet(keras.Model):
     @test_config.setter
     def test_config(self, value):
         self._decoder = self._make_decoder(value)
+        # The compiled functions of `predict` and `predict_images` hold the
+        # decoder they were traced with.
+        if getattr(self, "predict_function", None) is not None:
+            self.predict_function = None
+        self._detect_one = None
 
     def _make_decoder(self, test_config) -> CornerNetDecoder:
         try:
