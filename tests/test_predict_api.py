@@ -148,6 +148,9 @@ def test_a_new_test_config_takes_effect_on_the_next_predict(images):
     again = net.predict(images, verbose=0)
     assert again["boxes"].shape == (2, 7, 4)
     assert net.predict_images([images[0]])["boxes"].shape == (1, 7, 4)
+    compiled = net.predict_function
+    net.test_config = net.test_config.to_dict()  # the same procedure: nothing to retrace
+    assert net.predict_function is compiled
     expected = net.detect(images)
     np.testing.assert_array_equal(again["num_detections"], expected["num_detections"])
     np.testing.assert_allclose(again["confidence"], expected["confidence"], atol=1e-6)

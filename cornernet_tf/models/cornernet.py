@@ -255,7 +255,10 @@ class CornerNet(keras.Model):
 
     @test_config.setter
     def test_config(self, value):
-        self._decoder = self._make_decoder(value)
+        decoder = self._make_decoder(value)
+        if getattr(self, "_decoder", None) is not None and decoder.config == self.test_config:
+            return  # unchanged: the compiled functions stay valid
+        self._decoder = decoder
         # The compiled functions of `predict` and `predict_images` hold the
         # decoder they were traced with.
         if getattr(self, "predict_function", None) is not None:
