@@ -54,6 +54,7 @@ from cornernet_tf.config import TestConfig
 from cornernet_tf.data import pipeline
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
 from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
+from cornernet_tf.inference.feeding import without_autotune
 
 logger = logging.getLogger(__name__)
 
@@ -496,7 +497,7 @@ def _read_images(records, max_pixels: int, max_side: int) -> Iterator[tuple[tf.T
         )
         .prefetch(2)
     )
-    return iter(dataset)
+    return iter(without_autotune(dataset))
 
 
 def _with_test_config(model, test_config):

@@ -8,6 +8,7 @@ is exercised (with the defaults an untrained model fills all 100 slots).
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cornernet_tf import CornerNet
 
@@ -154,3 +155,37 @@ def test_a_new_test_config_takes_effect_on_the_next_predict(images):
     expected = net.detect(images)
     np.testing.assert_array_equal(again["num_detections"], expected["num_detections"])
     np.testing.assert_allclose(again["confidence"], expected["confidence"], atol=1e-6)
+
+
+def test_predict_batches_arrays_itself_and_feeds_keras_without_autotuning(
+    model, images, predictions, monkeypatch
+):
+    # A tf.data pipeline with autotuning made the compiled predict function run on
+    # one core in about one call of four (cornernet_tf.inference.feeding); the
+    # arrays are batched here and reach Keras with autotuning off.
+    seen = []
+    keras_predict = keras.Model.predict
+
+    def spy(self, x, **kwargs):
+        seen.append(x)
+        return keras_predict(self, x, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "predict", spy)
+    one_by_one = model.predict(images, batch_size=1, verbose=0)
+    assert seen[-1].options().autotune.enabled is False
+    assert [batch.shape[0] for batch in seen[-1]] == [1, 1]
+    for key in predictions:
+        np.testing.assert_allclose(one_by_one[key], predictions[key], rtol=1e-5, atol=1e-4)
+
+    chosen = tf.data.Options()
+    chosen.autotune.enabled = True
+    model.predict(tf.data.Dataset.from_tensors(images).with_options(chosen), verbose=0)
+    assert seen[-1].options().autotune.enabled is True  # the caller's choice is kept
+    model.predict(tf.data.Dataset.from_tensors(images), verbose=0)
+    assert seen[-1].options().autotune.enabled is False
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, "8"])
+def test_predict_refuses_a_bad_batch_size(model, images, batch_size):
+    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer or None"):
+        model.predict(images, batch_size=batch_size, verbose=0)

@@ -13,6 +13,7 @@ from cornernet_tf import losses as losses_lib
 from cornernet_tf.config import ConfigError, TestConfig
 from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
 from cornernet_tf.inference.decoder import CornerNetDecoder
+from cornernet_tf.inference.feeding import without_autotune
 from cornernet_tf.inference.image_input import check_image, check_max_side
 from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
 from cornernet_tf.layers.corner_pool_module import CornerPoolModule
@@ -526,8 +527,16 @@ class CornerNet(keras.Model):
             raise TypeError(f"CornerNet.predict: unexpected arguments {sorted(kwargs)}.")
         if not isinstance(x, tf.data.Dataset):  # arrays and eager tensors
             x = check_image(x, "CornerNet.predict: `x`", batched=True, max_side=max_side)
+            # Batched here rather than by Keras so that the pipeline runs
+            # without autotuning (see `inference.feeding`).
+            x = tf.data.Dataset.from_tensor_slices(x).batch(_batch_size(batch_size))
+            batch_size = None
         detections = super().predict(
-            x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks
+            without_autotune(x),
+            batch_size=batch_size,
+            verbose=verbose,
+            steps=steps,
+            callbacks=callbacks,
         )
         return _in_box_format(detections, box_format)
 
@@ -605,6 +614,19 @@ class CornerNet(keras.Model):
             bounding_box_format=self.bounding_box_format,
         )
         return config
+
+
+def _batch_size(batch_size) -> int:
+    """`predict`'s `batch_size` for arrays: Keras' default 32, or a positive integer."""
+    if batch_size is None:
+        return 32
+    integer = isinstance(batch_size, int | np.integer) and not isinstance(batch_size, bool)
+    if not integer or batch_size < 1:
+        raise ValueError(
+            f"CornerNet.predict: `batch_size` must be a positive integer or None (32), "
+            f"got {batch_size!r}."
+        )
+    return int(batch_size)
 
 
 def _in_box_format(detections, box_format):
