@@ -14,7 +14,8 @@ from cornernet_tf.models.cornernet import CornerNet
 # most of its time is single-threaded graph tracing. Each test file stays in one
 # process, so its module fixtures are built once; the files sharing the exported
 # model's session fixtures (building and converting it takes a minute) form one
-# group; the long training tests, which share nothing, spread one by one.
+# group; the long training tests spread one by one, except those sharing a
+# module fixture of their file (one traced training step), which form a group.
 _EXPORT_GROUP = {
     "test_runtime.py",
     "test_saved_model.py",
@@ -27,6 +28,7 @@ _EXPORT_GROUP = {
 
 
 _EACH_TEST = {"test_train.py", "test_train_step.py"}
+_SHARED_STEPS = ("adam_model", "sgd_model")  # test_train_step.py's compiled models
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,7 +37,8 @@ def pytest_collection_modifyitems(config, items):
         if name in _EXPORT_GROUP:
             group = "export"
         elif name in _EACH_TEST:
-            group = item.nodeid
+            shared = [f for f in _SHARED_STEPS if f in item.fixturenames]
+            group = f"{name}::{shared[0]}" if shared else item.nodeid
         else:
             group = name
         item.add_marker(pytest.mark.xdist_group(group))
