@@ -1,5 +1,7 @@
 """Shared pytest fixtures."""
 
+import collections
+
 import keras
 import numpy as np
 import pytest
@@ -32,6 +34,7 @@ _SHARED_STEPS = ("adam_model", "sgd_model")  # test_train_step.py's compiled mod
 
 
 def pytest_collection_modifyitems(config, items):
+    groups = {}
     for item in items:
         name = item.path.name
         if name in _EXPORT_GROUP:
@@ -42,6 +45,20 @@ def pytest_collection_modifyitems(config, items):
         else:
             group = name
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item] = group
+    # Longest work first (`make test` passes --no-loadscope-reorder, so xdist
+    # hands out the groups in this order): the export group, then the training
+    # tests, one or a few per group, then the files, the larger first. xdist's
+    # own order (most tests first) would leave the long training tests for the
+    # end, where one worker runs them while the other has nothing left.
+    size = collections.Counter(groups.values())
+
+    def rank(item):
+        name = item.path.name
+        first = 0 if name in _EXPORT_GROUP else 1 if name in _EACH_TEST else 2
+        return first, -size[groups[item]] if first == 2 else 0
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
