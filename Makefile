@@ -29,7 +29,7 @@ demo: $(STAMP)
 # Two processes: the suite is mostly single-threaded graph tracing (see
 # tests/conftest.py for how the tests are grouped).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/corner_pool.py

@@ -1,5 +1,7 @@
 """Shared pytest fixtures."""
 
+import collections
+
 import keras
 import numpy as np
 import pytest
@@ -14,7 +16,8 @@ from cornernet_tf.models.cornernet import CornerNet
 # most of its time is single-threaded graph tracing. Each test file stays in one
 # process, so its module fixtures are built once; the files sharing the exported
 # model's session fixtures (building and converting it takes a minute) form one
-# group; the long training tests, which share nothing, spread one by one.
+# group; the long training tests spread one by one, except those sharing a
+# module fixture of their file (one traced training step), which form a group.
 _EXPORT_GROUP = {
     "test_runtime.py",
     "test_saved_model.py",
@@ -27,18 +30,35 @@ _EXPORT_GROUP = {
 
 
 _EACH_TEST = {"test_train.py", "test_train_step.py"}
+_SHARED_STEPS = ("adam_model", "sgd_model")  # test_train_step.py's compiled models
 
 
 def pytest_collection_modifyitems(config, items):
+    groups = {}
     for item in items:
         name = item.path.name
         if name in _EXPORT_GROUP:
             group = "export"
         elif name in _EACH_TEST:
-            group = item.nodeid
+            shared = [f for f in _SHARED_STEPS if f in item.fixturenames]
+            group = f"{name}::{shared[0]}" if shared else item.nodeid
         else:
             group = name
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item] = group
+    # Longest work first (`make test` passes --no-loadscope-reorder, so xdist
+    # hands out the groups in this order): the export group, then the training
+    # tests, one or a few per group, then the files, the larger first. xdist's
+    # own order (most tests first) would leave the long training tests for the
+    # end, where one worker runs them while the other has nothing left.
+    size = collections.Counter(groups.values())
+
+    def rank(item):
+        name = item.path.name
+        first = 0 if name in _EXPORT_GROUP else 1 if name in _EACH_TEST else 2
+        return first, -size[groups[item]] if first == 2 else 0
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

@@ -210,84 +210,6 @@ def _weights_match_checkpoint(model, checkpoint_path):
 
 
 @pytest.mark.slow
-def test_train_script_killed_resumed_and_finished(shapes_root, tmp_path):
-    """End to end: a run SIGKILLed after its first checkpoint, restarted with the same command."""
-    out = tmp_path / "run"
-    steps = 40  # from the command line, not shapes_tiny.yaml's
-    command = _command(shapes_root, out, f"train.steps={steps}")
-    index = out / "checkpoints" / "checkpoint"
-    with open(tmp_path / "first.log", "w") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=REPO)
-        try:
-            deadline = time.monotonic() + TIMEOUT
-            while not index.exists() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert proc.poll() is None, "the run ended before it could be killed"
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
-    saved_step = int(latest.rsplit("-", 1)[1])
-    assert 2 <= saved_step < steps and saved_step % 2 == 0
-    assert not (out / "model.keras").exists()
-
-    # What the restarted trainer restores: exactly the last checkpoint.
-    config = load_config(out / "config.yaml")
-    assert config.train.steps == steps and config.data.input_size == 63  # the resolved config
-    state = training.build_training_state(
-        config,
-        list(shapes.CLASSES),
-        str(out / "checkpoints"),
-        learning_rate=training.LearningRate.from_config(config.train),
-        write_dir=str(tmp_path / "w"),
-    )
-    assert state.restored_from == latest and state.step == saved_step
-    assert int(state.model.optimizer.iterations.numpy()) == saved_step
-    _weights_match_checkpoint(state.model, latest)
-    moving = [w for w in state.model.weights if "moving_variance" in w.path]
-    assert moving and any(not np.allclose(keras.ops.convert_to_numpy(w), 1.0) for w in moving)
-
-    proc = _run(command)  # the same command again
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert f"resumed from {latest} at step {saved_step}" in proc.stdout
-    summary = _summary(out)
-    assert (summary["step"], summary["start_step"], summary["replicas"]) == (steps, saved_step, 1)
-    base = load_config(CONFIG).train  # the learning rate of shapes_tiny.yaml, scaled to batch 4
-    assert summary["learning_rate"] == pytest.approx(base.learning_rate * 4 / base.base_batch)
-    assert summary["bad_samples"] == 0
-    assert "bad images skipped: 0" in proc.stdout
-    for name in ("loss", "focal", "pull", "push", "offset", "learning_rate", "images_per_sec"):
-        assert f" {name}: " in proc.stdout, name  # the progress line
-    assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith(f"ckpt-{steps}")
-    assert (
-        len(tf.train.get_checkpoint_state(str(out / "checkpoints")).all_model_checkpoint_paths) == 2
-    )
-    with open(out / "classes.json") as f:
-        assert [c["name"] for c in json.load(f)["categories"]] == list(shapes.CLASSES)
-    assert not [n for n in os.listdir(out) if n.startswith(".")]  # no temp files left
-
-    import cornernet_tf  # noqa: F401  (registers CornerNet for loading)
-
-    model = keras.models.load_model(out / "model.keras")
-    assert model.compiled and int(model.optimizer.iterations) == steps
-    assert type(model).__name__ == "CornerNet"
-    assert model.num_classes == len(shapes.CLASSES) and model.class_names == list(shapes.CLASSES)
-    heads = model(np.zeros((1, 63, 63, 3), "float32"), training=False)
-    assert heads["tl_heatmap"].shape == (1, 16, 16, len(shapes.CLASSES))
-    for final, restored in zip(model.weights, state.model.weights, strict=True):
-        assert final.shape == restored.shape
-
-    pytest.importorskip("tensorboard")
-    scalars = _tensorboard_scalars(out / "logs" / "train", newest_file_only=True)
-    for tag in ("batch_loss", "batch_focal", "batch_learning_rate", "batch_images_per_sec"):
-        assert tag in scalars, sorted(scalars)
-    # The resumed run's curves continue at the restored step.
-    assert scalars["batch_loss"] == list(range(saved_step + 1, steps + 1))
-
-
-@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus(shapes_root, tmp_path):
     # Two corrupt training images: skipped, counted and reported, not fatal.
     data = tmp_path / "data"
@@ -456,28 +378,90 @@ def _visible(folder):
 def test_killed_anywhere_the_same_command_finishes_and_no_partial_file_is_visible(
     shapes_root, tmp_path
 ):
-    """SIGKILL while checkpoint 2 of 3 is written, then while model.keras is written, then
-    while the SavedModel is written: each re-run resumes from the last complete state."""
+    """End to end, one command: SIGKILL while checkpoint 4 of 6 is written, then the same
+    command again (it resumes from checkpoint 2 and finishes), then SIGKILL while model.keras
+    is written again, and while the SavedModel is written: each re-run resumes from the last
+    complete state, and no partial file is ever visible."""
     out, exports = tmp_path / "run", tmp_path / "exports"
-    argv = _command(shapes_root, out, "train.steps=3", "train.checkpoint_every=1")[2:]
+    steps = 6  # from the command line, not shapes_tiny.yaml's; a checkpoint every 2 steps
+    command = _command(shapes_root, out, f"train.steps={steps}")
+    argv = command[2:]
     checkpoints = out / "checkpoints"
     with open(tmp_path / "runs.log", "w+") as log:  # read back after the runs
-        _killed_at("checkpoint-2", argv, log)
-        assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-1")
-        assert "model.keras" not in _visible(out)
-
-        _killed_at("model", argv, log)  # resumes from ckpt-1, redoes step 2, dies saving
-        assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-3")
+        _killed_at("checkpoint-4", argv, log)  # its files are written, the index is not
+        latest = tf.train.latest_checkpoint(str(checkpoints))
+        assert latest.endswith("ckpt-2")
+        saved_step = int(latest.rsplit("-", 1)[1])
+        assert 2 <= saved_step < steps and saved_step % 2 == 0
+        assert not (out / "model.keras").exists()
         assert not [n for n in _visible(out) if n.endswith(".keras")]
 
-        proc = _run([sys.executable, SCRIPT, *argv])
+        # What the restarted trainer restores: exactly the last checkpoint.
+        config = load_config(out / "config.yaml")
+        assert config.train.steps == steps and config.data.input_size == 63  # the resolved config
+        state = training.build_training_state(
+            config,
+            list(shapes.CLASSES),
+            str(checkpoints),
+            learning_rate=training.LearningRate.from_config(config.train),
+            write_dir=str(tmp_path / "w"),
+        )
+        assert state.restored_from == latest and state.step == saved_step
+        assert int(state.model.optimizer.iterations.numpy()) == saved_step
+        _weights_match_checkpoint(state.model, latest)
+        moving = [w for w in state.model.weights if "moving_variance" in w.path]
+        assert moving and any(not np.allclose(keras.ops.convert_to_numpy(w), 1.0) for w in moving)
+
+        proc = _run(command)  # the same command again
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+        assert f"resumed from {latest} at step {saved_step}" in proc.stdout
+        summary = _summary(out)
+        assert (summary["step"], summary["start_step"], summary["replicas"]) == (
+            steps,
+            saved_step,
+            1,
+        )
+        base = load_config(CONFIG).train  # the learning rate of shapes_tiny.yaml, scaled to batch 4
+        assert summary["learning_rate"] == pytest.approx(base.learning_rate * 4 / base.base_batch)
+        assert summary["bad_samples"] == 0
+        assert "bad images skipped: 0" in proc.stdout
+        for name in ("loss", "focal", "pull", "push", "offset", "learning_rate", "images_per_sec"):
+            assert f" {name}: " in proc.stdout, name  # the progress line
+        assert tf.train.latest_checkpoint(str(checkpoints)).endswith(f"ckpt-{steps}")
+        assert len(tf.train.get_checkpoint_state(str(checkpoints)).all_model_checkpoint_paths) == 2
+        with open(out / "classes.json") as f:
+            assert [c["name"] for c in json.load(f)["categories"]] == list(shapes.CLASSES)
+        assert not [n for n in os.listdir(out) if n.startswith(".")]  # no temp files left
+
+        import cornernet_tf  # noqa: F401  (registers CornerNet for loading)
+
+        model = keras.models.load_model(out / "model.keras")
+        assert model.compiled and int(model.optimizer.iterations) == steps
+        assert type(model).__name__ == "CornerNet"
+        assert model.num_classes == len(shapes.CLASSES) and model.class_names == list(
+            shapes.CLASSES
+        )
+        heads = model(np.zeros((1, 63, 63, 3), "float32"), training=False)
+        assert heads["tl_heatmap"].shape == (1, 16, 16, len(shapes.CLASSES))
+        for final, restored in zip(model.weights, state.model.weights, strict=True):
+            assert final.shape == restored.shape
+
+        # Killed while a finished run writes model.keras again: the complete file
+        # stays, untouched, and no other .keras file is visible.
+        finished = (out / "model.keras").read_bytes()
+        _killed_at("model", argv, log)
+        assert tf.train.latest_checkpoint(str(checkpoints)).endswith(f"ckpt-{steps}")
+        assert [n for n in _visible(out) if n.endswith(".keras")] == ["model.keras"]
+        assert (out / "model.keras").read_bytes() == finished
+
+        proc = _run(command)
         log.seek(0)
         assert proc.returncode == 0, log.read()[-3000:] + proc.stderr[-3000:]
-        assert f"resumed from {checkpoints / 'ckpt-3'} at step 3" in proc.stdout
+        assert f"resumed from {checkpoints / f'ckpt-{steps}'} at step {steps}" in proc.stdout
         model = keras.models.load_model(out / "model.keras")  # complete
-        assert int(model.optimizer.iterations) == 3
-        _weights_match_checkpoint(model, str(checkpoints / "ckpt-3"))
-        assert _summary(out)["step"] == 3
+        assert int(model.optimizer.iterations) == steps
+        _weights_match_checkpoint(model, str(checkpoints / f"ckpt-{steps}"))
+        assert _summary(out)["step"] == steps
 
         export_argv = ["--model", str(out / "model.keras"), "--output", str(exports)]
         export_argv += ["--format", "saved_model"]
@@ -496,3 +480,11 @@ def test_killed_anywhere_the_same_command_finishes_and_no_partial_file_is_visibl
         # ... and the killed writer's hidden staging folder is gone too.
         assert sorted(p.name for p in (exports / "cornernet").iterdir()) == ["1"]
         tf.saved_model.load(str(exports / "cornernet" / "1"))  # complete
+
+    pytest.importorskip("tensorboard")
+    # The newest event file is the resumed run's (the runs after it train
+    # nothing): its curves continue at the restored step.
+    scalars = _tensorboard_scalars(out / "logs" / "train", newest_file_only=True)
+    for tag in ("batch_loss", "batch_focal", "batch_learning_rate", "batch_images_per_sec"):
+        assert tag in scalars, sorted(scalars)
+    assert scalars["batch_loss"] == list(range(saved_step + 1, steps + 1))

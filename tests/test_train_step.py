@@ -68,10 +68,46 @@ def _compile(model, optimizer, **kwargs):
     model.optimizer.build(model.trainable_variables)
 
 
-def test_fit_reports_the_loss_parts():
-    images, targets = _batch()
+def _shared_model(optimizer):
+    """A compiled small model that tests reuse, so that its step functions are
+    traced once per module: tracing is most of a test's time (a new model, or
+    `fit` after `train_on_batch`, traces again).
+
+    Returns `start(seed, learning_rate)`, which gives the model the initial
+    weights of `_small_model(seed)` (BatchNorm statistics included) and the
+    optimizer its freshly built state (step 0, empty slots) at `learning_rate`,
+    and returns it: what a new model compiled with that optimizer would be.
+    Graph mode (`jit_compile=False`), float32.
+    """
     model = _small_model()
-    _compile(model, keras.optimizers.Adam(1e-3), jit_compile=False)
+    _compile(model, optimizer, jit_compile=False)
+    fresh = [v.numpy() for v in model.optimizer.variables]
+
+    def start(seed, learning_rate):
+        model.set_weights(_small_model(seed).get_weights())
+        for variable, value in zip(model.optimizer.variables, fresh, strict=True):
+            variable.assign(value)
+        model.optimizer.learning_rate = learning_rate
+        return model
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def adam_model():
+    """`_shared_model` with Adam: its `fit` and `evaluate` functions are shared."""
+    return _shared_model(keras.optimizers.Adam())
+
+
+@pytest.fixture(scope="module")
+def sgd_model():
+    """`_shared_model` with plain SGD: its `train_on_batch` function is shared."""
+    return _shared_model(keras.optimizers.SGD())
+
+
+def test_fit_reports_the_loss_parts(adam_model):
+    images, targets = _batch()
+    model = adam_model(seed=0, learning_rate=1e-3)
     history = model.fit(images, targets, batch_size=2, epochs=2, verbose=0)
     assert set(history.history) >= {"loss", "focal", "pull", "push", "offset"}
     logs = {k: v[0] for k, v in history.history.items()}
@@ -82,11 +118,11 @@ def test_fit_reports_the_loss_parts():
     assert set(evaluated) >= {"loss", "focal", "pull", "push", "offset"}
 
 
-def test_train_step_equals_the_official_loss_gradient():
+def test_train_step_equals_the_official_loss_gradient(sgd_model):
     images, targets = _batch()
-    model = _small_model()
-    start = [w.numpy() for w in model.trainable_weights]
     lr = 0.05
+    model = sgd_model(seed=0, learning_rate=lr)
+    start = [w.numpy() for w in model.trainable_weights]
     with tf.GradientTape() as tape:
         outputs = model(images, training=True)
         loss = cornernet_loss(outputs, targets, num_stacks=2)["loss"]
@@ -94,16 +130,14 @@ def test_train_step_equals_the_official_loss_gradient():
     expected = [w - lr * g.numpy() for w, g in zip(start, grads, strict=True)]
     for w, value in zip(model.trainable_weights, start, strict=True):
         w.assign(value)
-    _compile(model, keras.optimizers.SGD(lr), jit_compile=False)
     model.train_on_batch(images, targets)
     for w, e in zip(model.trainable_weights, expected, strict=True):
         np.testing.assert_allclose(w.numpy(), e, atol=1e-5)
 
 
-def test_validation_loss_uses_every_stack():
+def test_validation_loss_uses_every_stack(adam_model):
     images, targets = _batch()
-    model = _small_model()
-    _compile(model, keras.optimizers.SGD(0.0), jit_compile=False)
+    model = adam_model(seed=0, learning_rate=0.0)  # evaluate only: no update
     evaluated = model.evaluate(images, targets, batch_size=2, verbose=0, return_dict=True)
     outputs = model(images, training=False, all_stacks=True)
     expected = cornernet_loss(outputs, targets, num_stacks=2)
@@ -111,12 +145,15 @@ def test_validation_loss_uses_every_stack():
     assert evaluated["pull"] == pytest.approx(float(expected["pull"]), rel=1e-4, abs=1e-7)
 
 
-def test_jit_compiled_step_gives_the_same_update():
+def test_jit_compiled_step_gives_the_same_update(sgd_model):
     images, targets = _batch()
     weights = {}
     for jit in (False, True):
-        model = _small_model(seed=1)
-        _compile(model, keras.optimizers.SGD(0.05), jit_compile=jit)
+        if jit:
+            model = _small_model(seed=1)
+            _compile(model, keras.optimizers.SGD(0.05), jit_compile=True)
+        else:
+            model = sgd_model(seed=1, learning_rate=0.05)
         model.train_on_batch(images, targets)
         weights[jit] = [w.numpy() for w in model.trainable_weights]
     for a, b in zip(weights[False], weights[True], strict=True):
@@ -129,7 +166,9 @@ def test_mixed_float16_scales_the_loss_and_stays_finite():
     keras.config.set_dtype_policy("mixed_float16")
     try:
         model = _small_model()
-        _compile(model, keras.optimizers.Adam(1e-3), jit_compile=False)
+        # Plain SGD inside the loss-scale optimizer: Adam's update is half of the
+        # step's graph, and its update hides the gradients' scale (SGD's does not).
+        _compile(model, keras.optimizers.SGD(1e-3), jit_compile=False)
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         history = model.fit(images, targets, batch_size=2, epochs=3, verbose=0)
         outputs = model(images, training=True)
@@ -231,7 +270,9 @@ def test_batch_of_one_and_empty_ground_truth():
     )
     empty = {k: v[None] for k, v in empty.items() if k in targets}
     model = _small_model()
-    _compile(model, keras.optimizers.Adam(1e-3), jit_compile=False)
+    # Plain SGD: these checks do not depend on the optimizer, and Adam's update
+    # makes half of the step's graph (its trace and first run take twice as long).
+    _compile(model, keras.optimizers.SGD(1e-3), jit_compile=False)
     logs = model.train_on_batch(images, targets, return_dict=True)
     assert np.isfinite(logs["loss"])
     logs = model.train_on_batch(images, empty, return_dict=True)
@@ -299,11 +340,10 @@ def test_two_replicas_apply_the_mean_of_the_replica_losses():
 
 
 @pytest.mark.slow
-def test_overfits_two_images_and_finds_their_corners():
+def test_overfits_two_images_and_finds_their_corners(adam_model):
     images, targets = _batch()
-    model = _small_model(seed=5)
     # Graph mode: compiling this step with XLA takes longer than its 120 steps.
-    _compile(model, keras.optimizers.Adam(2e-3), jit_compile=False)
+    model = adam_model(seed=5, learning_rate=2e-3)
     history = model.fit(images, targets, batch_size=2, epochs=120, verbose=0)
     losses = history.history["loss"]
     print("overfit loss every 10 steps:", [round(v, 4) for v in losses[::10]], losses[-1])
