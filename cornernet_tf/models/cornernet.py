@@ -505,7 +505,8 @@ class CornerNet(keras.Model):
 
         Args:
             x: images [N, H, W, 3] (RGB, 0-255) or a `tf.data.Dataset` of them.
-            batch_size: see `keras.Model.predict`.
+            batch_size: images per batch when `x` is an array (default 32, as
+                Keras); a dataset is used as batched.
             verbose: see `keras.Model.predict`.
             steps: see `keras.Model.predict`.
             callbacks: see `keras.Model.predict`.
