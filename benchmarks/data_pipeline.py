@@ -13,6 +13,9 @@ real path: batches taken off the queue by the trainer process) and without it
 (the processes' own sampling rate). All sides produce 511x511 inputs, 80-class
 128x128 heatmaps and 128 tag slots, batch 8, from the same files: 640x480
 JPEGs with 2-12 objects (generated shapes, categories spread over 80 classes).
+The tf.data side runs in a fresh process per round, twice: with TensorFlow's
+pooled host allocator, as `cornernet-train` runs it
+(`cornernet_tf.utils.host_memory`), and with the system allocator.
 
     python benchmarks/data_pipeline.py --official-root ../CornerNet
         [--images 64 --batch-size 8 --batches 30 --rounds 3]
@@ -33,6 +36,8 @@ import time
 
 import cv2
 import numpy as np
+
+from cornernet_tf.utils.host_memory import HOST_ALLOCATOR_ENV
 
 INPUT, OUTPUT, NUM_CLASSES, MAX_TAGS, BORDER, GAUSSIAN_IOU = 511, 128, 80, 128, 128, 0.3
 SCALES = np.arange(0.6, 1.4, 0.1)
@@ -358,6 +363,29 @@ def bench_tf(root, batch_size, batches, warmup):
     return batches * batch_size / elapsed
 
 
+def _tf_side(root, batch_size, batches, warmup, pooled, report):
+    # TensorFlow picks its host allocator when it starts: set it first.
+    os.environ[HOST_ALLOCATOR_ENV] = "true" if pooled else "false"
+    report.put(bench_tf(root, batch_size, batches, warmup))
+
+
+def bench_tf_process(root, batch_size, batches, warmup, pooled):
+    """`bench_tf` in a fresh process with TensorFlow's pooled host allocator or the system's."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    report = ctx.Queue()
+    proc = ctx.Process(
+        target=_tf_side, args=(root, batch_size, batches, warmup, pooled, report), daemon=True
+    )
+    proc.start()
+    try:
+        return report.get(timeout=1800)
+    finally:
+        proc.join(timeout=60)
+        proc.terminate()
+
+
 def _check_official_root(parser, root):
     """The checkout's path, or a usage error naming the missing file and the fix."""
     if root is None:
@@ -419,7 +447,7 @@ def main(argv=None) -> int:
             (r.path, np.concatenate([r.boxes, r.labels[:, None] + 1.0], 1).astype(np.float64))
             for r in dataset.records
         ]
-        queued, bare, ours = [], [], []
+        queued, bare, ours, system = [], [], [], []
         # Alternate so that a change in machine load hits every side; keep each one's best round.
         for _ in range(args.rounds):
             for use_queue, results in ((True, queued), (False, bare)):
@@ -434,7 +462,10 @@ def main(argv=None) -> int:
                         use_queue,
                     )
                 )
-            ours.append(bench_tf(root, args.batch_size, args.batches, args.warmup))
+            for pooled, results in ((True, ours), (False, system)):
+                results.append(
+                    bench_tf_process(root, args.batch_size, args.batches, args.warmup, pooled)
+                )
     print(
         f"data pipeline, 640x480 JPEG -> 511x511 input, {NUM_CLASSES} classes, {OUTPUT}x{OUTPUT} "
         f"targets, batch {args.batch_size}, {os.cpu_count()} cores"
@@ -443,12 +474,17 @@ def main(argv=None) -> int:
     rows = (
         ("baseline + torch.multiprocessing queue", queued),
         ("baseline, no queue", bare),
-        ("cornernet_tf tf.data pipeline", ours),
+        ("cornernet_tf tf.data, pooled host memory", ours),
+        ("cornernet_tf tf.data, system allocator", system),
     )
     for name, values in rows:
         print(f"  {name:40s} {max(values):7.1f} images/s  rounds {[round(v, 1) for v in values]}")
-    print(f"  ratio to the baseline with the queue: {_ratios(ours, queued)}")
-    print(f"  ratio to the baseline without it:     {_ratios(ours, bare)}")
+    print("  tf.data with pooled host memory (as cornernet-train runs it):")
+    print(f"    ratio to the baseline with the queue: {_ratios(ours, queued)}")
+    print(f"    ratio to the baseline without it:     {_ratios(ours, bare)}")
+    print(f"  tf.data with the system allocator ({HOST_ALLOCATOR_ENV}=false):")
+    print(f"    ratio to the baseline with the queue: {_ratios(system, queued)}")
+    print(f"    ratio to the baseline without it:     {_ratios(system, bare)}")
     return 0
 
 

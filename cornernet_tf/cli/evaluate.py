@@ -29,6 +29,7 @@ import os
 import sys
 
 from cornernet_tf.cli._common import CONFIG_HELP, UsageError, check_model_file, load_config
+from cornernet_tf.utils.host_memory import pool_host_memory
 
 GALLERY_SIZE = 8
 GALLERY_SCORE_THRESHOLD = 0.3
@@ -185,6 +186,7 @@ def write_plots(evaluation, dataset, plots_dir) -> list:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    pool_host_memory()  # before TensorFlow starts: see cornernet_tf.utils.host_memory
     # Arguments, config and paths are checked before TensorFlow is imported.
     from cornernet_tf.config import ConfigError, atomic_write_text
 

@@ -21,6 +21,7 @@ import os
 import sys
 
 from cornernet_tf.cli._common import CONFIG_HELP, load_config
+from cornernet_tf.utils.host_memory import pool_host_memory
 
 # `cornernet_tf.training.STRATEGIES`, repeated so that `--help` and config errors
 # answer without importing TensorFlow.
@@ -48,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    pool_host_memory()  # before TensorFlow starts: see cornernet_tf.utils.host_memory
     # The config is checked before TensorFlow is imported: mistakes fail in a blink.
     from cornernet_tf.config import ConfigError, check_output_size
     from cornernet_tf.models.presets import preset_output_stride
