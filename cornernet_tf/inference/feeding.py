@@ -3,12 +3,10 @@
 `keras.Model.predict` wraps arrays in a `tf.data` pipeline and calls the
 compiled predict function once per batch from Python; COCO evaluation does
 the same with its decoded images. While a pipeline with `tf.data` autotuning
-(the default) is alive, such a call intermittently ran on one CPU core:
-Hourglass-104 at 255×255 took 2.55 s instead of 1.27 s in roughly one call of
-four, with the other core idle for the whole call, and at 511×511 the median
-`predict` of three calls was 1.9× the network forward. With autotuning off,
-no call of the same runs was slow (`benchmarks/predict.py` measures
-`predict` against the forward; docs/performance.md has the figures).
+(the default) is alive, such a call intermittently ran on one CPU core, about
+twice as long, with the other core idle for the whole call; with autotuning
+off no call was slow (`benchmarks/predict.py` measures `predict` against the
+network forward; docs/performance.md has the figures).
 
 Autotuning tunes the parallelism of an input pipeline that runs alongside a
 training step; an inference feed of a few images gains nothing from it.

@@ -136,9 +136,9 @@ class CornerNet(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive_int("num_classes", num_classes)
-        _check_positive_int("num_stacks", num_stacks)
-        _check_positive_int("stem_residuals", stem_residuals)
+        num_classes = _check_positive_int("num_classes", num_classes)
+        num_stacks = _check_positive_int("num_stacks", num_stacks)
+        stem_residuals = _check_positive_int("stem_residuals", stem_residuals)
         if block not in BLOCKS:
             raise ValueError(f"CornerNet: `block` must be one of {list(BLOCKS)}, got {block!r}.")
         if upsample not in UPSAMPLING:
@@ -621,13 +621,7 @@ def _batch_size(batch_size) -> int:
     """`predict`'s `batch_size` for arrays: Keras' default 32, or a positive integer."""
     if batch_size is None:
         return 32
-    integer = isinstance(batch_size, int | np.integer) and not isinstance(batch_size, bool)
-    if not integer or batch_size < 1:
-        raise ValueError(
-            f"CornerNet.predict: `batch_size` must be a positive integer or None (32), "
-            f"got {batch_size!r}."
-        )
-    return int(batch_size)
+    return _check_positive_int("batch_size", batch_size, "CornerNet.predict", "or None (32)")
 
 
 def _in_box_format(detections, box_format):
@@ -684,6 +678,12 @@ def _num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
-def _check_positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"CornerNet: `{name}` must be a positive integer, got {value!r}.")
+def _check_positive_int(name, value, where="CornerNet", alternative=""):
+    """`value` as an int; ValueError naming `where` unless it is a positive (NumPy) integer."""
+    integer = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    if not integer or value < 1:
+        alternative = f" {alternative}" if alternative else ""
+        raise ValueError(
+            f"{where}: `{name}` must be a positive integer{alternative}, got {value!r}."
+        )
+    return int(value)
