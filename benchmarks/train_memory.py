@@ -5,7 +5,9 @@ One Adam step on a batch of random images (511x511, batch 2, two boxes each,
 peak resident memory (`ru_maxrss`) is its own, one after the other in this run:
 
 - `ours`: `CornerNet.from_preset("hourglass104")`, the Keras train step as a
-  graph (`jit_compile=False`), float32;
+  graph (`jit_compile=False`), float32, with TensorFlow's pooled host
+  allocator as `cornernet-train` runs it (`TF_CPU_ALLOCATOR_USE_BFC=false` in
+  the environment measures the system allocator);
 - `recompute`: the same with `compile(recompute_stacks=True)`
   (`train.recompute_stacks`);
 - `official`: with `--official-root DIR`, a checkout of princeton-vl/CornerNet:
@@ -38,6 +40,8 @@ import resource
 import subprocess
 import sys
 import time
+
+from cornernet_tf.utils.host_memory import HOST_ALLOCATOR_ENV
 
 RESULT = "RESULT "
 
@@ -192,6 +196,8 @@ def main():
             "checkout of princeton-vl/CornerNet."
         )
 
+    allocator = os.environ.get(HOST_ALLOCATOR_ENV, "true")
+    print(f"our sides with {HOST_ALLOCATOR_ENV}={allocator} (cornernet-train's default: true)")
     results = {}
     for side in sides:
         command = [sys.executable, __file__, "--child", side, "--steps", str(args.steps)]
@@ -202,6 +208,7 @@ def main():
             command += ["--cpools", os.path.abspath(args.cpools)]
         print(f"running {side} ...", flush=True)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env.setdefault(HOST_ALLOCATOR_ENV, "true")  # as cornernet-train runs
         proc = subprocess.run(command, capture_output=True, text=True, env=env)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
         if proc.returncode != 0 or not lines:

@@ -178,8 +178,18 @@ def distribute_train_input(
         pipelines.append(data)
         return data.dataset
 
+    # On CPUs the batches are already where the replicas read them: no copy to
+    # a device. Fetching to the device wraps the pipeline in per-device
+    # datasets whose autotuning thread TensorFlow 2.21 does not wake when
+    # their iterator is destroyed; the trainer process then waited up to a
+    # minute or two at its exit (docs/performance.md, "The demo schedule").
+    on_cpus = all(
+        tf.DeviceSpec.from_string(device).device_type == "CPU"
+        for device in strategy.extended.worker_devices
+    )
+    options = tf.distribute.InputOptions(experimental_fetch_to_device=not on_cpus)
     try:
-        dataset = strategy.distribute_datasets_from_function(dataset_fn)
+        dataset = strategy.distribute_datasets_from_function(dataset_fn, options)
     except ValueError as e:
         raise SetupError(str(e)) from None
     return TrainInput(dataset, source, pipelines)
