@@ -27,10 +27,9 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --output $(DEMO_DIR)
 
 # Two processes: the suite is mostly single-threaded graph tracing (see
-# tests/conftest.py for how the tests are grouped). TensorFlow's pooled host
-# allocator, as cornernet-train and cornernet-evaluate use it.
+# tests/conftest.py for how the tests are grouped).
 test: $(STAMP)
-	TF_CPU_ALLOCATOR_USE_BFC=true $(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/corner_pool.py

@@ -30,6 +30,7 @@ import gc
 import json
 import math
 import os
+import queue
 import sys
 import tempfile
 import time
@@ -380,7 +381,15 @@ def bench_tf_process(root, batch_size, batches, warmup, pooled):
     )
     proc.start()
     try:
-        return report.get(timeout=1800)
+        while True:
+            try:
+                return report.get(timeout=5)
+            except queue.Empty:
+                if not proc.is_alive():
+                    raise RuntimeError(
+                        f"the tf.data side exited (code {proc.exitcode}) without a result; "
+                        "see its error above"
+                    ) from None
     finally:
         proc.join(timeout=60)
         proc.terminate()

@@ -11,8 +11,8 @@ same work (figures in docs/performance.md), and the process keeps its peak
 memory instead of returning it to the system between steps.
 
 TensorFlow reads the variable when it creates its CPU allocator, so
-`pool_host_memory` must run before TensorFlow is imported; the command-line
-tools call it first thing. A value already in the environment wins (set
+`pool_host_memory` must run before TensorFlow is imported; `cornernet-train`
+and `cornernet-evaluate` call it first thing. A value already in the environment wins (set
 `TF_CPU_ALLOCATOR_USE_BFC=false` to keep the system allocator).
 """
 
