@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 
-from cornernet_tf.utils.host_memory import HOST_ALLOCATOR_ENV
+from cornernet_tf.utils.host_memory import HOST_ALLOCATOR_ENV, pool_host_memory
 
 RESULT = "RESULT "
 
@@ -207,8 +207,8 @@ def main():
             "checkout of princeton-vl/CornerNet."
         )
 
-    allocator = os.environ.get(HOST_ALLOCATOR_ENV, "true")
-    print(f"our sides with {HOST_ALLOCATOR_ENV}={allocator} (cornernet-train's default: true)")
+    pool_host_memory()  # the children inherit cornernet-train's allocator setting
+    print(f"our sides with {HOST_ALLOCATOR_ENV}={os.environ[HOST_ALLOCATOR_ENV]}")
     results = {}
     for side in sides:
         command = [sys.executable, __file__, "--child", side, "--steps", str(args.steps)]
@@ -219,7 +219,6 @@ def main():
             command += ["--cpools", os.path.abspath(args.cpools)]
         print(f"running {side} ...", flush=True)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        env.setdefault(HOST_ALLOCATOR_ENV, "true")  # as cornernet-train runs
         proc = subprocess.run(command, capture_output=True, text=True, env=env)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
         if proc.returncode != 0 or not lines:

@@ -390,9 +390,8 @@ def test_killed_anywhere_the_same_command_finishes_and_no_partial_file_is_visibl
     with open(tmp_path / "runs.log", "w+") as log:  # read back after the runs
         _killed_at("checkpoint-4", argv, log)  # its files are written, the index is not
         latest = tf.train.latest_checkpoint(str(checkpoints))
-        assert latest.endswith("ckpt-2")
-        saved_step = int(latest.rsplit("-", 1)[1])
-        assert 2 <= saved_step < steps and saved_step % 2 == 0
+        saved_step = 2
+        assert latest.endswith(f"ckpt-{saved_step}")
         assert not (out / "model.keras").exists()
         assert not [n for n in _visible(out) if n.endswith(".keras")]
 
