@@ -2,11 +2,11 @@
 
 import collections
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from export_helpers import CLASS_NAMES, SIZE
+from seeding import seed_weights
 
 from cornernet_tf import export
 from cornernet_tf.data import shapes
@@ -31,8 +31,16 @@ _EXPORT_GROUP = {
 
 _EACH_TEST = {"test_train.py", "test_train_step.py"}
 _SHARED_STEPS = ("adam_model", "sgd_model")  # test_train_step.py's compiled models
+# Files of few tests whose module fixtures take most of a minute (models built,
+# converted, exported): handed out with the long training tests, not by their
+# number of tests, so that they do not end the run on one process.
+_LONG_FILES = {"test_convert.py", "test_model.py", "test_squeeze.py", "test_squeeze_pipeline.py"}
 
 
+# First among the plugins' hooks: pytest-xdist reads the groups in its own
+# `pytest_collection_modifyitems` (it appends them to the test ids); run after it,
+# the markers would be ignored and every test sent out on its own.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     groups = {}
     for item in items:
@@ -48,15 +56,23 @@ def pytest_collection_modifyitems(config, items):
         groups[item] = group
     # Longest work first (`make test` passes --no-loadscope-reorder, so xdist
     # hands out the groups in this order): the export group, then the training
-    # tests, one or a few per group, then the files, the larger first. xdist's
+    # tests, one or a few per group, and the long files, then the other files,
+    # those of more tests first. xdist's
     # own order (most tests first) would leave the long training tests for the
     # end, where one worker runs them while the other has nothing left.
+    # A group's tests stay together (a worker runs its tests in this order):
+    # a test of another group in between may set TensorFlow's global seed
+    # (`training.train` does), which makes the group's traced functions be
+    # instantiated and optimised again.
     size = collections.Counter(groups.values())
+    seen = {}
+    for index, item in enumerate(items):
+        seen.setdefault(groups[item], index)
 
     def rank(item):
         name = item.path.name
-        first = 0 if name in _EXPORT_GROUP else 1 if name in _EACH_TEST else 2
-        return first, -size[groups[item]] if first == 2 else 0
+        first = 0 if name in _EXPORT_GROUP else 1 if name in _EACH_TEST | _LONG_FILES else 2
+        return first, -size[groups[item]] if first == 2 else 0, seen[groups[item]]
 
     items.sort(key=rank)
 
@@ -85,7 +101,7 @@ def shapes_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def export_model():
     """Tiny CornerNet with spread-out heatmap logits (fewer near-tied scores)."""
-    keras.utils.set_random_seed(1)
+    seed_weights(1)
     net = CornerNet.from_preset("tiny", class_names=CLASS_NAMES)
     net(np.zeros((1, SIZE, SIZE, 3), np.float32), training=False)
     for corner in ("tl", "br"):

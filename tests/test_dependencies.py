@@ -62,3 +62,16 @@ def test_every_runtime_dependency_has_an_upper_bound():
 def test_tensorflow_serving_api_follows_tensorflow():
     requirements = _requirements()
     assert requirements["tensorflow-serving-api"].specifier == requirements["tensorflow"].specifier
+
+
+def test_the_suite_runs_each_group_of_tests_in_one_process(request):
+    """`make test` (`--dist loadgroup`) keeps the tests sharing an expensive fixture in one
+    process (tests/conftest.py names the groups); pytest-xdist marks them by appending the
+    group to the test ids. A pytest with which that silently stops (9.2, the reason for
+    the `dev` extra's bound) builds those fixtures in both processes: minutes more."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("runs under `make test` (pytest-xdist with --dist loadgroup)")
+    assert request.node.nodeid.endswith("@test_dependencies.py"), (
+        f"{request.node.nodeid}: no group in the test id; install the pytest and "
+        "pytest-xdist versions pyproject.toml's `dev` extra allows."
+    )

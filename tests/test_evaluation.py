@@ -14,10 +14,10 @@ import os
 import shutil
 
 import cv2
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from seeding import seed_weights
 
 from cornernet_tf import CornerNet, evaluation
 from cornernet_tf.cli import evaluate as evaluate_cli
@@ -226,7 +226,7 @@ def test_make_evaluate_fn_returns_float_metrics(shapes_root, val_set):
 @pytest.fixture(scope="module")
 def small_model_path(tmp_path_factory):
     """An untrained CornerNet small enough that the script runs in seconds."""
-    keras.utils.set_random_seed(1)
+    seed_weights(1)
     model = CornerNet.from_preset(
         "tiny",
         num_stacks=1,

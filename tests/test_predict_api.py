@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from seeding import seed_weights
 
 from cornernet_tf import CornerNet
 
@@ -19,7 +20,7 @@ MAX_DETECTIONS = 100
 def model():
     # An untrained network: with this seed its corners pair into a partial
     # list of detections (some seeds give none), so the padding is exercised.
-    keras.utils.set_random_seed(1)
+    seed_weights(1)
     net = CornerNet.from_preset(
         "tiny", test_config={"top_k": 10, "num_dets": 100, "ae_threshold": 1000.0}
     )
@@ -139,7 +140,7 @@ def test_accepted_inputs_give_the_same_detections(model, images):
 def test_a_new_test_config_takes_effect_on_the_next_predict(images):
     # `predict` and `predict_images` cache compiled functions; a test procedure
     # assigned after a first call must not be ignored by them.
-    keras.utils.set_random_seed(1)
+    seed_weights(1)
     config = {"top_k": 10, "num_dets": 100, "ae_threshold": 1000.0}
     net = CornerNet.from_preset("tiny", test_config=config)
     net.build()

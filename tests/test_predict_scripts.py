@@ -10,9 +10,9 @@ import os
 import shutil
 
 import cv2
-import keras
 import numpy as np
 import pytest
+from seeding import seed_weights
 
 from cornernet_tf import CornerNet, visualization
 from cornernet_tf.cli import predict as predict_cli
@@ -28,7 +28,7 @@ def predict_script():
 @pytest.fixture(scope="module")
 def small_model_path(tmp_path_factory):
     """An untrained CornerNet small enough that the script runs in seconds."""
-    keras.utils.set_random_seed(2)
+    seed_weights(2)
     model = CornerNet.from_preset(
         "tiny",
         num_stacks=1,

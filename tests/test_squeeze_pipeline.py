@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from export_helpers import CLASS_NAMES, REPO, SIZE, random_image
+from seeding import seed_weights
 
 from cornernet_tf import export, training
 from cornernet_tf.cli import train as train_cli
@@ -27,7 +28,7 @@ DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
 
 def test_tiny_squeeze_trains_on_stride_8_targets():
     # 63x63 inputs → 8x8 maps; eager steps (no train-step tracing) keep it short.
-    tf.keras.utils.set_random_seed(0)
+    seed_weights(0)
     model = CornerNet.from_preset("tiny_squeeze")
     boxes = np.array([[6.0, 8.0, 40.0, 30.0], [20.0, 24.0, 58.0, 60.0]], np.float32)
     size, out = 63, -(-63 // model.output_stride)
@@ -64,7 +65,7 @@ def test_output_size_of_another_stride_is_refused_before_tensorflow(shapes_root,
 @pytest.fixture(scope="module")
 def squeeze_exports(calibration_images, tmp_path_factory):
     """A tiny_squeeze model, its SavedModel and its float32 and int8 TFLite files at 127x127."""
-    tf.keras.utils.set_random_seed(3)
+    seed_weights(3)
     model = CornerNet.from_preset("tiny_squeeze", class_names=CLASS_NAMES)
     for corner in ("tl", "br"):  # spread-out scores, every pair passes the AE test
         heat = model.heads[f"{corner}_heatmap"][-1].out

@@ -43,7 +43,10 @@ SMALL = [
     # The XLA train step is tested in test_train_step.py; compiling it in every
     # script run here would double these tests' time.
     "train.jit_compile=false",
-    "model.overrides={num_stacks: 1, dims: [16, 16, 16, 16], modules: [1, 1, 1, 1], "
+    # One stack of one level: these tests are about the script, and tracing the
+    # train step is most of a run's time (a run of a four-level hourglass takes
+    # a quarter longer).
+    "model.overrides={num_stacks: 1, dims: [16, 16], modules: [1, 1], "
     "pre_dim: 8, cnv_dim: 16, pool_dim: 8}",
 ]
 TIMEOUT = 600
