@@ -10,6 +10,9 @@ peak resident memory (`ru_maxrss`) is its own, one after the other in this run:
   the environment measures the system allocator);
 - `recompute`: the same with `compile(recompute_stacks=True)`
   (`train.recompute_stacks`);
+- `xla`: `ours` with the whole step compiled by XLA (`jit_compile=True`), what
+  `train.jit_compile: auto` picks on one GPU or one CPU replica (the first
+  step includes the compilation);
 - `official`: with `--official-root DIR`, a checkout of princeton-vl/CornerNet:
   its `models/CornerNet.py` network and `AELoss`, stepped as its
   `nnet/py_factory.py` `train` does (zero_grad, loss, mean, backward, Adam
@@ -27,7 +30,7 @@ peak resident memory (`ru_maxrss`) is its own, one after the other in this run:
 Without `--official-root` there is no baseline and the script says so.
 
     python benchmarks/train_memory.py [--official-root DIR] [--cpools DIR]
-        [--sides ours,recompute,official] [--steps 1] [--size 511] [--batch 2]
+        [--sides ours,recompute,xla,official] [--steps 1] [--size 511] [--batch 2]
 
 Each side runs one untimed step (tracing, allocation) then `--steps` timed
 ones; an Hourglass-104 side needs about 9 GB of memory. With the pooled
@@ -81,14 +84,16 @@ def _time_steps(step, steps):
     return times
 
 
-def _run_ours(args, recompute):
+def _run_ours(args, recompute, jit_compile):
     import keras
 
     from cornernet_tf import CornerNet
 
     images, targets = _targets(args.size, args.batch)
     model = CornerNet.from_preset("hourglass104")
-    model.compile(keras.optimizers.Adam(2.5e-4), jit_compile=False, recompute_stacks=recompute)
+    model.compile(
+        keras.optimizers.Adam(2.5e-4), jit_compile=jit_compile, recompute_stacks=recompute
+    )
     return _time_steps(lambda: model.train_on_batch(images, targets), args.steps)
 
 
@@ -167,7 +172,7 @@ def _child(args):
     if args.child == "official":
         times = _run_official(args)
     else:
-        times = _run_ours(args, recompute=args.child == "recompute")
+        times = _run_ours(args, args.child == "recompute", jit_compile=args.child == "xla")
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     result = {"side": args.child, "times": times, "peak_gb": peak_gb, "tensors_gb": None}
     if args.child != "official":
@@ -195,9 +200,9 @@ def main():
         return 0
 
     sides = [s for s in args.sides.split(",") if s]
-    unknown = sorted(set(sides) - {"ours", "recompute", "official"})
+    unknown = sorted(set(sides) - {"ours", "recompute", "xla", "official"})
     if unknown:
-        parser.error(f"--sides: unknown side {unknown[0]!r}; use ours, recompute, official.")
+        parser.error(f"--sides: unknown side {unknown[0]!r}; use ours, recompute, xla, official.")
     if args.official_root is None:
         sides = [s for s in sides if s != "official"]
         print("no --official-root: no baseline, our sides only.")
@@ -235,7 +240,7 @@ def main():
         print(f"{side:<12}{seconds:>10.1f}{r['peak_gb']:>14.2f}{tensors:>20}")
     if "official" in results:
         base = results["official"]
-        for side in ("ours", "recompute"):
+        for side in ("ours", "recompute", "xla"):
             if side in results:
                 print(
                     f"{side} / official: speed {base['seconds'] / results[side]['seconds']:.2f}x, "
