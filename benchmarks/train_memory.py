@@ -172,7 +172,9 @@ def _child(args):
     if args.child == "official":
         times = _run_official(args)
     else:
-        times = _run_ours(args, args.child == "recompute", jit_compile=args.child == "xla")
+        times = _run_ours(
+            args, recompute=args.child == "recompute", jit_compile=args.child == "xla"
+        )
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     result = {"side": args.child, "times": times, "peak_gb": peak_gb, "tensors_gb": None}
     if args.child != "official":
