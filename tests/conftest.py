@@ -57,9 +57,9 @@ def pytest_collection_modifyitems(config, items):
     # Longest work first (`make test` passes --no-loadscope-reorder, so xdist
     # hands out the groups in this order): the export group, then the training
     # tests, one or a few per group, and the long files, then the other files,
-    # those of more tests first. xdist's
-    # own order (most tests first) would leave the long training tests for the
-    # end, where one worker runs them while the other has nothing left.
+    # those of more tests first. xdist's own order (most tests first) would
+    # leave the long training tests for the end, where one worker runs them
+    # while the other has nothing left.
     # A group's tests stay together (a worker runs its tests in this order):
     # a test of another group in between may set TensorFlow's global seed
     # (`training.train` does), which makes the group's traced functions be

@@ -19,6 +19,7 @@ from cornernet_tf.config import Config
 from cornernet_tf.data import pipeline
 from cornernet_tf.data.coco import CocoDataset
 from cornernet_tf.training.errors import SetupError
+from cornernet_tf.training.strategy import is_on_cpus
 
 __all__ = [
     "TrainInput",
@@ -183,11 +184,7 @@ def distribute_train_input(
     # datasets whose autotuning thread TensorFlow 2.21 does not wake when
     # their iterator is destroyed; the trainer process then waited up to a
     # minute or two at its exit (docs/performance.md, "The demo schedule").
-    on_cpus = all(
-        tf.DeviceSpec.from_string(device).device_type == "CPU"
-        for device in strategy.extended.worker_devices
-    )
-    options = tf.distribute.InputOptions(experimental_fetch_to_device=not on_cpus)
+    options = tf.distribute.InputOptions(experimental_fetch_to_device=not is_on_cpus(strategy))
     try:
         dataset = strategy.distribute_datasets_from_function(dataset_fn, options)
     except ValueError as e:

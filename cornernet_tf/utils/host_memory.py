@@ -12,8 +12,9 @@ memory instead of returning it to the system between steps.
 
 TensorFlow reads the variable when it creates its CPU allocator, so
 `pool_host_memory` must run before TensorFlow is imported; `cornernet-train`
-and `cornernet-evaluate` call it first thing. A value already in the environment wins (set
-`TF_CPU_ALLOCATOR_USE_BFC=false` to keep the system allocator).
+and `cornernet-evaluate` call it first thing. A value already in the
+environment wins (set `TF_CPU_ALLOCATOR_USE_BFC=false` to keep the system
+allocator).
 """
 
 from __future__ import annotations
