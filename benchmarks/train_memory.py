@@ -4,10 +4,11 @@ One Adam step on a batch of random images (511x511, batch 2, two boxes each,
 80 classes) for each side, every side in its own child process so that its
 peak resident memory (`ru_maxrss`) is its own, one after the other in this run:
 
-- `ours`: `CornerNet.from_preset("hourglass104")`, the Keras train step as a
-  graph (`jit_compile=False`), float32, with TensorFlow's pooled host
-  allocator as `cornernet-train` runs it (`TF_CPU_ALLOCATOR_USE_BFC=false` in
-  the environment measures the system allocator);
+- `ours`: `CornerNet.from_preset("hourglass104")`, compiled (which creates
+  Adam's slots), the Keras train step as a graph (`jit_compile=False`),
+  float32, with TensorFlow's pooled host allocator as `cornernet-train` runs
+  it (`TF_CPU_ALLOCATOR_USE_BFC=false` in the environment measures the system
+  allocator);
 - `recompute`: the same with `compile(recompute_stacks=True)`
   (`train.recompute_stacks`);
 - `xla`: `ours` with the whole step compiled by XLA (`jit_compile=True`), what
@@ -33,10 +34,10 @@ Without `--official-root` there is no baseline and the script says so.
         [--sides ours,recompute,xla,official] [--steps 1] [--size 511] [--batch 2]
 
 Each side runs one untimed step (tracing, allocation) then `--steps` timed
-ones; an Hourglass-104 side needs about 9 GB of memory. With the pooled
-allocator our sides also report the most bytes their tensors held at once
-(TensorFlow's own count), which the peak RSS exceeds by the runtime, the
-graph and the pool's unused space.
+ones (the table shows their median); an Hourglass-104 side needs about 8 GB
+of memory. With the pooled allocator our sides also report the most bytes
+their tensors held at once (TensorFlow's own count), which the peak RSS
+exceeds by the runtime, the graph and the pool's unused space.
 """
 
 import argparse

@@ -68,14 +68,6 @@ def _small_model(seed=0):
     return model
 
 
-def _compile(model, optimizer, **kwargs):
-    """`model.compile`, then the optimizer's variables created eagerly: a first
-    `fit` that creates them inside its step function traces that function twice
-    (tf.function's variable-lifting retrace), which doubles these tests' time."""
-    model.compile(optimizer, **kwargs)
-    model.optimizer.build(model.trainable_variables)
-
-
 def _shared_model(optimizer):
     """A compiled small model that tests reuse, so that its step functions are
     traced once per module: tracing is most of a test's time (a new model, or
@@ -88,7 +80,7 @@ def _shared_model(optimizer):
     Graph mode (`jit_compile=False`), float32.
     """
     model = _small_model()
-    _compile(model, optimizer, jit_compile=False)
+    model.compile(optimizer, jit_compile=False)
     fresh = [v.numpy() for v in model.optimizer.variables]
 
     def start(seed, learning_rate):
@@ -161,7 +153,7 @@ def test_jit_compiled_step_gives_the_same_update(sgd_model):
     for jit in (False, True):
         if jit:
             model = _small_model(seed=1)
-            _compile(model, keras.optimizers.SGD(0.05), jit_compile=True)
+            model.compile(keras.optimizers.SGD(0.05), jit_compile=True)
         else:
             model = sgd_model(seed=1, learning_rate=0.05)
         model.train_on_batch(images, targets)
@@ -178,7 +170,7 @@ def test_mixed_float16_scales_the_loss_and_stays_finite():
         model = _small_model()
         # Plain SGD inside the loss-scale optimizer: Adam's update is half of the
         # step's graph, and its update hides the gradients' scale (SGD's does not).
-        _compile(model, keras.optimizers.SGD(1e-3), jit_compile=False)
+        model.compile(keras.optimizers.SGD(1e-3), jit_compile=False)
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         history = model.fit(images, targets, batch_size=2, epochs=3, verbose=0)
         outputs = model(images, training=True)
@@ -197,6 +189,19 @@ def _loss_and_gradients(model, images, targets):
     grads = tape.gradient(loss, model.trainable_weights)
     statistics = [w.numpy() for w in model.non_trainable_weights]
     return float(loss), [g.numpy() for g in grads], statistics
+
+
+def test_compile_of_a_built_model_creates_the_optimizer_slots():
+    """Slots made by `compile`, not by the first step (which tf.function would
+    then trace twice, keeping both graphs); an unbuilt model waits for its build."""
+    model = _small_model(seed=0)
+    model.compile(keras.optimizers.Adam(1e-3), jit_compile=False)
+    assert model.optimizer.built
+    slots = {id(v) for v in model.optimizer.variables}
+    assert len(slots) >= 2 * len(model.trainable_variables)  # Adam's m and v
+    unbuilt = CornerNet(**SMALL)
+    unbuilt.compile(keras.optimizers.Adam(1e-3))
+    assert not unbuilt.optimizer.built
 
 
 def test_recomputed_stacks_give_the_same_loss_gradients_and_statistics():
@@ -282,7 +287,7 @@ def test_batch_of_one_and_empty_ground_truth():
     model = _small_model()
     # Plain SGD: these checks do not depend on the optimizer, and Adam's update
     # makes half of the step's graph (its trace and first run take twice as long).
-    _compile(model, keras.optimizers.SGD(1e-3), jit_compile=False)
+    model.compile(keras.optimizers.SGD(1e-3), jit_compile=False)
     logs = model.train_on_batch(images, targets, return_dict=True)
     assert np.isfinite(logs["loss"])
     logs = model.train_on_batch(images, empty, return_dict=True)
@@ -300,7 +305,7 @@ REPLICA_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, {tests_dir!r})
-    from test_train_step import _batch, _compile, _small_model
+    from test_train_step import _batch, _small_model
     from cornernet_tf.losses import cornernet_loss
 
     images, targets = _batch(num_images=4)
@@ -326,7 +331,7 @@ REPLICA_SCRIPT = textwrap.dedent(
         replicated = _small_model(seed=3)
         for w, value in zip(replicated.trainable_weights, start):
             w.assign(value)
-        _compile(replicated, keras.optimizers.SGD(lr), jit_compile=False)
+        replicated.compile(keras.optimizers.SGD(lr), jit_compile=False)
     dataset = tf.data.Dataset.from_tensors((images, targets))
     replicated.fit(dataset, epochs=1, verbose=0)
     worst = max(

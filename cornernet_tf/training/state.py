@@ -149,9 +149,7 @@ def _build_model(
             offset_weight=train_cfg.offset_weight,
             recompute_stacks=train_cfg.recompute_stacks,
             jit_compile=use_jit_compile(train_cfg.jit_compile, strategy),
-        )
-        # Slots must exist before a restore can fill them.
-        model.optimizer.build(model.trainable_variables)
+        )  # builds the optimizer's slots: a restore fills them
     return model
 
 
