@@ -410,8 +410,8 @@ class CornerNet(keras.Model):
         if self.built:
             # The optimizer's slots now, not in the first step: tf.function
             # traces a step that creates variables twice, and the first
-            # trace's memory stays (Hourglass-104 at 511: 0.7 GB more peak
-            # memory, 50 s more to start; docs/performance.md).
+            # trace's memory stays (Hourglass-104 at 511: 0.55-0.9 GB more
+            # peak memory in benchmarks/train_memory.py; docs/performance.md).
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
 
