@@ -127,6 +127,33 @@ def test_same_seed_same_batches_and_different_seed_different(shapes_root):
     assert not np.array_equal(first[0][0], other[0][0])
 
 
+def test_cached_images_give_the_same_batches_without_reading_again(shapes_root, tmp_path):
+    root = tmp_path / "shapes"
+    shutil.copytree(shapes_root, root)
+    cached = small_train(root, seed=11, cache_images=True)
+    batches = iter(cached.dataset)
+    first = [next(batches) for _ in range(5)]  # 8 images, batch 2: one pass and a bit
+    shutil.rmtree(root / "train2017")  # later passes come from memory
+    later = [next(batches) for _ in range(8)]
+    expected = _batches(small_train(shapes_root, seed=11), 13)
+    for (image, targets), (want_image, want_heat) in zip(first + later, expected, strict=True):
+        np.testing.assert_array_equal(image.numpy(), want_image)
+        np.testing.assert_array_equal(targets["tl_heatmap"].numpy(), want_heat)
+
+
+def test_cached_images_are_refused_when_they_would_not_fit_in_memory(shapes_root, tmp_path):
+    root = tmp_path / "shapes"
+    shutil.copytree(shapes_root, root)
+    annotation_file = root / "annotations" / "instances_train2017.json"
+    data = json.loads(annotation_file.read_text())
+    for image in data["images"]:  # 8 x 30 gigapixels as the annotations say
+        image["width"] = image["height"] = 100_000
+    annotation_file.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"data\.cache_images would keep about 240\.0 GB"):
+        small_train(root, cache_images=True)
+    small_train(root)  # without the cache the sizes do not matter
+
+
 def test_input_context_shards_and_sets_the_per_replica_batch(shapes_root):
     train = small_train(
         shapes_root, batch_size=4, input_context=tf.distribute.InputContext(2, 1, 2)
@@ -254,6 +281,21 @@ def test_training_skips_bad_images_every_pass_without_rereading(bad_root):
     assert data.tracker.num_bad_images == 7 and data.tracker.num_skipped == 7
     assert len(list(data.dataset)) == len(GOOD)  # second pass: known bad files are not read
     assert data.tracker.num_bad_images == 7 and data.tracker.num_skipped == 14
+
+
+def test_cached_training_reads_bad_images_once(bad_root):
+    data = small_train(
+        _unchecked(bad_root),
+        batch_size=1,
+        repeat=False,
+        max_bad_images=len(BAD_REASONS),
+        cache_images=True,
+    )
+    assert len(list(data.dataset)) == len(GOOD)
+    bad = {os.path.basename(path): reason for path, reason in data.tracker.bad_images()}
+    assert bad == BAD_REASONS and data.tracker.num_skipped == 7
+    assert len(list(data.dataset)) == len(GOOD)  # second pass: from the cache, nothing read
+    assert data.tracker.num_skipped == 7
 
 
 def test_bad_image_limit_aborts_naming_the_file(bad_root):

@@ -64,9 +64,16 @@ def _stored_image(height=128, width=64) -> np.ndarray:
     return image
 
 
-def _jpeg(image: np.ndarray, orientation: int | None = None, byte_order: str = "II") -> bytes:
+def _jpeg(
+    image: np.ndarray,
+    orientation: int | None = None,
+    byte_order: str = "II",
+    comment: bytes = b"",
+) -> bytes:
     buffer = io.BytesIO()
-    kwargs = {} if orientation is None else {"exif": _exif(orientation, byte_order)}
+    kwargs = {"comment": comment} if comment else {}
+    if orientation is not None:
+        kwargs["exif"] = _exif(orientation, byte_order)
     Image.fromarray(image).save(buffer, "JPEG", quality=95, **kwargs)
     return buffer.getvalue()
 
@@ -126,6 +133,10 @@ def test_exif_orientation_gives_the_displayed_image(orientation, byte_order):
         pytest.param(_jpeg(_stored_image(), 9), id="orientation-out-of-range"),
         pytest.param(_jpeg(_stored_image(), 6)[:40], id="truncated-inside-exif"),
         pytest.param(b"\xff\xd8\xff\xe1\xff\xffExif\0\0MM", id="segment-longer-than-file"),
+        pytest.param(
+            _jpeg(_stored_image(), comment=b"\xff\xe1\x00\x40" + _exif(6, "II")),
+            id="exif-bytes-inside-a-comment-segment",
+        ),
         pytest.param(_png_bomb(8, 8), id="png"),
         pytest.param(b"", id="empty"),
     ],

@@ -21,8 +21,9 @@ Determinism: with a `seed`, every random draw of an image comes from a
 stateless seed derived from (seed, input pipeline, position in the stream), the
 shuffle is seeded and parallel maps keep their order, so the same seed gives the
 same batches; `seed=None` draws a seed and lets the maps run unordered.
-Memory is bounded: no cache of decoded images, a bounded shuffle buffer of
-file records, AUTOTUNE prefetch.
+Memory is bounded: a bounded shuffle buffer of file records, AUTOTUNE
+prefetch, and no cache of decoded images unless `data.cache_images` asks for
+one (small datasets: the images are then read once, shuffled from memory).
 """
 
 from __future__ import annotations
@@ -267,6 +268,35 @@ def _tracker_for(dataset: CocoDataset, max_bad_images: int | None, caller: str):
     )
 
 
+def _check_cache_fits(dataset: CocoDataset, caller: str) -> None:
+    """Refuses `data.cache_images` when the decoded images need over half of the memory.
+
+    The size is width x height x 3 bytes per image from the annotation file;
+    images without a size there count as the mean of the others.
+    """
+    sizes = [r.width * r.height for r in dataset.records if r.width and r.height]
+    if not sizes:
+        logger.info("data.cache_images: no image sizes in the annotations; size not checked.")
+        return
+    needed = 3 * sum(sizes) / len(sizes) * len(dataset.records)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        memory = None
+    logger.info(
+        "data.cache_images: about %.2f GB of decoded images of %d files will be kept in memory.",
+        needed / 1e9,
+        len(dataset.records),
+    )
+    if memory is not None and needed > memory / 2:
+        raise ValueError(
+            f"{caller}: data.cache_images would keep about {needed / 1e9:.1f} GB of decoded "
+            f"images ({len(dataset.records)} files of {dataset.annotation_file!r}) in memory, "
+            f"more than half of this machine's {memory / 1e9:.1f} GB; set data.cache_images "
+            "to false."
+        )
+
+
 def _records_dataset(dataset: CocoDataset, input_context, caller: str):
     """Dataset of per-image records {index, path, image_id, boxes, labels}, sharded."""
     arrays = dataset.as_arrays()
@@ -379,8 +409,9 @@ def make_train_dataset(
             `max_objects` (tag slots per image), `gaussian_iou`,
             `shuffle_buffer` (records, i.e. file names and boxes, not
             images), `max_pixels` (images with more pixels, read from the
-            header, are skipped undecoded) and `max_bad_images` (fail once
-            more bad images than this are found, at opening and while reading).
+            header, are skipped undecoded), `max_bad_images` (fail once
+            more bad images than this are found, at opening and while
+            reading) and `cache_images` (decode each image once and keep it).
         batch_size: the global batch size; with `input_context`, each replica
             gets `input_context.get_per_replica_batch_size(batch_size)`.
         seed: makes the pipeline deterministic (same seed, same batches).
@@ -492,17 +523,26 @@ def make_train_dataset(
         return pixels, target
 
     read = _read_stage(tracker, max_pixels)
-    ds = records.shuffle(min(shuffle_buffer, num_records), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    # The stream position (before any skipping) keys each sample's random draws.
-    ds = ds.enumerate()
-    ds = ds.map(
-        _no_autograph(lambda position, record: (position, read(record))),
-        num_parallel_calls=num_parallel_calls,
-        deterministic=deterministic,
-    )
-    ds = ds.filter(_no_autograph(lambda position, record: record["valid"]))
+    buffer = min(shuffle_buffer, num_records)
+    if config.cache_images:
+        _check_cache_fits(dataset, caller)
+        # Read once in record order and cache; then the same shuffle, repeat
+        # and positions as below, so without bad images the same batches.
+        ds = records.map(read, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+        ds = ds.filter(_no_autograph(lambda record: record["valid"])).cache()
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = (ds.repeat() if repeat else ds).enumerate()
+    else:
+        ds = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.repeat() if repeat else ds
+        # The stream position (before any skipping) keys each sample's random draws.
+        ds = ds.enumerate()
+        ds = ds.map(
+            _no_autograph(lambda position, record: (position, read(record))),
+            num_parallel_calls=num_parallel_calls,
+            deterministic=deterministic,
+        )
+        ds = ds.filter(_no_autograph(lambda position, record: record["valid"]))
     ds = ds.map(
         augment_and_encode, num_parallel_calls=num_parallel_calls, deterministic=deterministic
     )
