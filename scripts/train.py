@@ -3,9 +3,7 @@
 The tool is `cornernet_tf.cli.train`; see its docstring or `--help`.
 """
 
-import sys
-
-from cornernet_tf.cli.train import main
+from cornernet_tf.cli.train import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -147,6 +147,23 @@ def test_train_loads_a_packaged_config_by_name(tmp_path, capsys):
     assert err.count("\n") == 1
 
 
+def test_train_command_ends_with_the_code_and_output_of_main(tmp_path):
+    # `run` ends the process itself (os._exit) once `main` returns: the exit
+    # code and the message must still come through, with buffered output too.
+    argv = ["--config", "shapes_tiny", "--data-dir", str(tmp_path), "--model-dir", "m"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.run(
+        [sys.executable, "scripts/train.py", *argv, "--set", "train.steps=many"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("train.steps must be an integer") == 1
+
+
 @pytest.mark.parametrize("cli", [train_cli, evaluate_cli], ids=["train", "evaluate"])
 def test_unknown_config_name_exits_2_with_one_line(cli, tmp_path, capsys):
     argv = ["--config", "cornernet_hg999", "--data-dir", str(tmp_path)]

@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPTS = {
-    "cornernet-train": "cornernet_tf.cli.train:main",
+    "cornernet-train": "cornernet_tf.cli.train:run",
     "cornernet-evaluate": "cornernet_tf.cli.evaluate:main",
     "cornernet-predict": "cornernet_tf.cli.predict:main",
     "cornernet-export": "cornernet_tf.cli.export:main",

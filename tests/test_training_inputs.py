@@ -65,6 +65,3 @@ def test_too_many_images_excluded_at_opening_is_a_setup_error(tmp_path):
     allowed = config_from_dict({"data": {"max_bad_images": 2}, "train": {"batch_size": 1}})
     train_input = inputs.distribute_train_input(strategy, allowed, source, seed=0)
     assert train_input.bad_images() == 2 and len(train_input.pipelines) == 1
-    # On CPUs the batches are not fetched to the device: that wrapper's
-    # iterators held up the end of the process.
-    assert train_input.dataset._options.experimental_fetch_to_device is False

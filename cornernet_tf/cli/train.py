@@ -17,8 +17,10 @@ line on stderr naming the file, the field and the fix).
 """
 
 import argparse
+import logging
 import os
 import sys
+from typing import NoReturn
 
 from cornernet_tf.cli._common import CONFIG_HELP, load_config
 from cornernet_tf.utils.host_memory import pool_host_memory
@@ -90,5 +92,23 @@ def main(argv=None) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The `cornernet-train` command: `main`, then the process ends at once.
+
+    When a training run is over, its files written and closed, the process
+    ends without Python's and TensorFlow's shutdown. In TensorFlow 2.21 a
+    `tf.data` iterator's destruction waits for its autotuning thread, which it
+    does not wake: the thread sleeps out its period, doubling up to a minute.
+    The trainer's input iterators live until the interpreter exits, so the
+    command sat idle after its last line (2-100 s in the runs measured in
+    docs/performance.md). An exception still ends it the usual way.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

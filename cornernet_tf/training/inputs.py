@@ -19,7 +19,6 @@ from cornernet_tf.config import Config
 from cornernet_tf.data import pipeline
 from cornernet_tf.data.coco import CocoDataset
 from cornernet_tf.training.errors import SetupError
-from cornernet_tf.training.strategy import is_on_cpus
 
 __all__ = [
     "TrainInput",
@@ -179,14 +178,8 @@ def distribute_train_input(
         pipelines.append(data)
         return data.dataset
 
-    # On CPUs the batches are already where the replicas read them: no copy to
-    # a device. Fetching to the device wraps the pipeline in per-device
-    # datasets whose autotuning thread TensorFlow 2.21 does not wake when
-    # their iterator is destroyed; the trainer process then waited up to a
-    # minute or two at its exit (docs/performance.md, "The demo schedule").
-    options = tf.distribute.InputOptions(experimental_fetch_to_device=not is_on_cpus(strategy))
     try:
-        dataset = strategy.distribute_datasets_from_function(dataset_fn, options)
+        dataset = strategy.distribute_datasets_from_function(dataset_fn)
     except ValueError as e:
         raise SetupError(str(e)) from None
     return TrainInput(dataset, source, pipelines)

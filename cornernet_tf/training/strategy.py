@@ -28,7 +28,6 @@ __all__ = [
     "check_global_batch",
     "is_chief",
     "is_multi_worker",
-    "is_on_cpus",
     "make_strategy",
     "task",
     "use_jit_compile",
@@ -209,21 +208,6 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
         Whether the workers must synchronise (e.g. at `barrier`).
     """
     return keras_compat.in_multi_worker_mode(strategy)
-
-
-def is_on_cpus(strategy: tf.distribute.Strategy) -> bool:
-    """True when every replica of `strategy` (on this worker) runs on a CPU.
-
-    Args:
-        strategy: the strategy.
-
-    Returns:
-        Whether all of its worker devices are CPUs.
-    """
-    return all(
-        tf.DeviceSpec.from_string(device).device_type == "CPU"
-        for device in strategy.extended.worker_devices
-    )
 
 
 def check_global_batch(batch_size: int, replicas: int) -> None:
