@@ -164,6 +164,21 @@ def test_train_command_ends_with_the_code_and_output_of_main(tmp_path):
     assert proc.stderr.count("train.steps must be an integer") == 1
 
 
+def test_train_refuses_a_missing_dataset_before_importing_tensorflow(tmp_path):
+    missing = tmp_path / "no_data"
+    code = (
+        "import sys\n"
+        "from cornernet_tf.cli import train\n"
+        f"code = train.main(['--config', 'shapes_tiny', '--data-dir', {str(missing)!r}, "
+        "'--model-dir', 'm'])\n"
+        "print(code, 'tensorflow' in sys.modules)"
+    )
+    proc = _run(["-c", code], cwd=REPO)
+    assert proc.stdout.split() == ["2", "False"], proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"error: --data-dir {missing}: no such directory")
+    assert proc.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("cli", [train_cli, evaluate_cli], ids=["train", "evaluate"])
 def test_unknown_config_name_exits_2_with_one_line(cli, tmp_path, capsys):
     argv = ["--config", "cornernet_hg999", "--data-dir", str(tmp_path)]

@@ -66,6 +66,13 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # So is the dataset's layout (what `train` checks first).
+    from cornernet_tf.data.coco import layout_problem
+
+    problem = layout_problem(args.data_dir, config.data.train_split, "data.train_split")
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     from cornernet_tf import training
 

@@ -276,6 +276,41 @@ class ImageRecord:
     labels: np.ndarray
 
 
+def layout_problem(root: str | os.PathLike, split: str, split_field: str) -> str | None:
+    """What keeps `root` from holding `split` in the COCO 2017 layout, or None.
+
+    Only checks that the folders and the annotation file exist (nothing is
+    read), so a command can answer a wrong path before it loads anything heavy.
+
+    Args:
+        root: dataset root; `annotations/instances_<split>.json` and the image
+            folder `<split>/` are expected in it.
+        split: the split name, e.g. "train2017".
+        split_field: where the split was set (e.g. "data.train_split"), named
+            in the message.
+
+    Returns:
+        None, or one line naming the missing path and the fix.
+    """
+    root = os.fspath(root)
+    fix = (
+        "pass --data-dir pointing at a COCO-layout folder (annotations/instances_<split>.json "
+        "and <split>/), or create the demo data with `python scripts/make_shapes.py --output DIR`"
+    )
+    if not os.path.isdir(root):
+        return f"--data-dir {root}: no such directory; {fix}."
+    annotation_file = os.path.join(root, "annotations", f"instances_{split}.json")
+    if not os.path.isfile(annotation_file):
+        return (
+            f"{annotation_file}: annotation file for {split_field}={split!r} not found; {fix}, "
+            f"or set {split_field} to a split that exists."
+        )
+    image_dir = os.path.join(root, split)
+    if not os.path.isdir(image_dir):
+        return f"{image_dir}: image folder for {split_field}={split!r} not found; {fix}."
+    return None
+
+
 def safe_join(root: str, file_name: str) -> str | None:
     """Joins `file_name` under `root`, or None when it would escape `root`.
 

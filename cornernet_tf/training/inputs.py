@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from cornernet_tf.config import Config
 from cornernet_tf.data import pipeline
-from cornernet_tf.data.coco import CocoDataset
+from cornernet_tf.data.coco import CocoDataset, layout_problem
 from cornernet_tf.training.errors import SetupError
 
 __all__ = [
@@ -41,25 +41,9 @@ def validate_data_dir(config: Config, data_dir: str | os.PathLike) -> None:
     Raises:
         SetupError: naming the missing path and how to fix it.
     """
-    data_dir = os.fspath(data_dir)
-    fix = (
-        "pass --data-dir pointing at a COCO-layout folder (annotations/instances_<split>.json "
-        "and <split>/), or create the demo data with `python scripts/make_shapes.py --output DIR`"
-    )
-    if not os.path.isdir(data_dir):
-        raise SetupError(f"--data-dir {data_dir}: no such directory; {fix}.")
-    split = config.data.train_split
-    annotation = os.path.join(data_dir, "annotations", f"instances_{split}.json")
-    if not os.path.isfile(annotation):
-        raise SetupError(
-            f"{annotation}: annotation file for data.train_split={split!r} not found; {fix}, "
-            "or set data.train_split to a split that exists."
-        )
-    image_dir = os.path.join(data_dir, split)
-    if not os.path.isdir(image_dir):
-        raise SetupError(
-            f"{image_dir}: image folder for data.train_split={split!r} not found; {fix}."
-        )
+    problem = layout_problem(data_dir, config.data.train_split, "data.train_split")
+    if problem is not None:
+        raise SetupError(problem)
 
 
 def open_training_source(config: Config, data_dir: str | os.PathLike) -> CocoDataset:
