@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import cornernet_tf
 from cornernet_tf import CornerNet
-from cornernet_tf.layers.conv_bn import ConvBN
+from cornernet_tf.layers.conv_bn import BatchNorm, ConvBN, batch_norm
 from cornernet_tf.layers.corner_pool_module import CornerPoolModule
 from cornernet_tf.layers.heads import CornerHead
 from cornernet_tf.layers.hourglass import HourglassModule
@@ -45,6 +45,50 @@ def test_stride2_conv_pads_like_pytorch_on_even_inputs():
     expected = tf.nn.conv2d(x, kernel, 2, padding=[[0, 0], [1, 1], [1, 1], [0, 0]]) + bias
     np.testing.assert_allclose(y, expected, atol=1e-6)
     assert y.shape == (1, 4, 4, 4)
+
+
+def test_batch_norm_trains_as_pytorch_batchnorm2d():
+    """Outputs, gradients and running statistics of `nn.BatchNorm2d` (eps 1e-5, momentum
+    0.1) step after step: the moving variance takes the Bessel-corrected batch variance,
+    where Keras' own layer takes the biased one. Inference uses the moving statistics."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    ours = batch_norm()
+    assert isinstance(ConvBN(4).bn, BatchNorm)
+    ours.build((None, 5, 7, 4))
+    gamma, beta = rng.normal(1, 0.3, 4).astype("float32"), rng.normal(0, 0.3, 4).astype("float32")
+    ours.gamma.assign(gamma)
+    ours.beta.assign(beta)
+    ref = torch.nn.BatchNorm2d(4)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(gamma))
+        ref.bias.copy_(torch.from_numpy(beta))
+
+    def nchw(a):
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+
+    for _ in range(3):
+        x = rng.normal(2, 3, (3, 5, 7, 4)).astype("float32")
+        upstream = rng.normal(size=x.shape).astype("float32")
+        ref.zero_grad()
+        x_ref = nchw(x).requires_grad_()
+        y_ref = ref(x_ref)
+        (y_ref * nchw(upstream)).sum().backward()
+        x_ours = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x_ours)
+            y = ours(x_ours, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        dx, dgamma, dbeta = tape.gradient(loss, [x_ours, ours.gamma, ours.beta])
+        np.testing.assert_allclose(y, y_ref.detach().numpy().transpose(0, 2, 3, 1), atol=2e-6)
+        np.testing.assert_allclose(dx, x_ref.grad.numpy().transpose(0, 2, 3, 1), atol=2e-5)
+        np.testing.assert_allclose(dgamma, ref.weight.grad.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dbeta, ref.bias.grad.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ours.moving_mean, ref.running_mean.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(ours.moving_variance, ref.running_var.numpy(), rtol=1e-6)
+    ref.eval()
+    y_ref = ref(nchw(x)).detach().numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(ours(x, training=False), y_ref, atol=2e-6)
 
 
 def test_residual_skip_only_when_shape_changes():
@@ -90,6 +134,7 @@ def test_corner_pool_module_rejects_unknown_corner():
     "layer, shape",
     [
         (ConvBN(6, 7, strides=2, use_bn=True, use_relu=False), (2, 9, 9, 3)),
+        (batch_norm(), (2, 5, 5, 4)),
         (Residual(6, strides=2), (2, 8, 8, 4)),
         (HourglassModule([6, 8, 10], [2, 1, 2]), (2, 8, 8, 6)),
         (CornerPoolModule("br", 6, pool_dim=5), (2, 7, 9, 6)),
