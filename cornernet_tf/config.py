@@ -150,10 +150,11 @@ class TrainConfig:
         checkpoint_every: iterations between checkpoints (5000 officially).
         keep_checkpoints: checkpoints kept on disk (oldest deleted first).
         mixed_precision: train with the "mixed_float16" dtype policy.
-        recompute_stacks: recompute each hourglass stack (with its corner
-            modules and heads) in the backward pass instead of keeping its
-            activations (`tf.recompute_grad`): less memory per image, one
-            more forward pass of the stacks per step, the same gradients.
+        recompute_stacks: recompute each hourglass stack but the last (with
+            its corner modules and heads) in the backward pass instead of
+            keeping its activations (`tf.recompute_grad`): less memory per
+            image, one more forward pass of those stacks per step, the same
+            gradients.
         jit_compile: XLA-compile the train step: true, false, or "auto" (where
             XLA works: GPUs, TPUs, one CPU replica; several CPU replicas run
             as a graph because XLA across them fails in TF 2.21).

@@ -14,6 +14,7 @@ from seeding import seed_weights
 
 from cornernet_tf import CornerNet
 from cornernet_tf.losses import cornernet_loss
+from cornernet_tf.models import cornernet as cornernet_module
 from cornernet_tf.targets import encode_targets
 
 # A very small hourglass (two levels) so that steps take milliseconds. Steps run
@@ -205,14 +206,23 @@ def test_compile_of_a_built_model_creates_the_optimizer_slots():
     assert not unbuilt.optimizer.built
 
 
-def test_recomputed_stacks_give_the_same_loss_gradients_and_statistics():
+def test_recomputed_stacks_give_the_same_loss_gradients_and_statistics(monkeypatch):
     images, targets = _batch()
     model = _small_model(seed=2)
     start = [w.numpy() for w in model.non_trainable_weights]
     loss, grads, stats = _loss_and_gradients(model, images, targets)
     model = _small_model(seed=2)
     model.recompute_stacks = True
+    recomputed = []  # the stacks wrapped: all but the last, whose recomputation saves nothing
+    wrap = cornernet_module._recomputed
+
+    def recorded(stack):
+        recomputed.append(stack.args[0])
+        return wrap(stack)
+
+    monkeypatch.setattr(cornernet_module, "_recomputed", recorded)
     loss_r, grads_r, stats_r = _loss_and_gradients(model, images, targets)
+    assert recomputed == [0]
     assert loss_r == pytest.approx(loss, rel=1e-6)
     for g, g_r in zip(grads, grads_r, strict=True):
         np.testing.assert_allclose(g_r, g, rtol=1e-4, atol=1e-5)

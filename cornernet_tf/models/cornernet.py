@@ -325,7 +325,10 @@ class CornerNet(keras.Model):
             last = i == self.num_stacks - 1
             with_heads = all_stacks or last
             stack = functools.partial(self._stack, i, with_heads=with_heads, training=training)
-            if training and self.recompute_stacks:
+            # The last stack's backward pass comes first, right after its forward
+            # pass: recomputing it would hold the same activations at the same
+            # moment, one forward pass of a stack later.
+            if training and self.recompute_stacks and not last:
                 stack = _recomputed(stack)
             cnv, *heads = stack(inter)
             if with_heads:
@@ -391,10 +394,12 @@ class CornerNet(keras.Model):
             pull_weight: weight of the embedding pull loss.
             push_weight: weight of the embedding push loss.
             offset_weight: weight of the offset (smooth L1) loss.
-            recompute_stacks: keep only each stack's input for the backward
-                pass and compute the stack (hourglass, corner modules, heads)
-                again there (`tf.recompute_grad`): less memory for one more
-                forward pass of the stacks; the same loss and gradients.
+            recompute_stacks: keep only the input of each stack but the last
+                for the backward pass and compute the stack (hourglass, corner
+                modules, heads) again there (`tf.recompute_grad`): less memory
+                for one more forward pass of those stacks; the same loss and
+                gradients. (The last stack's backward pass starts right after
+                its forward pass: recomputing it would save nothing.)
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
         if kwargs.pop("loss", None) is not None:
