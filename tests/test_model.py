@@ -1,10 +1,5 @@
 """The CornerNet network: layers, presets, parameter count, serialisation."""
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
@@ -320,41 +315,3 @@ def test_hourglass104_forward_pass(hourglass104):
     out = model(_random_images(1, 127), training=False)
     assert out["tl_heatmap"].shape == (1, 32, 32, 80)
     assert all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in out.values())
-
-
-MIRRORED_SCRIPT = textwrap.dedent(
-    """
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from cornernet_tf import CornerNet
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    assert strategy.num_replicas_in_sync == 2
-    with strategy.scope():
-        model = CornerNet.from_preset("tiny")
-    x = np.random.default_rng(0).uniform(0, 255, (4, 127, 127, 3)).astype("float32")
-    single = model(x, training=False)
-    dataset = tf.data.Dataset.from_tensor_slices(x).batch(4)
-    dist = strategy.experimental_distribute_dataset(dataset)
-    step = tf.function(lambda t: model(t, training=False))
-    for batch in dist:
-        per_replica = strategy.run(step, args=(batch,))
-    joined = tf.concat(strategy.experimental_local_results(per_replica["tl_heatmap"]), 0)
-    np.testing.assert_allclose(joined, single["tl_heatmap"], atol=1e-4)
-    print("MIRRORED_OK")
-    """
-)
-
-
-def test_forward_under_mirrored_strategy_on_two_logical_cpus():
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert "MIRRORED_OK" in result.stdout, result.stderr[-3000:]
