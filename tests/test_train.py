@@ -450,8 +450,8 @@ def test_killed_anywhere_the_same_command_finishes_and_no_partial_file_is_visibl
             assert final.shape == restored.shape
 
         # Killed while a finished run writes model.keras again: the complete file
-        # stays, untouched, and no other .keras file is visible. (A finished run
-        # run again: test_wrong_results.py.)
+        # stays, untouched, and no other .keras file is visible. (Running a
+        # finished run again: test_wrong_results.py.)
         finished = (out / "model.keras").read_bytes()
         _killed_at("model", argv, log)
         assert tf.train.latest_checkpoint(str(checkpoints)).endswith(f"ckpt-{steps}")
