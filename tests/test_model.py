@@ -42,6 +42,32 @@ def test_stride2_conv_pads_like_pytorch_on_even_inputs():
     assert y.shape == (1, 4, 4, 4)
 
 
+@pytest.mark.parametrize("side", [32, 33])
+def test_strided_1x1_conv_subsamples_then_convolves(side):
+    # The same outputs as a strided 1x1 convolution, without its filter-gradient
+    # kernel (TF 2.21's oneDNN one corrupts the heap at batch 1 on AVX-512
+    # CPUs); the gradient at batch 1, in a graph as `fit` runs it, is a plain
+    # sum over the sampled pixels.
+    layer = ConvBN(16, 1, strides=2, use_bn=False, use_relu=False)
+    x = tf.random.stateless_normal([1, side, side, 8], seed=[3, 4])
+    y = layer(x)
+    kernel, bias = layer.conv.kernel, layer.conv.bias
+    np.testing.assert_allclose(y, tf.nn.conv2d(x, kernel, 2, "VALID") + bias, atol=1e-6)
+    n = (side - 1) // 2 + 1
+    assert y.shape == tuple(layer.compute_output_shape(x.shape)) == (1, n, n, 16)
+    assert layer.conv.strides == (1, 1)
+
+    @tf.function(jit_compile=False)
+    def kernel_gradient(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x))
+        return tape.gradient(loss, kernel)
+
+    sampled = tf.reduce_sum(x[:, ::2, ::2, :], axis=[0, 1, 2])  # d loss / d kernel[0, 0, i, o]
+    expected = tf.tile(sampled[:, None], [1, 16])[None, None]
+    np.testing.assert_allclose(kernel_gradient(x), expected, rtol=1e-5, atol=1e-4)
+
+
 def test_batch_norm_trains_as_pytorch_batchnorm2d():
     """Outputs, gradients and running statistics of `nn.BatchNorm2d` (eps 1e-5, momentum
     0.1) step after step: the moving variance takes the Bessel-corrected batch variance,

@@ -61,12 +61,30 @@ def conv2d(filters, kernel_size, strides=1, use_bias=False, bias_initializer="ze
 
     For stride 1 and an odd kernel, TF "same" padding is symmetric and identical
     to PyTorch's; for stride 2 it is not (TF pads one more row at the bottom on
-    even inputs), so stride-2 convolutions get an explicit `ZeroPadding2D`.
+    even inputs), so stride-2 convolutions get an explicit `ZeroPadding2D`, and
+    strided 1x1 convolutions subsample first (see below).
+
+    Returns:
+        `[conv]`, or `[before, conv]` where `before` (the padding or the
+        subsampling) runs first; only `conv` has weights.
     """
     layers = []
     pad = kernel_size // 2
-    if strides == 1 or pad == 0:
+    if strides == 1:
         padding = "same" if pad else "valid"
+    elif pad == 0:
+        # A strided 1x1 convolution reads every `strides`-th pixel: take those
+        # (a 1x1 max-pool is a copy), then convolve at stride 1, which gives the
+        # same outputs. TensorFlow 2.21's oneDNN kernel for the filter gradient
+        # of a strided 1x1 convolution writes past its scratch buffer at batch 1
+        # on AVX-512 CPUs (the process aborts: "free(): invalid size"; seen
+        # with 8 -> 16 channels on 32x32 inputs); the unit-stride kernel does not.
+        layers.append(
+            keras.layers.MaxPooling2D(
+                1, strides, name=None if name is None else name + "_subsample"
+            )
+        )
+        padding, strides = "valid", 1
     else:
         layers.append(keras.layers.ZeroPadding2D(pad, name=None if name is None else name + "_pad"))
         padding = "valid"
@@ -109,6 +127,8 @@ class ConvBN(keras.layers.Layer):
         self.use_bn = use_bn
         self.use_relu = use_relu
         conv_layers = conv2d(filters, kernel_size, strides, use_bias=not use_bn, name="conv")
+        # The layer `conv2d` puts before the convolution (padding, or the
+        # subsampling of a strided 1x1), or None.
         self.pad = conv_layers[0] if len(conv_layers) == 2 else None
         self.conv = conv_layers[-1]
         self.bn = batch_norm(name="bn") if use_bn else None

@@ -41,7 +41,8 @@ class FireModule(keras.layers.Layer):
         half = filters // 2
         self.conv1 = conv2d(half, 1, name="conv1")[0]
         self.bn1 = batch_norm("bn1")
-        self.conv_1x1 = conv2d(half, 1, strides=strides, name="conv_1x1")[0]
+        *before, self.conv_1x1 = conv2d(half, 1, strides=strides, name="conv_1x1")
+        self.subsample_1x1 = before[0] if before else None  # see `conv2d`
         self.pad_3x3 = keras.layers.ZeroPadding2D(1, name="pad_3x3") if strides != 1 else None
         self.conv_3x3 = keras.layers.DepthwiseConv2D(
             3,
@@ -60,7 +61,11 @@ class FireModule(keras.layers.Layer):
         half = shape[:-1] + (self.filters // 2,)
         self.conv1.build(shape)
         self.bn1.build(half)
-        self.conv_1x1.build(half)
+        if self.subsample_1x1 is not None:
+            self.subsample_1x1.build(half)
+        self.conv_1x1.build(
+            half if self.subsample_1x1 is None else self.subsample_1x1.compute_output_shape(half)
+        )
         if self.pad_3x3 is not None:
             self.pad_3x3.build(half)
             half = self.pad_3x3.compute_output_shape(half)
@@ -70,8 +75,9 @@ class FireModule(keras.layers.Layer):
     def call(self, x, training=None):
         squeezed = self.bn1(self.conv1(x), training=training)
         depthwise = squeezed if self.pad_3x3 is None else self.pad_3x3(squeezed)
+        pointwise = squeezed if self.subsample_1x1 is None else self.subsample_1x1(squeezed)
         expanded = keras.ops.concatenate(
-            [self.conv_1x1(squeezed), self.conv_3x3(depthwise)], axis=-1
+            [self.conv_1x1(pointwise), self.conv_3x3(depthwise)], axis=-1
         )
         y = self.bn2(expanded, training=training)
         if self.skip:
