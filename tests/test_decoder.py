@@ -12,6 +12,7 @@ from cornernet_tf import CornerNet
 from cornernet_tf.config import ConfigError, TestConfig
 from cornernet_tf.inference import CornerNetDecoder
 from cornernet_tf.inference.geometry import test_geometry as geometry_of
+from cornernet_tf.models.presets import PRESETS, input_size_granule, preset_output_stride
 
 
 def ideal_network(objects, image_hw, scales=(1.0,), flip=True, num_classes=2):
@@ -197,6 +198,21 @@ def test_model_config_stores_the_test_config_as_plain_data(tiny):
     config = tiny.get_config()["test_config"]
     assert config == {**TestConfig().to_dict(), "top_k": 10, "num_dets": 100}
     assert CornerNet.from_config(tiny.get_config()).test_config == tiny.test_config
+
+
+def test_the_test_canvas_follows_the_network_s_input_step(tiny):
+    # `tiny` takes sides of 32k - 1: a 128-pixel image goes on a 159-pixel
+    # canvas (40x40 maps), where the official `| 127` of the 128-step networks
+    # would make it 255 (64x64).
+    assert tiny.input_size_granule == 32
+    assert tiny._decoder.granule == 32
+    heads = tiny._decoder.candidates(
+        lambda canvas: tiny(canvas, training=False), tf.zeros((1, 128, 128, 3))
+    )["heads"]
+    assert heads["tl_heatmap"].shape[1:3] == (40, 40)
+    for name in ("hourglass104", "squeeze"):
+        levels = len(PRESETS[name]["dims"]) - 1
+        assert input_size_granule(preset_output_stride(name), levels) == 128, name
 
 
 def test_output_stride_is_the_architecture_s(tiny):

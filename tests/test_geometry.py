@@ -61,6 +61,25 @@ def test_padding_matches_official_crop_image(hw):
     np.testing.assert_array_equal(batched.numpy()[1], expected)
 
 
+@pytest.mark.parametrize("granule", [32, 64])
+@pytest.mark.parametrize("hw", [(128, 128), (100, 200), (31, 33)])
+def test_another_granule_pads_to_its_own_official_form(hw, granule):
+    # The official rule `size | 127` for networks whose sides step by 128;
+    # a network stepping by 32 gets `size | 31` (128 -> 159, not 255).
+    rng = np.random.default_rng(hw[0] + granule)
+    image = rng.integers(1, 256, (*hw, 3)).astype(np.uint8)
+    size = (hw[0] | (granule - 1), hw[1] | (granule - 1))
+    expected, border = official_crop(image, (hw[0] // 2, hw[1] // 2), size)
+    np.testing.assert_array_equal(pad_for_test(image, granule).numpy(), expected)
+    geometry = geometry_of(hw, granule=granule)
+    np.testing.assert_array_equal(geometry["input_size"].numpy(), size)
+    np.testing.assert_array_equal(geometry["output_size"].numpy(), [(n + 1) // 4 for n in size])
+    np.testing.assert_array_equal(geometry["borders"].numpy(), border)
+    canvas, placed = prepare_test_image(image[None], output_stride=4, granule=granule)
+    np.testing.assert_array_equal(canvas.numpy()[0], expected)
+    np.testing.assert_array_equal(placed["borders"].numpy(), border)
+
+
 def test_pad_for_test_runs_in_tf_data():
     images = [np.ones((40, 60, 3), np.uint8), np.ones((130, 20, 3), np.uint8)]
     dataset = tf.data.Dataset.from_generator(
@@ -167,6 +186,9 @@ def test_mirror_boxes():
         (lambda: geometry_of((480, 640), 0.0), ValueError, "scale"),
         (lambda: geometry_of((480, 640), float("inf")), ValueError, "scale"),
         (lambda: pad_for_test(np.zeros((4, 4))), ValueError, "image"),
+        (lambda: geometry_of((480, 640), granule=48), ValueError, "power of two"),
+        (lambda: pad_for_test(np.zeros((4, 4, 3)), granule=0), ValueError, "granule"),
+        (lambda: prepare_test_image(np.zeros((4, 4, 3)), granule=True), ValueError, "granule"),
         (
             lambda: rescale_detections(np.zeros((2, 3)), [1, 1], [0, 0, 0, 0], (4, 4)),
             ValueError,

@@ -83,7 +83,7 @@ def tflite_function(
     config = model.test_config
     if flip_test is not None:
         config = config.replace(flip_test=bool(flip_test))
-    decoder = CornerNetDecoder(config, model.output_stride)
+    decoder = CornerNetDecoder(config, model.output_stride, model.input_size_granule)
 
     @tf.function(
         input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name=INPUT_NAME)],

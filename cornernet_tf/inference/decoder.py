@@ -3,7 +3,8 @@
 An image travels one road at test time (princeton-vl/CornerNet `test/coco.py`,
 `kp_detection`):
 
-    preprocess  each scale: resize, centre on a zero `(h | 127, w | 127)` canvas,
+    preprocess  each scale: resize, centre on a zero `(h | 127, w | 127)` canvas
+                (`| (granule - 1)` for a network of another granule),
                 append the mirrored canvas for the flip test     (geometry.py)
     network     raw heads of the last stack                      (the model)
     decode      top-K corners, K×K pairs, flip merge             (decode.py)
@@ -41,14 +42,26 @@ class CornerNetDecoder:
         config: the settings; a mapping is read with `TestConfig.from_dict`
             (missing keys take the official defaults).
         output_stride: input pixels per output-map pixel of the network.
+        granule: the network's input granule (`CornerNet.input_size_granule`):
+            the test canvas is `size | (granule - 1)`; 128 is the official
+            `| 127` of Hourglass-104 and CornerNet-Squeeze.
     """
 
-    def __init__(self, config: TestConfig | Mapping[str, Any] | None = None, output_stride=4):
+    def __init__(
+        self,
+        config: TestConfig | Mapping[str, Any] | None = None,
+        output_stride=4,
+        granule=geometry.OFFICIAL_GRANULE,
+    ):
         self.config = TestConfig.coerce(config)
         self.output_stride = output_stride
+        self.granule = granule
 
     def __repr__(self) -> str:
-        return f"CornerNetDecoder({self.config!r}, output_stride={self.output_stride})"
+        return (
+            f"CornerNetDecoder({self.config!r}, output_stride={self.output_stride}, "
+            f"granule={self.granule})"
+        )
 
     def candidates(self, network: Network, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """Preprocess, network, decode and rescale: scored pairs before soft-NMS.
@@ -71,7 +84,9 @@ class CornerNetDecoder:
         parts = {key: [] for key in ("boxes", "scores", "classes", "tl_scores", "br_scores")}
         heads = None
         for scale in config.scales:
-            canvas, placement = geometry.prepare_test_image(images, scale, self.output_stride)
+            canvas, placement = geometry.prepare_test_image(
+                images, scale, self.output_stride, self.granule
+            )
             if config.flip_test:
                 canvas = tf.concat([canvas, tf.reverse(canvas, [2])], axis=0)
             outputs = network(canvas)

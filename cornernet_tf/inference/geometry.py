@@ -4,9 +4,19 @@ Follows princeton-vl/CornerNet `test/coco.py` (`kp_detection`) and
 `utils/image.py` (`crop_image`): each image, resized by the test scale, is placed
 centred on a zero canvas of `(h | 127, w | 127)`; the network's output map is
 `(input + 1) // output_stride`; detections on the map are mapped back with the
-canvas borders and the map/canvas ratios. Pure TensorFlow with fixed output
-shapes, so it runs in `tf.data`, in `predict_step`, in a SavedModel and in a
-TFLite graph (where a fixed input size folds it into constants).
+canvas borders and the map/canvas ratios.
+
+127 is one less than the input granule of the official networks (128 =
+output stride × 2**levels for Hourglass-104 and CornerNet-Squeeze): the canvas
+is the smallest input of the form `128k - 1` that holds the image. For a
+network of another granule `g` (the `tiny` preset's is 32) the canvas is
+`(h | (g - 1), w | (g - 1))`, the same rule: `| 127` would pad a 128-pixel
+image to 255 pixels where 159 fit (2.6 times the pixels). `CornerNet` passes
+its own granule (`CornerNet.input_size_granule`); the default is 128.
+
+Pure TensorFlow with fixed output shapes, so it runs in `tf.data`, in
+`predict_step`, in a SavedModel and in a TFLite graph (where a fixed input size
+folds it into constants).
 """
 
 import math
@@ -15,15 +25,19 @@ import numbers
 import tensorflow as tf
 
 # Official `test/coco.py`: the canvas is `size | 127`, the output map
-# `(size + 1) // stride`.
+# `(size + 1) // stride`; 127 = OFFICIAL_GRANULE - 1.
 INPUT_SIZE_MASK = 127
+OFFICIAL_GRANULE = 128
 
 
-def test_geometry(image_hw, scale=1.0, output_stride: int = 4) -> dict[str, tf.Tensor]:
+def test_geometry(
+    image_hw, scale=1.0, output_stride: int = 4, granule: int = OFFICIAL_GRANULE
+) -> dict[str, tf.Tensor]:
     """Test-time sizes and placement of an image (official `kp_detection`).
 
     The image is resized to `int(h*scale) x int(w*scale)`; the network input is
-    `(new_h | 127, new_w | 127)`, its output `(input + 1) // output_stride`; the resized
+    `(new_h | 127, new_w | 127)` (`| (granule - 1)`), its output
+    `(input + 1) // output_stride`; the resized
     image is placed centred on a zero canvas of the input size exactly as the
     official `crop_image(image, (new_h // 2, new_w // 2), input_size)` does.
     When a resized side is already of the form `128n - 1` and odd, that crop
@@ -36,6 +50,9 @@ def test_geometry(image_hw, scale=1.0, output_stride: int = 4) -> dict[str, tf.T
         scale: test scale, a positive Python number or scalar tensor.
         output_stride: input pixels per output-map pixel
             (`CornerNet.output_stride`, 4 for the hourglass presets).
+        granule: the network's input granule, a power of two
+            (`CornerNet.input_size_granule`; 128, the official `| 127`, for
+            Hourglass-104 and CornerNet-Squeeze).
 
     Returns:
         A dict of tensors: `resized_size` [2] int32 (new_h, new_w),
@@ -47,9 +64,11 @@ def test_geometry(image_hw, scale=1.0, output_stride: int = 4) -> dict[str, tf.T
 
     Raises:
         TypeError: `image_hw` is not integer-valued.
-        ValueError: `image_hw` is not two values, or `scale` is not positive.
+        ValueError: `image_hw` is not two values, `scale` is not positive, or
+            `granule` is not a power of two.
     """
     image_hw = _as_image_hw(image_hw, "test_geometry")
+    mask = _size_mask(granule, "test_geometry")
     if isinstance(output_stride, bool) or not isinstance(output_stride, int) or output_stride < 1:
         raise ValueError(
             f"test_geometry: `output_stride` must be a positive int, got {output_stride!r}."
@@ -57,7 +76,7 @@ def test_geometry(image_hw, scale=1.0, output_stride: int = 4) -> dict[str, tf.T
     scale = _as_scale(scale, "test_geometry")
     # float64 as Python's `int(height * scale)`.
     resized = tf.cast(tf.floor(tf.cast(image_hw, tf.float64) * scale), tf.int32)  # [2]
-    input_size = tf.bitwise.bitwise_or(resized, INPUT_SIZE_MASK)
+    input_size = tf.bitwise.bitwise_or(resized, mask)
     output_size = (input_size + 1) // output_stride
     ratios = tf.cast(tf.cast(output_size, tf.float64) / tf.cast(input_size, tf.float64), tf.float32)
 
@@ -85,7 +104,7 @@ def test_geometry(image_hw, scale=1.0, output_stride: int = 4) -> dict[str, tf.T
 test_geometry.__test__ = False
 
 
-def pad_for_test(image: tf.Tensor) -> tf.Tensor:
+def pad_for_test(image: tf.Tensor, granule: int = OFFICIAL_GRANULE) -> tf.Tensor:
     """Places an (already resized) image centred on a zero test canvas.
 
     Official `crop_image` as called by `kp_detection`: the canvas is
@@ -96,10 +115,12 @@ def pad_for_test(image: tf.Tensor) -> tf.Tensor:
     Args:
         image: [H, W, C] or [B, H, W, C] (a batch of same-size images), any
             dtype.
+        granule: see `test_geometry`; the canvas is `| (granule - 1)`.
 
     Returns:
         The canvas, [H | 127, W | 127, C] (or with the batch dimension), same
-        dtype. `test_geometry(tf.shape(image)[-3:-1])` gives its borders.
+        dtype. `test_geometry(tf.shape(image)[-3:-1], granule=granule)` gives
+        its borders.
     """
     image = tf.convert_to_tensor(image)
     rank = image.shape.rank
@@ -107,7 +128,8 @@ def pad_for_test(image: tf.Tensor) -> tf.Tensor:
         raise ValueError(
             f"pad_for_test: `image` must be [H, W, C] or [B, H, W, C], got shape {image.shape}."
         )
-    geometry = test_geometry(tf.shape(image)[-3:-1])
+    mask = _size_mask(granule, "pad_for_test")
+    geometry = test_geometry(tf.shape(image)[-3:-1], granule=granule)
     y0, y1, x0, x1 = tf.unstack(geometry["crop"])
     top, bottom, left, right = tf.unstack(tf.cast(geometry["borders"], tf.int32))
     input_h, input_w = tf.unstack(geometry["input_size"])
@@ -125,15 +147,13 @@ def pad_for_test(image: tf.Tensor) -> tf.Tensor:
     if height is not None and width is not None:
         canvas = tf.ensure_shape(
             canvas,
-            image.shape[:-3].concatenate(
-                [height | INPUT_SIZE_MASK, width | INPUT_SIZE_MASK, image.shape[-1]]
-            ),
+            image.shape[:-3].concatenate([height | mask, width | mask, image.shape[-1]]),
         )
     return canvas
 
 
 def prepare_test_image(
-    image: tf.Tensor, scale=1.0, output_stride: int = 4
+    image: tf.Tensor, scale=1.0, output_stride: int = 4, granule: int = OFFICIAL_GRANULE
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """Resizes an image by `scale` and places it on its test canvas.
 
@@ -145,11 +165,11 @@ def prepare_test_image(
     Args:
         image: [H, W, C] or [B, H, W, C], any numeric dtype.
         scale: positive Python number or scalar tensor.
-        output_stride: see `test_geometry`.
+        output_stride, granule: see `test_geometry`.
 
     Returns:
         `(canvas, geometry)`: the canvas as in `pad_for_test` and
-        `test_geometry(original_hw, scale, output_stride)`.
+        `test_geometry(original_hw, scale, output_stride, granule)`.
     """
     image = tf.convert_to_tensor(image)
     if image.shape.rank not in (3, 4):
@@ -157,7 +177,7 @@ def prepare_test_image(
             f"prepare_test_image: `image` must be [H, W, C] or [B, H, W, C], got shape "
             f"{image.shape}."
         )
-    geometry = test_geometry(tf.shape(image)[-3:-1], scale, output_stride)
+    geometry = test_geometry(tf.shape(image)[-3:-1], scale, output_stride, granule)
     if not (isinstance(scale, numbers.Real) and scale == 1):
         resized = tf.image.resize(image, geometry["resized_size"], method="bilinear")
         if image.dtype.is_integer:
@@ -174,7 +194,7 @@ def prepare_test_image(
                 ),
             )
         image = resized
-    return pad_for_test(image), geometry
+    return pad_for_test(image, granule), geometry
 
 
 def rescale_detections(boxes: tf.Tensor, ratios, borders, image_hw, scale=1.0) -> tf.Tensor:
@@ -231,6 +251,21 @@ def mirror_boxes(boxes: tf.Tensor, width) -> tf.Tensor:
     width = tf.cast(width, boxes.dtype)
     x1, y1, x2, y2 = tf.unstack(boxes, axis=-1)
     return tf.stack([width - x2, y1, width - x1, y2], axis=-1)
+
+
+def _size_mask(granule, caller: str) -> int:
+    """`granule - 1` for a power-of-two `granule`; the canvas is `size | mask`."""
+    if (
+        isinstance(granule, bool)
+        or not isinstance(granule, numbers.Integral)
+        or granule < 1
+        or granule & (granule - 1)
+    ):
+        raise ValueError(
+            f"{caller}: `granule` must be a power of two (the network's output stride times "
+            f"2**levels, `CornerNet.input_size_granule`; 128 for Hourglass-104), got {granule!r}."
+        )
+    return int(granule) - 1
 
 
 def _as_image_hw(image_hw, caller: str) -> tf.Tensor:

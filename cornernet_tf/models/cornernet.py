@@ -20,7 +20,12 @@ from cornernet_tf.layers.corner_pool_module import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
 from cornernet_tf.layers.hourglass import BLOCKS, UPSAMPLING, HourglassModule
 from cornernet_tf.layers.residual import Residual
-from cornernet_tf.models.presets import PRESETS, input_size_problem, output_stride
+from cornernet_tf.models.presets import (
+    PRESETS,
+    input_size_granule,
+    input_size_problem,
+    output_stride,
+)
 
 if keras.backend.backend() != "tensorflow":  # e.g. set in ~/.keras/keras.json
     raise ImportError(
@@ -174,6 +179,10 @@ class CornerNet(keras.Model):
         self.class_names = None if class_names is None else [str(n) for n in class_names]
         # conv 7x7/2, then stride-2 residuals (`pre`): the heads see 1/4 (1/8) of the input.
         self.output_stride = output_stride(stem_residuals)
+        # Valid input sides step by output_stride * 2**levels (128 for
+        # Hourglass-104 and CornerNet-Squeeze, 32 for `tiny`); the test canvas
+        # is `size | (granule - 1)`, the official `| 127` for 128.
+        self.input_size_granule = input_size_granule(self.output_stride, len(self.dims) - 1)
         self.test_config = test_config
         self.bounding_box_format = bounding_box_format
 
@@ -268,7 +277,9 @@ class CornerNet(keras.Model):
 
     def _make_decoder(self, test_config) -> CornerNetDecoder:
         try:
-            return CornerNetDecoder(TestConfig.coerce(test_config), self.output_stride)
+            return CornerNetDecoder(
+                TestConfig.coerce(test_config), self.output_stride, self.input_size_granule
+            )
         except ConfigError as error:
             raise ValueError(
                 f"CornerNet: invalid test setting: {error} Fix it in `test_config` (a "
@@ -474,7 +485,9 @@ class CornerNet(keras.Model):
         """Detections for a batch of same-size images (official test procedure).
 
         Runs `cornernet_tf.inference.CornerNetDecoder`: each image is placed
-        centred on a zero canvas of `(h | 127, w | 127)` at every test scale
+        centred on a zero canvas of `(h | 127, w | 127)` (`| (g - 1)` for
+        the network's `input_size_granule` g; 128 for the official networks)
+        at every test scale
         (with its mirror image for the flip test), run through the network,
         decoded (`decode_corners`), mapped back to image pixels and reduced by
         per-class Gaussian soft-NMS to the best `max_detections`.
