@@ -40,7 +40,7 @@ def test_geometry(
     `(input + 1) // output_stride`; the resized
     image is placed centred on a zero canvas of the input size exactly as the
     official `crop_image(image, (new_h // 2, new_w // 2), input_size)` does.
-    When a resized side is already of the form `128n - 1` and odd, that crop
+    When a resized side is already of the form `granule * n - 1`, that crop
     drops its last row/column (`centre + input // 2` stops one short); this is
     kept for parity.
 
