@@ -9,6 +9,7 @@ import cornernet_tf
 from cornernet_tf import CornerNet
 from cornernet_tf.layers.conv_bn import BatchNorm, ConvBN, batch_norm
 from cornernet_tf.layers.corner_pool_module import CornerPoolModule
+from cornernet_tf.layers.fire import FireModule
 from cornernet_tf.layers.heads import CornerHead
 from cornernet_tf.layers.hourglass import HourglassModule
 from cornernet_tf.layers.residual import Residual
@@ -56,6 +57,7 @@ def test_strided_1x1_conv_subsamples_then_convolves(side):
     n = (side - 1) // 2 + 1
     assert y.shape == tuple(layer.compute_output_shape(x.shape)) == (1, n, n, 16)
     assert layer.conv.strides == (1, 1)
+    assert FireModule(16, strides=2).conv_1x1.strides == (1, 1)  # its 1x1 branch too
 
     @tf.function(jit_compile=False)
     def kernel_gradient(x):

@@ -25,9 +25,9 @@ import numbers
 import tensorflow as tf
 
 # Official `test/coco.py`: the canvas is `size | 127`, the output map
-# `(size + 1) // stride`; 127 = OFFICIAL_GRANULE - 1.
-INPUT_SIZE_MASK = 127
+# `(size + 1) // stride`; 127 is one less than the official networks' granule.
 OFFICIAL_GRANULE = 128
+INPUT_SIZE_MASK = OFFICIAL_GRANULE - 1
 
 
 def test_geometry(
