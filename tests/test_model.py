@@ -70,10 +70,12 @@ def test_strided_1x1_conv_subsamples_then_convolves(side):
     np.testing.assert_allclose(kernel_gradient(x), expected, rtol=1e-5, atol=1e-4)
 
 
-def test_batch_norm_trains_as_pytorch_batchnorm2d():
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_batch_norm_trains_as_pytorch_batchnorm2d(mode):
     """Outputs, gradients and running statistics of `nn.BatchNorm2d` (eps 1e-5, momentum
     0.1) step after step: the moving variance takes the Bessel-corrected batch variance,
-    where Keras' own layer takes the biased one. Inference uses the moving statistics."""
+    where Keras' own layer takes the biased one. Inference uses the moving statistics.
+    The fused kernel of the training path, run eagerly, as a graph and under XLA."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
     ours = batch_norm()
@@ -90,6 +92,15 @@ def test_batch_norm_trains_as_pytorch_batchnorm2d():
     def nchw(a):
         return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
 
+    def train_pass(x, upstream):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = ours(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        return (y, *tape.gradient(loss, [x, ours.gamma, ours.beta]))
+
+    if mode != "eager":
+        train_pass = tf.function(train_pass, jit_compile=mode == "xla")
     for _ in range(3):
         x = rng.normal(2, 3, (3, 5, 7, 4)).astype("float32")
         upstream = rng.normal(size=x.shape).astype("float32")
@@ -97,21 +108,37 @@ def test_batch_norm_trains_as_pytorch_batchnorm2d():
         x_ref = nchw(x).requires_grad_()
         y_ref = ref(x_ref)
         (y_ref * nchw(upstream)).sum().backward()
-        x_ours = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x_ours)
-            y = ours(x_ours, training=True)
-            loss = tf.reduce_sum(y * upstream)
-        dx, dgamma, dbeta = tape.gradient(loss, [x_ours, ours.gamma, ours.beta])
+        y, dx, dgamma, dbeta = train_pass(tf.constant(x), tf.constant(upstream))
         np.testing.assert_allclose(y, y_ref.detach().numpy().transpose(0, 2, 3, 1), atol=2e-6)
         np.testing.assert_allclose(dx, x_ref.grad.numpy().transpose(0, 2, 3, 1), atol=2e-5)
         np.testing.assert_allclose(dgamma, ref.weight.grad.numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dbeta, ref.bias.grad.numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(ours.moving_mean, ref.running_mean.numpy(), rtol=1e-6)
         np.testing.assert_allclose(ours.moving_variance, ref.running_var.numpy(), rtol=1e-6)
+    if mode == "graph":  # one fused kernel, not Keras' moments and arithmetic
+        graph = train_pass.get_concrete_function(tf.constant(x), tf.constant(upstream)).graph
+        types = {op.type for op in graph.get_operations()}
+        assert "FusedBatchNormV3" in types and "Mean" not in types
     ref.eval()
     y_ref = ref(nchw(x)).detach().numpy().transpose(0, 2, 3, 1)
     np.testing.assert_allclose(ours(x, training=False), y_ref, atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_batch_norm_training_in_mixed_precision(dtype):
+    """Under a mixed policy the fused kernel takes the half-precision activations with
+    float32 parameters and statistics: outputs in the compute dtype, close to float32's."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(2, 3, (2, 6, 5, 4)).astype("float32")
+    full = batch_norm()
+    mixed = BatchNorm(epsilon=full.epsilon, momentum=full.momentum, dtype=f"mixed_{dtype}")
+    y_full = full(x, training=True)
+    y_mixed = mixed(tf.cast(x, dtype), training=True)
+    assert y_mixed.dtype == dtype
+    assert mixed.moving_variance.dtype == "float32"
+    np.testing.assert_allclose(tf.cast(y_mixed, "float32"), y_full, atol=0.05)
+    np.testing.assert_allclose(mixed.moving_mean, full.moving_mean, rtol=0.01)
+    np.testing.assert_allclose(mixed.moving_variance, full.moving_variance, rtol=0.01)
 
 
 def test_residual_skip_only_when_shape_changes():

@@ -28,31 +28,35 @@ class BatchNorm(keras.layers.BatchNormalization):
     it toward the biased one. The two differ most at the hourglasses' deepest
     level (4x4 at 511x511: n = 32 at batch 2, a 3% smaller variance). Training
     here follows PyTorch; inference and any other case (a mask, a frozen or
-    synchronised layer) are Keras' own.
+    synchronised layer, inputs other than [N, H, W, C] of 16 or 32 bits) are
+    Keras' own.
+
+    A training batch goes through TensorFlow's fused kernel
+    (`FusedBatchNormV3`: oneDNN's on CPUs, cuDNN's on GPUs), which returns
+    the Bessel-corrected batch variance. Keras' layer builds the same
+    arithmetic from about twenty small operations forward and backward; on
+    the `tiny` preset's graph-mode train step on a CPU the fused kernel made
+    the whole step about 15% faster (docs/performance.md).
     """
 
     def call(self, inputs, training=None, mask=None):
         keras_own = mask is not None or self.synchronized or self.renorm
-        if keras_own or not (training and self.trainable):
+        fused = len(inputs.shape) == 4 and self.axis in (-1, 3)
+        fused = fused and inputs.dtype in (tf.float32, tf.float16, tf.bfloat16)
+        if keras_own or not fused or not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = keras.ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
-        mean, variance = keras.ops.moments(x, axes=self._reduction_axes)
-        n = tf.cast(tf.size(x) // tf.shape(x)[self.axis], x.dtype)
-        unbiased = variance * (n / tf.maximum(n - 1.0, 1.0))
-        m = self.momentum
-        self.moving_mean.assign(keras.ops.cast(self.moving_mean, x.dtype) * m + mean * (1.0 - m))
-        self.moving_variance.assign(
-            keras.ops.cast(self.moving_variance, x.dtype) * m + unbiased * (1.0 - m)
-        )
-        outputs = keras.ops.batch_normalization(
-            x,
-            mean,
-            variance,
-            axis=self.axis,
-            offset=keras.ops.cast(self.beta, x.dtype) if self.center else None,
-            scale=keras.ops.cast(self.gamma, x.dtype) if self.scale else None,
+        channels = inputs.shape[-1]
+        outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+            inputs,
+            self.gamma if self.scale else tf.ones([channels]),
+            self.beta if self.center else tf.zeros([channels]),
             epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
         )
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + unbiased * (1.0 - m))
         return keras.ops.cast(outputs, self.compute_dtype)
 
 
