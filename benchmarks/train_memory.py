@@ -12,8 +12,8 @@ peak resident memory (`ru_maxrss`) is its own, one after the other in this run:
 - `recompute`: the same with `compile(recompute_stacks=True)`
   (`train.recompute_stacks`);
 - `xla`: `ours` with the whole step compiled by XLA (`jit_compile=True`), what
-  `train.jit_compile: auto` picks on one GPU or one CPU replica (the first
-  step includes the compilation);
+  `train.jit_compile: auto` picks on GPUs (on CPUs it runs the graph, as
+  `ours`; the first step includes the compilation);
 - `official`: with `--official-root DIR`, a checkout of princeton-vl/CornerNet:
   its `models/CornerNet.py` network and `AELoss`, stepped as its
   `nnet/py_factory.py` `train` does (zero_grad, loss, mean, backward, Adam

@@ -155,9 +155,10 @@ class TrainConfig:
             keeping its activations (`tf.recompute_grad`): less memory per
             image, one more forward pass of those stacks per step, the same
             gradients.
-        jit_compile: XLA-compile the train step: true, false, or "auto" (where
-            XLA works: GPUs, TPUs, one CPU replica; several CPU replicas run
-            as a graph because XLA across them fails in TF 2.21).
+        jit_compile: XLA-compile the train step: true, false, or "auto" (on
+            GPUs and TPUs; on CPUs the graph is faster than XLA's CPU
+            backend, and XLA across several CPU replicas fails in TF 2.21,
+            so `true` there runs as a graph too).
         log_every: iterations between TensorBoard scalar writes.
         eval_every: iterations between evaluations; 0 evaluates only at the end
             when an evaluation function is given, never in between.

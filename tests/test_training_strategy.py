@@ -74,20 +74,25 @@ def test_gpus_asked_for_but_missing_is_an_error(monkeypatch):
     strategy_lib.make_strategy("one_device")
 
 
-def test_jit_compile_auto_compiles_where_xla_works(caplog):
+def test_jit_compile_auto_compiles_on_accelerators_only(caplog):
     caplog.set_level("INFO", logger="cornernet_tf.training.strategy")
     one = tf.distribute.OneDeviceStrategy("/cpu:0")
-    assert strategy_lib.use_jit_compile("auto", one) is True
-    assert "the train step is XLA-compiled" in caplog.text
 
     class TwoCpuReplicas:  # `use_jit_compile` reads only the replica count
         num_replicas_in_sync = 2
 
     if tf.config.list_logical_devices("GPU"):
+        assert strategy_lib.use_jit_compile("auto", one) is True
         pytest.skip("a GPU is visible: XLA stays on")
+    assert strategy_lib.use_jit_compile("auto", one) is False
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert "runs as a graph on the CPU" in caplog.text
     caplog.clear()
     assert strategy_lib.use_jit_compile("auto", TwoCpuReplicas()) is False
     assert [r.levelname for r in caplog.records] == ["INFO"]
+    caplog.clear()
+    assert strategy_lib.use_jit_compile(True, one) is True
+    assert "the train step is XLA-compiled" in caplog.text
     caplog.clear()
     assert strategy_lib.use_jit_compile(True, TwoCpuReplicas()) is False
     assert [r.levelname for r in caplog.records] == ["WARNING"]
