@@ -46,6 +46,8 @@ class BatchNorm(keras.layers.BatchNormalization):
         if keras_own or not fused or not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
+        # The fused kernel's documented Python entry (besides tf.raw_ops); it
+        # returns the batch mean and the Bessel-corrected batch variance.
         outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
             inputs,
             self.gamma if self.scale else tf.ones([channels]),
