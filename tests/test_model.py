@@ -124,16 +124,20 @@ def test_batch_norm_trains_as_pytorch_batchnorm2d(mode):
     np.testing.assert_allclose(ours(x, training=False), y_ref, atol=2e-6)
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "xla"])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_batch_norm_training_in_mixed_precision(dtype):
+def test_batch_norm_training_in_mixed_precision(dtype, jit):
     """Under a mixed policy the fused kernel takes the half-precision activations with
-    float32 parameters and statistics: outputs in the compute dtype, close to float32's."""
+    float32 parameters and statistics: outputs in the compute dtype, close to float32's
+    (eagerly, and under XLA as `train.jit_compile` runs it on GPUs)."""
     rng = np.random.default_rng(1)
     x = rng.normal(2, 3, (2, 6, 5, 4)).astype("float32")
     full = batch_norm()
     mixed = BatchNorm(epsilon=full.epsilon, momentum=full.momentum, dtype=f"mixed_{dtype}")
+    mixed.build(x.shape)
     y_full = full(x, training=True)
-    y_mixed = mixed(tf.cast(x, dtype), training=True)
+    train = tf.function(mixed, jit_compile=True) if jit else mixed
+    y_mixed = train(tf.cast(x, dtype), training=True)
     assert y_mixed.dtype == dtype
     assert mixed.moving_variance.dtype == "float32"
     np.testing.assert_allclose(tf.cast(y_mixed, "float32"), y_full, atol=0.05)
