@@ -205,8 +205,12 @@ def test_the_test_canvas_follows_the_network_s_input_step(tiny):
     # canvas (40x40 maps), where the official `| 127` of the 128-step networks
     # would make it 255 (64x64).
     assert tiny.input_size_granule == 32
-    assert tiny._decoder.granule == 32
-    heads = tiny._decoder.candidates(
+    assert tiny.decoder().granule == 32
+    # a dict replaces fields of the model's own settings, as `detect` takes it
+    assert tiny.decoder({"flip_test": False}).granule == 32
+    assert tiny.decoder({"flip_test": False}).config == tiny.test_config.replace(flip_test=False)
+    assert tiny.decoder().config == tiny.test_config
+    heads = tiny.decoder().candidates(
         lambda canvas: tiny(canvas, training=False), tf.zeros((1, 128, 128, 3))
     )["heads"]
     assert heads["tl_heatmap"].shape[1:3] == (40, 40)

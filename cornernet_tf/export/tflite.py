@@ -20,7 +20,6 @@ import tensorflow as tf
 from cornernet_tf.export._checks import check_model, check_name
 from cornernet_tf.exported_io import INPUT_NAME, check_input_size, detection_outputs
 from cornernet_tf.images import OK, image_files, read_image
-from cornernet_tf.inference.decoder import CornerNetDecoder
 from cornernet_tf.runtime import letterbox
 from cornernet_tf.utils.fs import atomic_write_bytes
 
@@ -83,7 +82,7 @@ def tflite_function(
     config = model.test_config
     if flip_test is not None:
         config = config.replace(flip_test=bool(flip_test))
-    decoder = CornerNetDecoder(config, model.output_stride, model.input_size_granule)
+    decoder = model.decoder(config)
 
     @tf.function(
         input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name=INPUT_NAME)],

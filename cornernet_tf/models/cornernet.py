@@ -511,12 +511,25 @@ class CornerNet(keras.Model):
                 f"CornerNet.detect: `images` must be a batch [B, H, W, 3] of RGB images, got "
                 f"shape {images.shape}; add a batch axis or convert grayscale/RGBA to RGB."
             )
-        decoder = self._decoder
+        return self.decoder(test_config)(lambda canvas: self(canvas, training=False), images)
+
+    def decoder(self, test_config=None) -> CornerNetDecoder:
+        """The test procedure around this network: a `CornerNetDecoder` with its
+        output stride and input granule (the test canvas), as `detect` runs it.
+
+        Args:
+            test_config: None for the model's `test_config`; a `TestConfig`; or
+                a dict of fields replacing the model's.
+
+        Returns:
+            The `cornernet_tf.inference.CornerNetDecoder`; call it with a network
+            function and images, or use its `candidates` and `suppress` steps.
+        """
+        if test_config is None:
+            return self._decoder
         if isinstance(test_config, Mapping):
             test_config = self.test_config.to_dict() | dict(test_config)
-        if test_config is not None:
-            decoder = self._make_decoder(test_config)
-        return decoder(lambda canvas: self(canvas, training=False), images)
+        return self._make_decoder(test_config)
 
     def predict_step(self, data):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
