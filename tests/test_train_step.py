@@ -18,8 +18,9 @@ from cornernet_tf.models import cornernet as cornernet_module
 from cornernet_tf.targets import encode_targets
 
 # A very small hourglass (two levels) so that steps take milliseconds. Steps run
-# as graphs (`jit_compile=False`; Keras' "auto" would compile each test's step
-# with XLA); test_jit_compiled_step_gives_the_same_update checks XLA against them.
+# as graphs (`jit_compile=False`, what Keras' "auto" picks without a GPU; with
+# one it would compile each test's step with XLA);
+# test_jit_compiled_step_gives_the_same_update checks XLA against them.
 SMALL = dict(
     num_classes=3,
     dims=[16, 16],

@@ -232,7 +232,8 @@ def use_jit_compile(requested: bool | str, strategy: tf.distribute.Strategy) -> 
     """Whether to XLA-compile the train step.
 
     `train.jit_compile: auto` compiles on GPUs and TPUs and runs the step as a
-    graph on CPUs. There, TensorFlow's oneDNN kernels (convolutions, the fused
+    graph on CPUs, as Keras' own `jit_compile="auto"` does on a machine without
+    accelerators. On CPUs TensorFlow's oneDNN kernels (convolutions, the fused
     BatchNorm) beat XLA's CPU backend, and nothing has to be compiled before
     the first step: the `tiny` preset's 300 steps on 2 cores took 56-57 s as a
     graph and 78-79 s with XLA (docs/performance.md). `true` compiles on one
