@@ -41,8 +41,11 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         keras_own = mask is not None or self.synchronized or self.renorm
-        fused = len(inputs.shape) == 4 and self.axis in (-1, 3)
-        fused = fused and inputs.dtype in (tf.float32, tf.float16, tf.bfloat16)
+        fused = (
+            len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+            and inputs.dtype in (tf.float32, tf.float16, tf.bfloat16)
+        )
         if keras_own or not fused or not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
