@@ -326,8 +326,8 @@ def bench_sampler(official_root, records, batch_size, batches, warmup, workers, 
 
 
 def tf_iterator(root, batch_size):
-    from cornernet_tf.config import DataConfig
     from cornernet_tf.data import augment, pipeline
+    from cornernet_tf.spec.config import DataConfig
 
     # The official sampler's settings; the scales as np.arange gives them (SCALES),
     # which is what the official code crops with.

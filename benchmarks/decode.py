@@ -16,9 +16,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.decode import decode_corners
 from cornernet_tf.inference import CornerNetDecoder
-from cornernet_tf.inference.decode import OUTPUT_KEYS
+from cornernet_tf.inference.decode import OUTPUT_KEYS, decode_corners
 
 NUM_CLASSES = 80
 OUTPUT_SIZE = 128

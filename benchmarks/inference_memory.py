@@ -28,7 +28,7 @@ def _measure(preset: str, side: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from cornernet_tf import CornerNet
+    from cornernet_tf.models import CornerNet
 
     model = CornerNet.from_preset(preset)
     before = _resident_mb()

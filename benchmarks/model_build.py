@@ -15,7 +15,7 @@ import time
 import keras
 import numpy as np
 
-from cornernet_tf import CornerNet
+from cornernet_tf.models import CornerNet
 
 
 def main() -> None:

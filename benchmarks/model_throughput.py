@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf import CornerNet
+from cornernet_tf.models import CornerNet
 from cornernet_tf.targets import encode_targets
 
 SETTINGS = {

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf import CornerNet
+from cornernet_tf.models import CornerNet
 
 
 def main():

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cornernet_tf import export, load_model
+from cornernet_tf import export
+from cornernet_tf.models import load_model
 from cornernet_tf.models.cornernet import CornerNet
 from cornernet_tf.runtime import TFLiteDetector, host_soft_nms
 

@@ -88,7 +88,7 @@ def _time_steps(step, steps):
 def _run_ours(args, recompute, jit_compile):
     import keras
 
-    from cornernet_tf import CornerNet
+    from cornernet_tf.models import CornerNet
 
     images, targets = _targets(args.size, args.batch)
     model = CornerNet.from_preset("hourglass104")

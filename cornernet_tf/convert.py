@@ -47,7 +47,7 @@ from cornernet_tf.models.cornernet import (
     OFFICIAL_STD_RGB,
     CornerNet,
 )
-from cornernet_tf.models.presets import PRESETS
+from cornernet_tf.spec.presets import PRESETS
 
 OFFICIAL_PREFIX = "module."
 # Official module names per part of `CornerNet`, in the two official code bases:

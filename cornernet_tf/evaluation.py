@@ -50,11 +50,11 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf import images
-from cornernet_tf.config import TestConfig
 from cornernet_tf.data import pipeline
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
-from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
 from cornernet_tf.inference.feeding import without_autotune
+from cornernet_tf.spec.config import TestConfig
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 
 logger = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.exported_io import (
+from cornernet_tf.inference.decoder import CornerNetDecoder
+from cornernet_tf.inference.image_input import check_image
+from cornernet_tf.spec.exported_io import (
     DETECTION_OUTPUTS,
     INPUT_NAME,
     check_input_size,
     detection_outputs,
 )
-from cornernet_tf.inference.decoder import CornerNetDecoder
-from cornernet_tf.inference.image_input import check_image
 
 __all__ = ["TFLiteDetector", "host_soft_nms", "letterbox"]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from cornernet_tf import configs_catalog
 from cornernet_tf.cli import evaluate as evaluate_cli
 from cornernet_tf.cli import export as export_cli
 from cornernet_tf.cli import train as train_cli
+from cornernet_tf.spec import catalog
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(path.stem for path in (REPO / "configs").glob("*.yaml"))
@@ -107,30 +107,30 @@ def test_duplicated_choices_match_the_library():
 
 
 def test_packaged_configs_are_the_repository_configs():
-    assert configs_catalog.packaged_config_names() == CONFIGS
+    assert catalog.packaged_config_names() == CONFIGS
     assert {"cornernet_hg104_coco", "shapes_tiny"} <= set(CONFIGS)
 
 
 @pytest.mark.parametrize("name", ["shapes_tiny", "shapes_tiny.yaml"])
 def test_config_by_name(name):
-    path = configs_catalog.resolve_config_path(name)
+    path = catalog.resolve_config_path(name)
     assert path.samefile(REPO / "configs" / "shapes_tiny.yaml")
 
 
 def test_config_file_wins_over_a_packaged_name(tmp_path, monkeypatch):
     (tmp_path / "shapes_tiny.yaml").write_text("train:\n  steps: 3\n")
     monkeypatch.chdir(tmp_path)
-    assert configs_catalog.resolve_config_path("shapes_tiny.yaml") == Path("shapes_tiny.yaml")
+    assert catalog.resolve_config_path("shapes_tiny.yaml") == Path("shapes_tiny.yaml")
     # Not a file here, so the packaged one.
-    assert configs_catalog.resolve_config_path("shapes_tiny").parent.name == "configs"
+    assert catalog.resolve_config_path("shapes_tiny").parent.name == "configs"
 
 
 @pytest.mark.parametrize(
     "value", ["no_such_config", "configs/no_such.yaml", "elsewhere/shapes_tiny"]
 )
 def test_unknown_config_lists_the_packaged_names(value):
-    with pytest.raises(configs_catalog.UnknownConfigError) as error:
-        configs_catalog.resolve_config_path(value)
+    with pytest.raises(catalog.UnknownConfigError) as error:
+        catalog.resolve_config_path(value)
     message = str(error.value)
     assert "\n" not in message
     assert f"--config {value}: " in message

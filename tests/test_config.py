@@ -6,7 +6,7 @@ import os
 import pytest
 import yaml
 
-from cornernet_tf.config import (
+from cornernet_tf.spec.config import (
     Config,
     ConfigError,
     DataConfig,

@@ -31,7 +31,7 @@ from official_torch import (
 from cornernet_tf import convert
 from cornernet_tf.cli import convert as convert_cli
 from cornernet_tf.models.cornernet import OFFICIAL_MEAN_BGR, OFFICIAL_STD_BGR, CornerNet
-from cornernet_tf.models.presets import PRESETS
+from cornernet_tf.spec.presets import PRESETS
 
 LISTING = "official_hg104_state_dict.tsv"
 

@@ -7,8 +7,7 @@ import tensorflow as tf
 from ideal_heads import KEYS, as_outputs, ideal_outputs
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cornernet_tf.decode import decode_corners
-from cornernet_tf.inference.decode import decode_outputs
+from cornernet_tf.inference.decode import decode_corners, decode_outputs
 
 
 def box_iou(a, b):

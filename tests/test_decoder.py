@@ -8,11 +8,11 @@ import pytest
 import tensorflow as tf
 from ideal_heads import as_outputs, ideal_outputs
 
-from cornernet_tf import CornerNet
-from cornernet_tf.config import ConfigError, TestConfig
 from cornernet_tf.inference import CornerNetDecoder
 from cornernet_tf.inference.geometry import test_geometry as geometry_of
-from cornernet_tf.models.presets import PRESETS, input_size_granule, preset_output_stride
+from cornernet_tf.models import CornerNet
+from cornernet_tf.spec.config import ConfigError, TestConfig
+from cornernet_tf.spec.presets import PRESETS, input_size_granule, preset_output_stride
 
 
 def ideal_network(objects, image_hw, scales=(1.0,), flip=True, num_classes=2):
@@ -152,11 +152,6 @@ def test_test_config_refuses_invalid_settings(values, match):
     with pytest.raises(ConfigError, match=match) as error:
         TestConfig.from_dict(values)
     assert error.value.key.startswith("test.")
-
-
-def test_dict_style_reads_are_deprecated():
-    with pytest.warns(DeprecationWarning, match="test_config.top_k"):
-        assert TestConfig()["top_k"] == 100
 
 
 def test_frozen():

@@ -19,9 +19,10 @@ import pytest
 import tensorflow as tf
 from seeding import seed_weights
 
-from cornernet_tf import CornerNet, evaluation
+from cornernet_tf import evaluation
 from cornernet_tf.cli import evaluate as evaluate_cli
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
+from cornernet_tf.models import CornerNet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "shapes_tiny.yaml")

@@ -45,7 +45,7 @@ def _in(name: str, *prefixes: str) -> bool:
 
 def test_the_graph_sees_the_imports():
     assert "cornernet_tf.inference.decoder" in GRAPH["cornernet_tf.models.cornernet"]
-    assert "cornernet_tf.utils.fs" in GRAPH["cornernet_tf.config"]  # module-level
+    assert "cornernet_tf.utils.fs" in GRAPH["cornernet_tf.spec.config"]  # module-level
     assert "cornernet_tf.models.loading" in GRAPH["cornernet_tf.cli.train"] or any(
         _in(dep, "cornernet_tf.training") for dep in GRAPH["cornernet_tf.cli.train"]
     )  # inside a function
@@ -84,7 +84,7 @@ HIGHER = (
     ("lower", "forbidden"),
     [
         (
-            ("cornernet_tf.config", "cornernet_tf.utils"),
+            ("cornernet_tf.spec", "cornernet_tf.utils"),
             ("cornernet_tf.models", "cornernet_tf.data", "cornernet_tf.inference", *HIGHER),
         ),
         (
@@ -113,8 +113,19 @@ def test_lower_layers_do_not_import_higher_ones(lower, forbidden):
     assert {name: deps for name, deps in offending.items() if deps} == {}
 
 
-def test_targets_know_nothing_of_keras():
-    tree = ast.parse((PACKAGE / "targets.py").read_text(encoding="utf-8"))
+def _third_party_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert not any(name.split(".")[0] == "keras" for name in names)
+    return {name.split(".")[0] for name in names}
+
+
+def test_targets_know_nothing_of_keras():
+    assert "keras" not in _third_party_imports(PACKAGE / "targets.py")
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "spec").glob("*.py")), ids=lambda p: p.name)
+def test_spec_imports_no_tensorflow_or_keras(path):
+    # The command-line tools check arguments and configs with these modules
+    # before TensorFlow loads.
+    assert _third_party_imports(path) & {"tensorflow", "keras", "tf_keras"} == set()

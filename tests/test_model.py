@@ -5,14 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import cornernet_tf
-from cornernet_tf import CornerNet
 from cornernet_tf.layers.conv_bn import BatchNorm, ConvBN, batch_norm
 from cornernet_tf.layers.corner_pool_module import CornerPoolModule
 from cornernet_tf.layers.fire import FireModule
 from cornernet_tf.layers.heads import CornerHead
 from cornernet_tf.layers.hourglass import HourglassModule
 from cornernet_tf.layers.residual import Residual
+from cornernet_tf.models import CornerNet
 
 HEADS = ("heatmap", "embedding", "offset")
 
@@ -220,7 +219,6 @@ def test_layer_config_round_trip_gives_same_outputs(layer, shape):
 
 
 def test_public_api():
-    assert cornernet_tf.CornerNet is CornerNet
     assert set(CornerNet.presets()) >= {"hourglass104", "tiny"}
 
 
@@ -321,7 +319,7 @@ def test_bad_constructor_arguments():
 
 def test_input_size_rule_is_the_network_s_own():
     """The check refuses exactly the sides the hourglasses cannot take, naming valid ones."""
-    from cornernet_tf.models.presets import input_size_problem
+    from cornernet_tf.spec.presets import input_size_problem
 
     model = CornerNet.from_preset(
         "tiny", num_stacks=1, dims=[8, 8, 8, 8], pre_dim=8, cnv_dim=8, pool_dim=8, head_dim=8

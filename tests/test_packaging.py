@@ -141,14 +141,14 @@ def test_installed_tools_and_configs_work_without_the_repository(unpacked, tmp_p
         "import sys\n"
         "from pathlib import Path\n"
         "import cornernet_tf\n"
-        "from cornernet_tf import configs_catalog\n"
+        "from cornernet_tf.spec import catalog\n"
         "from cornernet_tf.cli._common import load_config\n"
         "root = Path(sys.argv[1]).resolve()\n"
         "assert Path(cornernet_tf.__file__).resolve().is_relative_to(root), cornernet_tf.__file__\n"
-        "path = configs_catalog.resolve_config_path('cornernet_hg104_coco')\n"
+        "path = catalog.resolve_config_path('cornernet_hg104_coco')\n"
         "assert path.resolve().is_relative_to(root / 'cornernet_tf' / 'configs'), path\n"
         "config = load_config('cornernet_hg104_coco.yaml', ['train.steps=7'])\n"
-        "print(config.model.preset, config.train.steps, configs_catalog.packaged_config_names())\n"
+        "print(config.model.preset, config.train.steps, catalog.packaged_config_names())\n"
         "print('tensorflow' in sys.modules)\n"
     )
     env = _env(unpacked)

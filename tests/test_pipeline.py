@@ -13,9 +13,9 @@ import tensorflow as tf
 from test_augment import OFFICIAL_SCALES, ref_clip, ref_flip, ref_random_crop, ref_resize
 
 from cornernet_tf import images
-from cornernet_tf.config import DataConfig
 from cornernet_tf.data import augment, pipeline
 from cornernet_tf.data.coco import CocoDataset
+from cornernet_tf.spec.config import DataConfig
 
 INPUT, OUTPUT = 127, 32
 # Small sizes, and the crop scales as the official np.arange(0.6, 1.4, 0.1) gives
@@ -362,7 +362,7 @@ def test_argument_errors_name_the_argument(shapes_root):
         small_train(shapes_root, max_bad_images=-1)
     with pytest.raises(TypeError, match="source"):
         pipeline.make_train_dataset(3, DATA, batch_size=1)
-    with pytest.raises(TypeError, match="`config` must be a cornernet_tf.config.DataConfig"):
+    with pytest.raises(TypeError, match="`config` must be a cornernet_tf.spec.config.DataConfig"):
         pipeline.make_train_dataset(shapes_root, "train2017", batch_size=1)
 
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from seeding import seed_weights
 
-from cornernet_tf import CornerNet
+from cornernet_tf.models import CornerNet
 
 MAX_DETECTIONS = 100
 

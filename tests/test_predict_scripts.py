@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from seeding import seed_weights
 
-from cornernet_tf import CornerNet, visualization
+from cornernet_tf import visualization
 from cornernet_tf.cli import predict as predict_cli
+from cornernet_tf.models import CornerNet
 
 NAMES = ["rectangle", "ellipse", "triangle"]
 

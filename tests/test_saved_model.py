@@ -17,7 +17,7 @@ from export_helpers import CLASS_NAMES, png, random_image
 
 from cornernet_tf import export
 from cornernet_tf.models.cornernet import CornerNet
-from cornernet_tf.models.presets import PRESETS
+from cornernet_tf.spec.presets import PRESETS
 
 DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
 

@@ -21,10 +21,11 @@ from official_torch import (
     randomize,
 )
 
-from cornernet_tf import convert, load_model
+from cornernet_tf import convert
 from cornernet_tf.cli import convert as convert_cli
+from cornernet_tf.models import load_model
 from cornernet_tf.models.cornernet import CornerNet
-from cornernet_tf.models.presets import PRESETS, preset_output_stride
+from cornernet_tf.spec.presets import PRESETS, preset_output_stride
 
 SQUEEZE_LISTING = "official_squeeze_state_dict.tsv"
 LITE_HG104_LISTING = "official_lite_hg104_state_dict.tsv"

@@ -15,11 +15,11 @@ from seeding import seed_weights
 
 from cornernet_tf import export, training
 from cornernet_tf.cli import train as train_cli
-from cornernet_tf.config import ConfigError, load_config
 from cornernet_tf.inference.decode import OUTPUT_KEYS
 from cornernet_tf.inference.geometry import prepare_test_image
 from cornernet_tf.models.cornernet import CornerNet
 from cornernet_tf.runtime import TFLiteDetector
+from cornernet_tf.spec.config import ConfigError, load_config
 from cornernet_tf.targets import encode_targets
 
 CONFIG = str(REPO / "configs" / "shapes_tiny.yaml")

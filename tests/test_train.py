@@ -25,8 +25,8 @@ import tensorflow as tf
 
 from cornernet_tf import training
 from cornernet_tf.cli import train as train_cli
-from cornernet_tf.config import Config, ConfigError, load_config
 from cornernet_tf.data import shapes
+from cornernet_tf.spec.config import Config, ConfigError, load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "train.py")

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from seeding import seed_weights
 
-from cornernet_tf import CornerNet
 from cornernet_tf.losses import cornernet_loss
+from cornernet_tf.models import CornerNet
 from cornernet_tf.models import cornernet as cornernet_module
 from cornernet_tf.targets import encode_targets
 
@@ -235,7 +235,7 @@ def test_recomputed_stacks_give_the_same_loss_gradients_and_statistics(monkeypat
 
 def test_recompute_stacks_is_a_train_setting(tmp_path):
     from cornernet_tf import training
-    from cornernet_tf.config import config_from_dict
+    from cornernet_tf.spec.config import config_from_dict
 
     small = {k: v for k, v in SMALL.items() if k != "num_classes"}
     config = config_from_dict(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cornernet_tf.config import Config, config_from_dict
+from cornernet_tf.spec.config import Config, config_from_dict
 from cornernet_tf.training import inputs
 from cornernet_tf.training.errors import SetupError
 

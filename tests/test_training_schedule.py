@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cornernet_tf.config import TrainConfig
+from cornernet_tf.spec.config import TrainConfig
 from cornernet_tf.training import schedule
 
 

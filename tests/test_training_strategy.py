@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from cornernet_tf.config import ConfigError
+from cornernet_tf.spec.config import ConfigError
 from cornernet_tf.training import strategy as strategy_lib
 from cornernet_tf.training.errors import SetupError
 

@@ -30,14 +30,15 @@ import tensorflow as tf
 from export_helpers import REPO
 from PIL import Image, ImageOps
 
-from cornernet_tf import images, load_model
+from cornernet_tf import images
 from cornernet_tf import training as training_lib
 from cornernet_tf.cli import predict as predict_cli
-from cornernet_tf.config import load_config
 from cornernet_tf.data import shapes
 from cornernet_tf.data.coco import CocoDataset
 from cornernet_tf.evaluation import run_coco_evaluation
-from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
+from cornernet_tf.models import load_model
+from cornernet_tf.spec.config import load_config
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 from cornernet_tf.utils import fs
 
 LIMIT = DEFAULT_MAX_IMAGE_SIDE

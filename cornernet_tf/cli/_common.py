@@ -42,21 +42,21 @@ def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()):
 
     Args:
         name_or_path: the `--config` value; see
-            `cornernet_tf.configs_catalog.resolve_config_path`.
+            `cornernet_tf.spec.catalog.resolve_config_path`.
         overrides: `section.key=value` strings.
 
     Returns:
-        The validated `cornernet_tf.config.Config`.
+        The validated `cornernet_tf.spec.config.Config`.
 
     Raises:
         ConfigError: unknown name, missing file or invalid content, or an
             input size the preset cannot take (the message is one line naming
             the file, the key and the fix).
     """
-    from cornernet_tf.config import ConfigError
-    from cornernet_tf.config import load_config as load_config_file
-    from cornernet_tf.configs_catalog import resolve_config_path
-    from cornernet_tf.models.presets import config_input_size_problem
+    from cornernet_tf.spec.catalog import resolve_config_path
+    from cornernet_tf.spec.config import ConfigError
+    from cornernet_tf.spec.config import load_config as load_config_file
+    from cornernet_tf.spec.presets import config_input_size_problem
 
     path = resolve_config_path(name_or_path)
     config = load_config_file(path, overrides)

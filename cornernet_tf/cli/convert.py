@@ -11,8 +11,8 @@ re-released Hourglass-104 `CornerNet_500000.pkl` (or any state dict of one of
 these architectures, as a PyTorch file or an `.npz`). The architecture is read
 from the keys (Hourglass-104 or CornerNet-Squeeze) unless `--preset` names it.
 Reading PyTorch files needs torch (`pip install .[convert]`); `.npz` files need
-only numpy. The output loads with `keras.models.load_model` after
-`import cornernet_tf`, and is written atomically (temporary file + rename).
+only numpy. The output loads with `cornernet_tf.models.load_model` (or
+`keras.saving.load_model` after `import cornernet_tf.models`), and is written atomically (temporary file + rename).
 
 Exit codes: 0 written, 1 the conversion could not run (torch missing for a
 PyTorch file), 2 bad arguments or paths, or a checkpoint that cannot be read or
@@ -62,7 +62,7 @@ def main(argv=None):
         print("convert_official: --num-classes must be a positive integer.", file=sys.stderr)
         return 2
     # The preset table is plain data: a wrong name fails before TensorFlow loads.
-    from cornernet_tf.models.presets import PRESETS
+    from cornernet_tf.spec.presets import PRESETS
 
     if args.preset is not None and args.preset not in PRESETS:
         print(

@@ -94,7 +94,7 @@ def check_inputs(args, config) -> str:
 
 
 def load_model(path):
-    from cornernet_tf import load_model as load_cornernet
+    from cornernet_tf.models import load_model as load_cornernet
 
     try:
         return load_cornernet(path)
@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     pool_host_memory()  # before TensorFlow starts: see cornernet_tf.utils.host_memory
     # Arguments, config and paths are checked before TensorFlow is imported.
-    from cornernet_tf.config import ConfigError, atomic_write_text
+    from cornernet_tf.spec.config import ConfigError, atomic_write_text
 
     try:
         config = load_config(args.config, args.set)

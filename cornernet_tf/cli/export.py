@@ -19,7 +19,7 @@ builtin), 2 bad arguments, model file or calibration images.
 import argparse
 import sys
 
-from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 
 # `cornernet_tf.export.QUANTIZATIONS`, repeated so that `--help` and argument
 # errors answer without importing TensorFlow.
@@ -28,7 +28,7 @@ QUANTIZATIONS = ("none", "float16", "int8")
 
 def load_model(path):
     """`cornernet_tf.load_model`, imported (with TensorFlow) on first use."""
-    from cornernet_tf import load_model as load_cornernet
+    from cornernet_tf.models import load_model as load_cornernet
 
     return load_cornernet(path)
 

@@ -30,7 +30,7 @@ import os
 import sys
 
 from cornernet_tf.cli._common import UsageError, check_model_file
-from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 from cornernet_tf.utils.fs import not_a_file
 
 # The summary file's stem; an input image of that name gets `detections_2`.
@@ -69,7 +69,7 @@ def check_args(args) -> None:
 
 
 def load_model(path):
-    from cornernet_tf import load_model as load_cornernet
+    from cornernet_tf.models import load_model as load_cornernet
 
     try:
         return load_cornernet(path)
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from cornernet_tf import images, visualization
-    from cornernet_tf.config import atomic_write_text
+    from cornernet_tf.spec.config import atomic_write_text
 
     try:
         model = load_model(args.model)

@@ -5,7 +5,7 @@
 
 (also `python -m cornernet_tf.cli.train` or `python scripts/train.py`).
 `--config` is a YAML file or the name of a packaged config
-(`cornernet_tf.configs_catalog`).
+(`cornernet_tf.spec.catalog`).
 
 Writes `<model-dir>/model.keras`, `classes.json`, `config.yaml`, checkpoints
 and TensorBoard logs; see `cornernet_tf.training` for the layout. Multi-worker:
@@ -53,8 +53,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     pool_host_memory()  # before TensorFlow starts: see cornernet_tf.utils.host_memory
     # The config is checked before TensorFlow is imported: mistakes fail in a blink.
-    from cornernet_tf.config import ConfigError, check_output_size
-    from cornernet_tf.models.presets import preset_output_stride
+    from cornernet_tf.spec.config import ConfigError, check_output_size
+    from cornernet_tf.spec.presets import preset_output_stride
 
     try:
         config = load_config(args.config, args.set)

@@ -40,9 +40,9 @@ import tensorflow as tf
 
 from cornernet_tf import images
 from cornernet_tf import targets as targets_lib
-from cornernet_tf.config import DataConfig
 from cornernet_tf.data import augment
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
+from cornernet_tf.spec.config import DataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -439,7 +439,8 @@ def make_train_dataset(
     """
     if not isinstance(config, DataConfig):
         raise TypeError(
-            "make_train_dataset: `config` must be a cornernet_tf.config.DataConfig (the `data` "
+            "make_train_dataset: `config` must be a cornernet_tf.spec.config.DataConfig (the "
+            "`data` "
             f"section of the experiment config), got {type(config).__name__}."
         )
     caller = "make_train_dataset"

@@ -6,11 +6,9 @@
 - `cornernet_tf.export.tflite`: `export_tflite` writes fixed-size
   `.tflite` files (float32, float16, int8) with builtin ops only.
 
-Loading a trained model is `cornernet_tf.load_model`; running a `.tflite` file
+Loading a trained model is `cornernet_tf.models.load_model`; running a `.tflite` file
 is `cornernet_tf.runtime.TFLiteDetector`.
 """
-
-import warnings
 
 from cornernet_tf.export.saved_model import (
     CLASSES_ASSET,
@@ -59,19 +57,3 @@ __all__ = [
     "tflite_function",
     "tflite_ops",
 ]
-
-
-def __getattr__(name: str):
-    # `load_model` lived here before models/loading.py; the old name keeps working
-    # for one release, with a warning that names the new place.
-    if name == "load_model":
-        warnings.warn(
-            "cornernet_tf.export.load_model is deprecated and will be removed in the next "
-            "release; use cornernet_tf.load_model (cornernet_tf.models.loading.load_model).",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from cornernet_tf.models.loading import load_model
-
-        return load_model
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

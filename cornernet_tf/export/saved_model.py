@@ -36,7 +36,7 @@ import tensorflow as tf
 from cornernet_tf import images as image_io
 from cornernet_tf.export._checks import check_model, check_name
 from cornernet_tf.export.warmup import DEFAULT_WARMUP_IMAGE_SIZE, write_warmup_requests
-from cornernet_tf.exported_io import (
+from cornernet_tf.spec.exported_io import (
     DEFAULT_MAX_IMAGE_SIDE,
     DETECTION_OUTPUTS,
     INPUT_NAME,

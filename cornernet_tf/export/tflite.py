@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.export._checks import check_model, check_name
-from cornernet_tf.exported_io import INPUT_NAME, check_input_size, detection_outputs
 from cornernet_tf.images import OK, image_files, read_image
 from cornernet_tf.runtime import letterbox
+from cornernet_tf.spec.exported_io import INPUT_NAME, check_input_size, detection_outputs
 from cornernet_tf.utils.fs import atomic_write_bytes
 
 __all__ = [

@@ -25,10 +25,10 @@ from typing import Any
 
 import tensorflow as tf
 
-from cornernet_tf.config import TestConfig
 from cornernet_tf.inference import geometry
 from cornernet_tf.inference.decode import OUTPUT_KEYS, decode_outputs
 from cornernet_tf.inference.soft_nms import soft_nms
+from cornernet_tf.spec.config import TestConfig
 
 __all__ = ["CornerNetDecoder"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 
 __all__ = ["check_image", "check_max_side"]
 
@@ -37,7 +37,7 @@ def check_image(
         where: how the error names the input, e.g. "predict_images: image 2".
         batched: expect a batch.
         max_side: refuse images with a longer side (memory grows with the
-            pixels; see `cornernet_tf.exported_io.DEFAULT_MAX_IMAGE_SIDE`);
+            pixels; see `cornernet_tf.spec.exported_io.DEFAULT_MAX_IMAGE_SIDE`);
             None: no limit (a fixed-size TFLite input letterboxes any size).
 
     Returns:

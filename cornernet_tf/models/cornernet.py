@@ -2,7 +2,6 @@
 
 import copy
 import functools
-import warnings
 from collections.abc import Mapping
 
 import keras
@@ -10,8 +9,6 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf import losses as losses_lib
-from cornernet_tf.config import ConfigError, TestConfig
-from cornernet_tf.exported_io import DEFAULT_MAX_IMAGE_SIDE
 from cornernet_tf.inference.decoder import CornerNetDecoder
 from cornernet_tf.inference.feeding import without_autotune
 from cornernet_tf.inference.image_input import check_image, check_max_side
@@ -20,18 +17,14 @@ from cornernet_tf.layers.corner_pool_module import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
 from cornernet_tf.layers.hourglass import BLOCKS, UPSAMPLING, HourglassModule
 from cornernet_tf.layers.residual import Residual
-from cornernet_tf.models.presets import (
+from cornernet_tf.spec.config import ConfigError, TestConfig
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
+from cornernet_tf.spec.presets import (
     PRESETS,
     input_size_granule,
     input_size_problem,
     output_stride,
 )
-
-if keras.backend.backend() != "tensorflow":  # e.g. set in ~/.keras/keras.json
-    raise ImportError(
-        f"cornernet_tf needs the TensorFlow backend of Keras, but Keras runs on "
-        f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow."
-    )
 
 # Official normalisation constants (`db/coco.py`), given there in BGR order.
 OFFICIAL_MEAN_BGR = (0.40789654, 0.44719302, 0.47026115)
@@ -40,19 +33,6 @@ OFFICIAL_MEAN_RGB = OFFICIAL_MEAN_BGR[::-1]
 OFFICIAL_STD_RGB = OFFICIAL_STD_BGR[::-1]
 
 HEAD_NAMES = ("heatmap", "embedding", "offset")
-
-
-class _DeprecatedDefaultTestConfig:
-    """`CornerNet.DEFAULT_TEST_CONFIG`, kept for one release: the defaults are `TestConfig()`."""
-
-    def __get__(self, instance, owner):
-        warnings.warn(
-            "CornerNet.DEFAULT_TEST_CONFIG is deprecated; use "
-            "cornernet_tf.config.TestConfig().to_dict().",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return TestConfig().to_dict()
 
 
 CORNERS = ("tl", "br")
@@ -110,13 +90,11 @@ class CornerNet(keras.Model):
             "bgr" (converted official weights).
         class_names: optional list of `num_classes` names.
         test_config: the test procedure `detect` and `predict` run: a
-            `cornernet_tf.config.TestConfig`, or a dict of its fields (missing
+            `cornernet_tf.spec.config.TestConfig`, or a dict of its fields (missing
             ones take the official defaults).
         bounding_box_format: box format `predict` returns ("xyxy" by default;
             any `keras.utils.bounding_boxes` format).
     """
-
-    DEFAULT_TEST_CONFIG = _DeprecatedDefaultTestConfig()
 
     def __init__(
         self,

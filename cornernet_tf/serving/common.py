@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cornernet_tf.exported_io import DETECTION_OUTPUTS, INPUT_NAME
+from cornernet_tf.spec.exported_io import DETECTION_OUTPUTS, INPUT_NAME
 
 __all__ = [
     "DEFAULT_MODEL",

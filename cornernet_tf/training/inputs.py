@@ -15,9 +15,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.config import Config
 from cornernet_tf.data import pipeline
 from cornernet_tf.data.coco import CocoDataset, layout_problem
+from cornernet_tf.spec.config import Config
 from cornernet_tf.training.errors import SetupError
 
 __all__ = [

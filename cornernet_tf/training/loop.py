@@ -23,9 +23,9 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from cornernet_tf.config import Config, ConfigError, TrainConfig, save_config
 from cornernet_tf.data.coco import CocoDataset
-from cornernet_tf.models.presets import config_input_size_problem
+from cornernet_tf.spec.config import Config, ConfigError, TrainConfig, save_config
+from cornernet_tf.spec.presets import config_input_size_problem
 from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.errors import BadDataError, assertion_message
 from cornernet_tf.training.inputs import (

@@ -11,7 +11,7 @@ import dataclasses
 
 import keras
 
-from cornernet_tf.config import TrainConfig
+from cornernet_tf.spec.config import TrainConfig
 
 __all__ = ["LearningRate", "learning_rate_schedule", "scaled_learning_rate"]
 

@@ -20,8 +20,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from cornernet_tf.config import Config, ConfigError, check_output_size
 from cornernet_tf.models.cornernet import CornerNet
+from cornernet_tf.spec.config import Config, ConfigError, check_output_size
 from cornernet_tf.training import keras_compat
 from cornernet_tf.training.errors import SetupError, first_line
 from cornernet_tf.training.schedule import LearningRate

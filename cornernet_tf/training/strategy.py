@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import tensorflow as tf
 
-from cornernet_tf.config import ConfigError
+from cornernet_tf.spec.config import ConfigError
 from cornernet_tf.training import keras_compat
 from cornernet_tf.training.errors import SetupError
 

@@ -20,7 +20,7 @@ import os
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from cornernet_tf.config import ConfigError
+from cornernet_tf.spec.config import ConfigError
 
 __all__ = [
     "CONFIGS_PACKAGE",

@@ -23,7 +23,6 @@ import os
 import re
 import types
 import typing
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -286,18 +285,6 @@ class TestConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-able values (tuples become lists)."""
         return _plain(dataclasses.asdict(self))
-
-    def __getitem__(self, key: str) -> Any:
-        # `model.test_config` was a dict before it became a TestConfig.
-        warnings.warn(
-            f"test_config[{key!r}] is deprecated; `CornerNet.test_config` is a TestConfig, read "
-            f"`test_config.{key}`.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        if key not in {f.name for f in dataclasses.fields(self)}:
-            raise KeyError(key)
-        return getattr(self, key)
 
 
 @dataclasses.dataclass(frozen=True)
