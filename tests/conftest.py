@@ -29,7 +29,7 @@ _EXPORT_GROUP = {
 }
 
 
-_EACH_TEST = {"test_train.py", "test_train_step.py"}
+_EACH_TEST = {"test_train.py", "test_train_step.py", "test_imports.py"}
 _SHARED_STEPS = ("adam_model", "sgd_model")  # test_train_step.py's compiled models
 # Files of few tests whose module fixtures take most of a minute (models built,
 # converted, exported): handed out with the long training tests, not by their
