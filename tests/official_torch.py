@@ -193,3 +193,35 @@ def assert_heads_match(net, model, rgb, output_stride):
     for key, expected in reference.items():
         assert_close(every_stack[key], expected, key)
     return reference
+
+
+def convert_with_console_script(state_dict, folder, *args):
+    """`cornernet-convert` on `state_dict` saved as the official trainer saves it.
+
+    The checkpoint is a legacy-format PyTorch file of tensors (PyTorch 0.4's
+    `torch.save`); the converter runs as users run it, the installed console
+    script in a fresh process. Returns the loaded `.keras` model.
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from cornernet_tf.models import load_model
+
+    checkpoint, output = Path(folder) / "CornerNet_500000.pkl", Path(folder) / "converted.keras"
+    tensors = {key: torch.from_numpy(np.asarray(value)) for key, value in state_dict.items()}
+    torch.save(tensors, checkpoint, _use_new_zipfile_serialization=False)
+    del tensors
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cornernet-convert"), str(checkpoint), "--output",
+         str(output), *args],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wrote" in result.stdout
+    checkpoint.unlink()
+    return load_model(output)

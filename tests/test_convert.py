@@ -21,6 +21,7 @@ from official_torch import (
     SMALL,
     assert_close,
     assert_heads_match,
+    convert_with_console_script,
     modules,
     numpy_state_dict,
     official_input,
@@ -219,7 +220,7 @@ def test_reference_network_has_the_official_names_and_shapes():
 
 
 @pytest.fixture(scope="module")
-def hourglass104_conversion():
+def hourglass104_conversion(tmp_path_factory):
     listing = _official_listing()
     sizes = [int(np.prod(shape)) for _, shape in listing]
     values = np.random.default_rng(0).standard_normal(sum(sizes), dtype=np.float32)
@@ -231,7 +232,7 @@ def hourglass104_conversion():
             array = values[offset : offset + size].reshape(shape)
         state_dict["module." + key] = array  # as the official trainer saves it
         offset += size
-    model = convert.from_official_state_dict(state_dict)
+    model = convert_with_console_script(state_dict, tmp_path_factory.mktemp("hg104"))
     return listing, state_dict, model
 
 

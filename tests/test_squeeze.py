@@ -15,6 +15,7 @@ import pytest
 from official_torch import (
     SMALL,
     assert_heads_match,
+    convert_with_console_script,
     modules,
     numpy_state_dict,
     official_listing,
@@ -175,10 +176,12 @@ def test_reference_network_has_the_official_names_and_shapes(preset, listing):
 
 
 @pytest.fixture(scope="module")
-def squeeze_pair():
-    """The full-size reference network (random weights and BN statistics) and its conversion."""
+def squeeze_pair(tmp_path_factory):
+    """The full-size reference network (random weights and BN statistics) and its conversion
+    by `cornernet-convert`."""
     net = _lite_net("squeeze", seed=5)
-    model = convert.from_official_state_dict(numpy_state_dict(net, prefix="module."))
+    state_dict = numpy_state_dict(net, prefix="module.")
+    model = convert_with_console_script(state_dict, tmp_path_factory.mktemp("squeeze"))
     return net, model
 
 
