@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.inference.decoder import CornerNetDecoder
 from cornernet_tf.inference.image_input import check_image
+from cornernet_tf.inference.procedure import CornerNetDecoder
 from cornernet_tf.spec.exported_io import (
     DETECTION_OUTPUTS,
     INPUT_NAME,

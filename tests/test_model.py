@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from cornernet_tf.layers.conv_bn import BatchNorm, ConvBN, batch_norm
-from cornernet_tf.layers.corner_pool_module import CornerPoolModule
+from cornernet_tf.layers.corner_pooling import CornerPoolModule
 from cornernet_tf.layers.fire import FireModule
 from cornernet_tf.layers.heads import CornerHead
 from cornernet_tf.layers.hourglass import HourglassModule

@@ -12,7 +12,8 @@ these architectures, as a PyTorch file or an `.npz`). The architecture is read
 from the keys (Hourglass-104 or CornerNet-Squeeze) unless `--preset` names it.
 Reading PyTorch files needs torch (`pip install .[convert]`); `.npz` files need
 only numpy. The output loads with `cornernet_tf.models.load_model` (or
-`keras.saving.load_model` after `import cornernet_tf.models`), and is written atomically (temporary file + rename).
+`keras.saving.load_model` after `import cornernet_tf.models`), and is written
+atomically (temporary file + rename).
 
 Exit codes: 0 written, 1 the conversion could not run (torch missing for a
 PyTorch file), 2 bad arguments or paths, or a checkpoint that cannot be read or

@@ -1,8 +1,8 @@
 """The test procedure: geometry, corner decoding, soft-NMS and the decoder that runs them."""
 
 from cornernet_tf.inference.decode import decode_corners, decode_outputs
-from cornernet_tf.inference.decoder import CornerNetDecoder
 from cornernet_tf.inference.geometry import prepare_test_image, rescale_detections, test_geometry
+from cornernet_tf.inference.procedure import CornerNetDecoder
 from cornernet_tf.inference.soft_nms import soft_nms
 
 __all__ = [

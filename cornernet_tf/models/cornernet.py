@@ -9,11 +9,11 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf import losses as losses_lib
-from cornernet_tf.inference.decoder import CornerNetDecoder
 from cornernet_tf.inference.feeding import without_autotune
 from cornernet_tf.inference.image_input import check_image, check_max_side
+from cornernet_tf.inference.procedure import CornerNetDecoder
 from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
-from cornernet_tf.layers.corner_pool_module import CornerPoolModule
+from cornernet_tf.layers.corner_pooling import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
 from cornernet_tf.layers.hourglass import BLOCKS, UPSAMPLING, HourglassModule
 from cornernet_tf.layers.residual import Residual
