@@ -1,4 +1,4 @@
-"""The presets side by side: parameters, Keras and TFLite speed, file sizes (README model table).
+"""The presets side by side: parameters, Keras and TFLite speed, file sizes (docs/performance.md).
 
 For each preset, in one run on this machine: trainable parameters, output
 stride, the flip test of its test procedure, the `.keras` file size, Keras

@@ -1,17 +1,11 @@
 """`tf.data` input of eager inference calls: autotuning off.
 
-`keras.Model.predict` wraps arrays in a `tf.data` pipeline and calls the
-compiled predict function once per batch from Python; COCO evaluation does
-the same with its decoded images. While a pipeline with `tf.data` autotuning
-(the default) is alive, such a call intermittently ran on one CPU core, about
-twice as long, with the other core idle for the whole call; with autotuning
-off no call was slow (`benchmarks/predict.py` measures `predict` against the
-network forward; docs/performance.md has the figures).
-
-Autotuning tunes the parallelism of an input pipeline that runs alongside a
-training step; an inference feed of a few images gains nothing from it.
-Parallel maps keep running in parallel (their `AUTOTUNE` parallelism becomes
-a fixed default).
+`keras.Model.predict` and COCO evaluation feed their images through a `tf.data`
+pipeline and call a compiled function once per batch. While a pipeline with
+autotuning (the default) is alive, such a call intermittently runs on one CPU
+core for about twice as long; autotuning tunes an input pipeline that runs
+alongside a training step, and an inference feed gains nothing from it.
+Parallel maps still run in parallel (`AUTOTUNE` becomes a fixed default).
 """
 
 from __future__ import annotations

@@ -33,10 +33,10 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     A training batch goes through TensorFlow's fused kernel
     (`FusedBatchNormV3`: oneDNN's on CPUs, cuDNN's on GPUs), which returns
-    the Bessel-corrected batch variance. Keras' layer builds the same
-    arithmetic from about twenty small operations forward and backward; on
-    the `tiny` preset's graph-mode train step on a CPU the fused kernel made
-    the whole step about 15% faster (docs/performance.md).
+    the Bessel-corrected batch variance; Keras' layer builds the same
+    arithmetic from about twenty small operations forward and backward, which
+    makes a train step markedly slower (docs/performance.md, "Why it is built
+    this way").
     """
 
     def call(self, inputs, training=None, mask=None):

@@ -4,25 +4,19 @@ Top pool `out[i, j] = max(in[i:, j])`, left pool `out[i, j] = max(in[i, j:])`,
 bottom `max(in[:i+1, j])`, right `max(in[i, :j+1])`, as computed by the official
 C++ extension (princeton-vl/CornerNet `models/py_utils/_cpools/src/*_pool.cpp`).
 
-TensorFlow has no cumulative-max kernel. `benchmarks/corner_pool.py` measured
-the candidates on [8, 128, 128, 128] float32 with 2 threads, forward+backward
-in a `tf.function`, in units of one elementwise pass over the tensor: one
-`tf.maximum` per row (`tf.unstack`, a chain of maxima, `tf.stack`) 4x;
-`tf.scan` 9x; a `tf.while_loop` over rows 140x (8.7x with a hand-written
-backward); log-step (Hillis-Steele) doubling 40x (25x with a hand-written
-backward); `keras.ops.associative_scan` 48x; torch `flip` + `cummax` 16x.
-So this module uses:
+TensorFlow has no cumulative-max kernel. One `tf.maximum` per row is the
+fastest formulation outside XLA (`benchmarks/corner_pool.py` times it against
+`tf.scan`, doubling, `associative_scan`, while loops and torch's `cummax`), so:
 
 - static length <= `_MAX_CHAIN`: the chain of maxima over all rows, with
-  autodiff (a hand-written backward measured the same);
+  autodiff;
 - longer or unknown lengths: chunks of `_CHUNK` rows - the chain runs across
   the chunks' rows (row k of every chunk at once), the chunk maxima are scanned
   across chunks (a chain, or a doubling `tf.while_loop` when the chunk count is
   unknown while tracing), and each row takes the max with the carry from the
-  chunks beyond (5x);
+  chunks beyond, which bounds the graph's size;
 - under XLA (`jit_compile=True`): a `tf.while_loop` over rows with a
-  hand-written backward (5x, compiles in about a second), since XLA compiles
-  the chains slowly (minutes for 128 rows with autodiff) and runs them at 12x.
+  hand-written backward, since XLA compiles long chains slowly.
 
 Each backward sends an output's gradient to the argmax of its window with the
 official tie rule (see `corner_pool`). The two non-XLA paths convert to TFLite
@@ -239,9 +233,9 @@ def _doubling_scan(x: tf.Tensor, axis: int, toward_end: bool) -> tf.Tensor:
 def _while_scan(x: tf.Tensor, axis: int, toward_end: bool) -> tf.Tensor:
     """The cumulative max as a `tf.while_loop` over rows, with a hand-written backward.
 
-    Used under XLA, where it measured twice as fast as the chunked chains and
-    compiles in about a second instead of several per pool. The scanned axis
-    is moved to the front so that each row is contiguous.
+    Used under XLA, where it runs faster than the chunked chains and compiles
+    in about a second instead of several per pool. The scanned axis is moved
+    to the front so that each row is contiguous.
     """
     perm = [axis] + [i for i in range(4) if i != axis]
     inverse = [perm.index(i) for i in range(4)]
