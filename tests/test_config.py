@@ -11,11 +11,11 @@ from cornernet_tf.spec.config import (
     ConfigError,
     DataConfig,
     TrainConfig,
-    check_output_size,
     config_from_dict,
     load_config,
     save_config,
 )
+from cornernet_tf.spec.presets import config_size_problem
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -68,16 +68,17 @@ def test_squeeze_config_is_the_official_schedule():
     assert (train.steps, train.lr_decay_steps, train.lr_decay_factor) == (500_000, (450_000,), 10.0)
     assert (test.top_k, test.num_dets, test.flip_test, test.scales) == (20, 100, False, (1.0,))
     assert (test.ae_threshold, test.max_detections, test.soft_nms_sigma) == (0.5, 100, 0.5)
-    check_output_size(data, 8)  # the squeeze preset's stride
+    assert config_size_problem(config) is None  # the squeeze preset's stride 8
 
 
-def test_output_size_follows_the_output_stride():
-    data = DataConfig(input_size=127, output_size=32)
-    check_output_size(data, 4)
-    with pytest.raises(
-        ConfigError, match=r"c.yaml: data.output_size must be ceil\(input_size / 8\) = 16"
-    ):
-        check_output_size(data, 8, "c.yaml")
+def test_output_size_follows_the_output_stride(tmp_path):
+    path = _write(tmp_path, {"model": {"preset": "squeeze"}, "data": {"input_size": 127}})
+    with pytest.raises(ConfigError) as error:
+        load_config(path, ["data.output_size=32"])
+    assert error.value.key == "data.output_size"
+    assert str(error.value).startswith(f"{path}, --set data.output_size=32: data.output_size")
+    assert "must be ceil(input_size / 8) = 16 for input_size 127" in str(error.value)
+    assert load_config(path, ["data.output_size=16"]).data.output_size == 16
 
 
 def test_shapes_config_loads_and_uses_the_tiny_preset():

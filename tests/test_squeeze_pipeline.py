@@ -6,6 +6,8 @@ transposed-convolution upsampling, two stem residuals, 1x1 heads) at the
 TFLite files must all work at its stride.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,7 +21,7 @@ from cornernet_tf.inference.decode import OUTPUT_KEYS
 from cornernet_tf.inference.geometry import prepare_test_image
 from cornernet_tf.models.cornernet import CornerNet
 from cornernet_tf.runtime import TFLiteDetector
-from cornernet_tf.spec.config import ConfigError, load_config
+from cornernet_tf.spec.config import ConfigError, ModelConfig, load_config
 from cornernet_tf.targets import encode_targets
 
 CONFIG = str(REPO / "configs" / "shapes_tiny.yaml")
@@ -56,10 +58,16 @@ def test_output_size_of_another_stride_is_refused_before_tensorflow(shapes_root,
     err = capsys.readouterr().err
     assert "data.output_size must be ceil(input_size / 8) = 16 for input_size 127" in err
     assert not (tmp_path / "m").exists()
-    # The API checks the same against the built model.
-    config = load_config(CONFIG, ["model.preset=tiny_squeeze"])
+    # Loading the config checks it; so does `train`, for a `Config` built in Python.
+    with pytest.raises(ConfigError, match=r"ceil\(input_size / 8\) = 16") as error:
+        load_config(CONFIG, ["model.preset=tiny_squeeze"])
+    assert error.value.key == "data.output_size"
+    config = dataclasses.replace(
+        load_config(CONFIG), model=ModelConfig(preset="tiny_squeeze", overrides={"num_stacks": 1})
+    )
     with pytest.raises(ConfigError, match=r"ceil\(input_size / 8\) = 16"):
         training.train(config, shapes_root, tmp_path / "api", verbose=0)
+    assert not (tmp_path / "api").exists()
 
 
 def test_tflite_at_stride_8(calibration_images):

@@ -49,20 +49,11 @@ def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()):
         The validated `cornernet_tf.spec.config.Config`.
 
     Raises:
-        ConfigError: unknown name, missing file or invalid content, or an
-            input size the preset cannot take (the message is one line naming
-            the file, the key and the fix).
+        ConfigError: unknown name, missing file or invalid content, sizes
+            the preset cannot take (the message is one line naming the file,
+            the key and the fix).
     """
     from cornernet_tf.spec.catalog import resolve_config_path
-    from cornernet_tf.spec.config import ConfigError
     from cornernet_tf.spec.config import load_config as load_config_file
-    from cornernet_tf.spec.presets import config_input_size_problem
 
-    path = resolve_config_path(name_or_path)
-    config = load_config_file(path, overrides)
-    problem = config_input_size_problem(config)
-    if problem is not None:
-        keys = ("data.input_size=", "model.preset=", "model.overrides=")
-        where = [f"--set {o}" for o in overrides if o.replace(" ", "").startswith(keys)]
-        raise ConfigError(f"{', '.join([os.fspath(path), *where])}: {problem}")
-    return config
+    return load_config_file(resolve_config_path(name_or_path), overrides)

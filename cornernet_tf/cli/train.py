@@ -53,16 +53,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     pool_host_memory()  # before TensorFlow starts: see cornernet_tf.utils.host_memory
     # The config is checked before TensorFlow is imported: mistakes fail in a blink.
-    from cornernet_tf.spec.config import ConfigError, check_output_size
-    from cornernet_tf.spec.presets import preset_output_stride
+    from cornernet_tf.spec.config import ConfigError
 
     try:
-        config = load_config(args.config, args.set)
-        try:  # the preset table is plain data: still no TensorFlow
-            stride = preset_output_stride(config.model.preset, config.model.overrides)
-        except ValueError as e:
-            raise ConfigError(f"{args.config}: model.preset: {e}", key="model.preset") from None
-        check_output_size(config.data, stride, args.config)
+        config = load_config(args.config, args.set)  # sizes included: spec.presets
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from cornernet_tf.spec.presets import config_size_problem
 from cornernet_tf.utils.fs import atomic_write_text
 
 __all__ = [
@@ -82,11 +83,11 @@ class DataConfig:
         val_split: split used for periodic evaluation (official `minival2014`
             is `val2017`).
         input_size: square training crop (511 officially); it must fit the
-            preset's stride and depth (`models.presets.input_size_problem`,
-            checked by the command line and `train`).
+            preset's stride and depth.
         output_size: heatmap size, `ceil(input_size / s)` for the network's
             output stride s (128 officially: stride 4; CornerNet-Squeeze 64:
-            stride 8); checked against the model by `check_output_size`.
+            stride 8). Both sizes are checked when a config is loaded, by
+            `spec.presets.config_size_problem`.
         gaussian_iou: IoU kept by corners within the Gaussian radius.
         max_objects: objects per image kept in the targets (128 officially).
         rand_scales: crop scales sampled uniformly (official
@@ -588,28 +589,12 @@ def _check_ranges(config: Config, source: str, overridden: Mapping[str, str]) ->
         fail("train", "lr_decay_steps", f"must be increasing positive steps, got {list(decay)}.")
     if not isinstance(config.model.preset, str):
         fail("model", "preset", "must be a preset name.")
-
-
-def check_output_size(data: DataConfig, output_stride: int, where: str = "config") -> None:
-    """Checks `data.output_size` against the network's output stride.
-
-    Args:
-        data: the `data` section.
-        output_stride: the model's `output_stride` (4 for the Hourglass presets,
-            8 for the Squeeze ones).
-        where: the config's source, for the message.
-
-    Raises:
-        ConfigError: `output_size` is not `ceil(input_size / output_stride)`.
-    """
-    expected = -(-data.input_size // output_stride)
-    if data.output_size != expected:
-        raise ConfigError(
-            f"{where}: data.output_size must be ceil(input_size / {output_stride}) = {expected} "
-            f"for input_size {data.input_size} (the network's output stride is "
-            f"{output_stride}), got {data.output_size}.",
-            key="data.output_size",
-        )
+    size_problem = config_size_problem(config)
+    if size_problem is not None:
+        key, message = size_problem
+        where = [overridden[k] for k in ("data.input_size", "data.output_size") if k in overridden]
+        where += [v for k, v in overridden.items() if k.startswith("model.")]
+        raise ConfigError(f"{', '.join(dict.fromkeys([source, *where]))}: {message}", key=key)
 
 
 _FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")

@@ -119,25 +119,40 @@ def input_size_problem(size: int, output_stride: int, levels: int) -> str | None
     )
 
 
-def config_input_size_problem(config) -> str | None:
-    """Whether `config.data.input_size` fits `config.model` (a `config.Config`).
+def config_size_problem(config) -> tuple[str, str] | None:
+    """The size rule of a config: `data.input_size` fits `model`, `data.output_size` follows.
+
+    The one check of an experiment's sizes: config loading, the trainer and
+    the command-line tools all call it.
+
+    Args:
+        config: a `cornernet_tf.spec.config.Config`.
 
     Returns:
-        None, or one sentence naming the preset, the rule, the nearest valid
-        sizes and the fix (for a `ConfigError`).
+        None, or `(key, sentence)`: the offending `section.key` and what is
+        wrong, naming the preset, the rule, the nearest valid sizes and the fix.
     """
     name, overrides = config.model.preset, config.model.overrides
     if name not in PRESETS:
-        return f"model.preset {name!r} is not a preset; choose one of {sorted(PRESETS)}."
+        return "model.preset", (
+            f"model.preset {name!r} is not a preset; choose one of {sorted(PRESETS)}."
+        )
     dims = {**PRESETS[name], **overrides}.get("dims")
     if not isinstance(dims, list | tuple) or len(dims) < 2:
         return None  # the model's constructor names the bad override
     size = config.data.input_size
     stride = preset_output_stride(name, overrides)
     problem = input_size_problem(size, stride, len(dims) - 1)
-    if problem is None:
-        return None
-    return (
-        f"data.input_size {problem} (preset {name!r}); set data.input_size to one of "
-        f"them and data.output_size to ceil(input_size / {stride})."
-    )
+    if problem is not None:
+        return "data.input_size", (
+            f"data.input_size {problem} (preset {name!r}); set data.input_size to one of "
+            f"them and data.output_size to ceil(input_size / {stride})."
+        )
+    expected = -(-size // stride)
+    if config.data.output_size != expected:
+        return "data.output_size", (
+            f"data.output_size must be ceil(input_size / {stride}) = {expected} for input_size "
+            f"{size} (the output stride of preset {name!r} is {stride}), got "
+            f"{config.data.output_size}."
+        )
+    return None

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from cornernet_tf.data.coco import CocoDataset
 from cornernet_tf.spec.config import Config, ConfigError, TrainConfig, save_config
-from cornernet_tf.spec.presets import config_input_size_problem
+from cornernet_tf.spec.presets import config_size_problem
 from cornernet_tf.training import callbacks as cb
 from cornernet_tf.training.errors import BadDataError, assertion_message
 from cornernet_tf.training.inputs import (
@@ -123,9 +123,9 @@ def train(
         BadDataError: the input pipeline found more bad images than
             `data.max_bad_images`.
     """
-    problem = config_input_size_problem(config)
+    problem = config_size_problem(config)  # a `Config` built in Python was not loaded
     if problem is not None:
-        raise ConfigError(problem)
+        raise ConfigError(problem[1], key=problem[0])
     validate_data_dir(config, data_dir)
     if isinstance(strategy, str):
         strategy = make_strategy(strategy)

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.models.cornernet import CornerNet
-from cornernet_tf.spec.config import Config, ConfigError, check_output_size
+from cornernet_tf.spec.config import Config, ConfigError
 from cornernet_tf.training import keras_compat
 from cornernet_tf.training.errors import SetupError, first_line
 from cornernet_tf.training.schedule import LearningRate
@@ -138,7 +138,6 @@ def _build_model(
             model = CornerNet.from_preset(config.model.preset, **overrides)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model: cannot build preset {config.model.preset!r}: {e}") from None
-        check_output_size(config.data, model.output_stride)
         size = config.data.input_size
         # Creates every variable: both stacks' heads, as training uses them.
         model(tf.zeros([1, size, size, 3]), training=False, all_stacks=True)
