@@ -1,6 +1,5 @@
 """The test procedure's owner: `TestConfig` and `cornernet_tf.inference.CornerNetDecoder`."""
 
-import dataclasses
 import math
 
 import numpy as np
@@ -152,11 +151,6 @@ def test_test_config_refuses_invalid_settings(values, match):
     with pytest.raises(ConfigError, match=match) as error:
         TestConfig.from_dict(values)
     assert error.value.key.startswith("test.")
-
-
-def test_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        TestConfig().top_k = 3
 
 
 # ------------------------------------------------------------ the model's use
