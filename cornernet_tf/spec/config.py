@@ -390,7 +390,7 @@ def _apply_overrides(
     Raises:
         ConfigError: an override without `=`, or with an unknown section/key.
     """
-    result = _deep_copy(raw)
+    result = _plain(raw)
     key_sources = {}
     for item in overrides:
         where = f"--set {item}"
@@ -601,18 +601,11 @@ _FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _plain(value: Any) -> Any:
+    """A new tree of dicts and lists (tuples become lists): YAML-able, and a deep copy."""
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    return value
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_deep_copy(v) for v in value]
     return value
 
 
