@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from harness import run_layer_test, run_model_saving_test
 
 from cornernet_tf.layers.conv_bn import BatchNorm, ConvBN, batch_norm
-from cornernet_tf.layers.corner_pooling import CornerPoolModule
+from cornernet_tf.layers.corner_pooling import CornerPool, CornerPoolModule
 from cornernet_tf.layers.fire import FireModule
 from cornernet_tf.layers.heads import CornerHead
 from cornernet_tf.layers.hourglass import HourglassModule
@@ -22,11 +23,6 @@ def _tiny(**overrides):
 
 def _random_images(batch, size, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype("float32")
-
-
-def _copy_weights(src, dst):
-    for a, b in zip(src.weights, dst.weights, strict=True):
-        b.assign(a)
 
 
 # ------------------------------------------------------------------- layers
@@ -197,22 +193,19 @@ def test_corner_pool_module_rejects_unknown_corner():
     "layer, shape",
     [
         (ConvBN(6, 7, strides=2, use_bn=True, use_relu=False), (2, 9, 9, 3)),
+        (ConvBN(5, 1, strides=2, use_bn=False), (2, 9, 9, 3)),
         (batch_norm(), (2, 5, 5, 4)),
         (Residual(6, strides=2), (2, 8, 8, 4)),
+        (FireModule(6, strides=2), (2, 8, 8, 4)),
         (HourglassModule([6, 8, 10], [2, 1, 2]), (2, 8, 8, 6)),
+        (CornerPool("left"), (2, 6, 7, 3)),
         (CornerPoolModule("br", 6, pool_dim=5), (2, 7, 9, 6)),
         (CornerHead(7, 3, bias_value=-1.5), (2, 5, 5, 4)),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, keras.layers.Layer) else "",
 )
-def test_layer_config_round_trip_gives_same_outputs(layer, shape):
-    x = tf.random.stateless_normal(shape, seed=[3, 4])
-    y = layer(x, training=False)
-    clone = layer.__class__.from_config(layer.get_config())
-    clone(x, training=False)
-    _copy_weights(layer, clone)
-    assert clone.get_config() == layer.get_config()
-    np.testing.assert_allclose(clone(x, training=False), y, atol=1e-6)
+def test_layer(layer, shape, tmp_path):
+    run_layer_test(layer, shape, tmp_path)
 
 
 # -------------------------------------------------------------------- model
@@ -272,27 +265,17 @@ def test_normalisation_and_channel_order():
     np.testing.assert_allclose(bgr_model_input, expected, atol=1e-5)
 
 
-def test_config_round_trip_and_keras_file(tmp_path):
-    model = _tiny(
+@pytest.mark.parametrize("preset, size", [("tiny", 127), ("tiny_squeeze", 127)])
+def test_preset_saves_and_loads(preset, size, tmp_path):
+    model = CornerNet.from_preset(
+        preset,
         num_classes=4,
         class_names=["a", "b", "c", "d"],
         test_config={"top_k": 20, "num_dets": 400},
     )
-    x = _random_images(1, 127, seed=1)
-    ref = model(x, training=False)
-    clone = CornerNet.from_config(model.get_config())
-    clone(x, training=False)
-    _copy_weights(model, clone)
-    for key, value in clone(x, training=False).items():
-        np.testing.assert_allclose(value, ref[key], atol=1e-5)
-    path = tmp_path / "tiny.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert isinstance(loaded, CornerNet)
+    loaded = run_model_saving_test(model, size, tmp_path)
     assert loaded.class_names == ["a", "b", "c", "d"]
     assert loaded.test_config.top_k == 20
-    for key, value in loaded(x, training=False).items():
-        np.testing.assert_allclose(value, ref[key], atol=1e-5)
 
 
 def test_jit_compiled_forward_matches_eager():
