@@ -24,6 +24,7 @@ CONSOLE_SCRIPTS = {
     "cornernet-export": "cornernet_tf.cli.export:main",
     "cornernet-convert": "cornernet_tf.cli.convert:main",
     "cornernet-make-shapes": "cornernet_tf.cli.make_shapes:main",
+    "cornernet-dataset": "cornernet_tf.cli.dataset:main",
     # Declared ahead of its module, which is written separately: only the
     # declaration is checked, and the module when the sources have it.
     "cornernet-serving-client": "cornernet_tf.serving.cli:main",
