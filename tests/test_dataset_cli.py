@@ -124,3 +124,14 @@ def test_convert_imports_no_tensorflow(voc, tmp_path):
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO
     )
     assert "RESULT 0 []" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_folder_without_any_box_is_refused(tmp_path, capsys):
+    folder = tmp_path / "voc"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "a.jpg")
+    (folder / "a.xml").write_text("<annotation><filename>a.jpg</filename></annotation>\n")
+    argv = ["convert", "--format", "voc", "--annotations", str(folder), "--output"]
+    assert dataset_cli.main([*argv, str(tmp_path / "out"), "--split", "s"]) == 2
+    assert "no box with a class name" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -162,6 +162,11 @@ def convert(args) -> int:
         raise FormatError(
             f"--annotations {args.annotations}: no usable image (see the list above)."
         )
+    if not conversion.classes:
+        raise FormatError(
+            f"--annotations {args.annotations}: no box with a class name; nothing to train on "
+            "(see the list above)."
+        )
     parts = [(args.split, conversion)]
     if args.val_fraction is not None:
         train, val = split_lib.split_train_val(conversion, args.val_fraction, args.seed)
@@ -197,8 +202,12 @@ def _draw(root: str, split: str, count: int, output: str) -> list[str]:
     names = list(dataset.categories.names)
     written = []
     for record in dataset.records[:count]:
-        with Image.open(record.path) as image:
-            pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        try:
+            with Image.open(record.path) as image:
+                pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        except OSError as error:  # the statistics above list it too
+            print(f"not drawn: {record.path}: {error}")
+            continue
         pixels, boxes = visualization.upscale(pixels, record.boxes)
         drawn = visualization.draw_detections(
             pixels,
