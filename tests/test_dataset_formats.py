@@ -154,6 +154,10 @@ def test_voc_flat_folder_and_size_mismatch(tmp_path):
     (folder / "a.xml").write_text(_voc_xml("a.jpg", [("x", 1, 1, 4, 4, 0)], size=(10, 20)))
     conversion = voc.read_voc(str(folder))
     assert [(i.kind, i.dropped) for i in conversion.issues] == [(common.SIZE_MISMATCH, "")]
+    (folder / "a.xml").write_text(_voc_xml("renamed.jpg", [("x", 1, 1, 4, 4, 0)]))
+    conversion = voc.read_voc(str(folder))
+    assert [(i.kind, i.dropped) for i in conversion.issues] == [(common.IMAGE_BY_STEM, "")]
+    assert conversion.images[0].file_name == "a.jpg"
     assert (conversion.images[0].width, conversion.images[0].height) == (20, 10)
 
 

@@ -42,6 +42,7 @@ SIZE_MISMATCH = "size_mismatch"
 DUPLICATE_IMAGE = "duplicate_image"
 NO_LABEL_FILE = "no_label_file"
 DUPLICATE_BOX = "duplicate_box"
+IMAGE_BY_STEM = "image_by_stem"
 
 
 class FormatError(Exception):

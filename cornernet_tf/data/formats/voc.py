@@ -181,16 +181,17 @@ def _layout(annotations: str, images: str | None) -> tuple[str, str, str | None]
     return xml_dir, images, sets if os.path.isdir(sets) else None
 
 
-def _find_image(images: str, filename: str | None, stem: str) -> str | None:
+def _find_image(images: str, filename: str | None, stem: str) -> tuple[str | None, bool]:
+    """(image path or None, whether it was found by the XML file's stem)."""
     if filename:
         path = safe_join(images, filename)
         if path is not None and os.path.isfile(path):
-            return path
+            return path, False
     for suffix in _IMAGE_SUFFIXES:
         path = os.path.join(images, stem + suffix)
         if os.path.isfile(path):
-            return path
-    return None
+            return path, True
+    return None, False
 
 
 def read_voc(
@@ -256,7 +257,16 @@ def read_voc(
             issues.append(Issue(at, common.MALFORMED, message, "image"))
             continue
         stem = os.path.splitext(os.path.basename(xml_path))[0]
-        path = _find_image(images, parsed.filename, stem)
+        path, by_stem = _find_image(images, parsed.filename, stem)
+        if by_stem:
+            issues.append(
+                Issue(
+                    where,
+                    common.IMAGE_BY_STEM,
+                    f"<filename> {parsed.filename!r} is not in {images}; took "
+                    f"{os.path.basename(path)}, named as the XML file",
+                )
+            )
         if path is None:
             issues.append(
                 Issue(
