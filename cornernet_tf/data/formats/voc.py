@@ -9,7 +9,8 @@ folder), or by the XML file's stem when `<filename>` names no file there.
 Coordinates: VOC corners are 1-based pixel indices, both ends inclusive (the
 devkit's `VOCevaldet` measures a box as `xmax - xmin + 1` pixels wide), so the
 continuous box is `x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax`: a box
-`xmin=1 .. xmax=W` covers the whole image, and COCO's `w = xmax - xmin + 1`.
+`xmin=1 .. xmax=W` covers the whole image, and COCO's `w = xmax - xmin + 1`
+(detectron2's VOC reader does the same; a box as wide as its pixels).
 `<difficult>1</difficult>` objects are written as ignore regions (`iscrowd=1`:
 neither trained on nor counted by the COCO evaluation, as the VOC evaluation
 ignores them); `<truncated>` and `<occluded>` objects are normal boxes.
