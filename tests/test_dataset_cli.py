@@ -135,3 +135,17 @@ def test_a_folder_without_any_box_is_refused(tmp_path, capsys):
     assert dataset_cli.main([*argv, str(tmp_path / "out"), "--split", "s"]) == 2
     assert "no box with a class name" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_python_m_and_subcommand_help():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    for command in ("convert", "check"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "cornernet_tf.cli.dataset", command, "--help"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            cwd=REPO,
+        )
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: cornernet-dataset")

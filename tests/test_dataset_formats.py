@@ -244,6 +244,8 @@ def test_yolo_names_files(tmp_path):
     labels.mkdir(parents=True)
     with pytest.raises(FormatError, match="no data.yaml, dataset.yaml, classes.txt"):
         yolo.read_yolo(str(labels))
+    with pytest.raises(FormatError, match="d.yaml: pass the labels folder .* as --names"):
+        yolo.read_yolo(str(tmp_path / "d.yaml"))
 
 
 def test_csv_table(tmp_path):

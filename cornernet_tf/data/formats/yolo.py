@@ -192,6 +192,11 @@ def read_yolo(
     Raises:
         FormatError: missing folders, no names file, a bad names file.
     """
+    if annotations.endswith((".yaml", ".yml")) and os.path.isfile(annotations):
+        raise FormatError(
+            f"--annotations {annotations}: pass the labels folder (e.g. labels/train) as "
+            "--annotations, and this file as --names."
+        )
     if not os.path.isdir(annotations):
         raise FormatError(
             f"--annotations {annotations}: no such folder; pass the YOLO labels folder."
