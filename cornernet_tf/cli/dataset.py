@@ -103,19 +103,20 @@ def _read(args):
     return coco_json.read_coco(args.annotations, args.images, classes=classes)
 
 
-def _summary(conversion) -> list[str]:
+def _summary(conversion) -> str:
+    """One line: images, boxes, ignore regions, boxes per class."""
     boxes = [box for image in conversion.images for box in image.boxes]
     per_class = Counter(box.label for box in boxes if not box.ignore)
     ignored = sum(box.ignore for box in boxes)
-    lines = [
+    return (
         f"{len(conversion.images)} images, {len(boxes) - ignored} boxes, {ignored} ignore "
         f"regions, {len(conversion.classes)} classes: "
         + ", ".join(f"{name} {per_class.get(name, 0)}" for name in conversion.classes)
-    ]
-    return lines
+    )
 
 
 def _issue_lines(issues) -> list[str]:
+    """Issues by kind: a count line, then up to `_PRINTED_PER_KIND` of them."""
     lines = []
     by_kind: dict[str, list] = {}
     for issue in issues:
@@ -148,10 +149,8 @@ def convert(args) -> int:
     conversion = _read(args)
     dropped = [issue for issue in conversion.issues if issue.dropped]
     print(f"read {args.format} annotations from {args.annotations}:")
-    for line in _summary(conversion):
-        print(f"  {line}")
-    issue_lines = _issue_lines(conversion.issues)
-    for line in issue_lines:
+    print(f"  {_summary(conversion)}")
+    for line in _issue_lines(conversion.issues):
         print(f"  {line}")
     if args.strict and dropped:
         raise FormatError(
@@ -182,8 +181,7 @@ def convert(args) -> int:
         )
         print(f"  {written['annotation_file']}")
         print(f"  {written['image_dir']}")
-        for line in _summary(part)[:1]:
-            print(f"  {line}")
+        print(f"  {_summary(part)}")
     if conversion.issues:
         log = os.path.join(args.output, "annotations", f"conversion_{args.split}.txt")
         atomic_write_text(log, "".join(f"{issue}\n" for issue in conversion.issues))
