@@ -65,6 +65,10 @@ def test_convert_and_check_in_a_fresh_process(voc, tmp_path):
     proc = _run(["check", str(out), "--split", "val2017", "--json", str(tmp_path / "s.json")])
     assert proc.returncode == 0, proc.stderr
     assert "2 images, 2 classes" in proc.stdout
+    proc = _run(["check", str(out), "--split", "train2017"])
+    assert f"left out or changed (1): {out / 'annotations' / 'conversion_train2017.txt'}" in (
+        proc.stdout
+    )
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["boxes_per_class"] == {"cat": 1, "dog": 1}
     assert stats["box_sizes"]["width"] == [26.0, 26.0, 26.0]

@@ -246,6 +246,11 @@ def check(args) -> int:
         raise UsageError(str(error)) from None
     for line in statistics.lines():
         print(line)
+    log = os.path.join(args.root, "annotations", f"conversion_{args.split}.txt")
+    if os.path.isfile(log):
+        with open(log, encoding="utf-8") as f:
+            count = sum(1 for line in f if line.strip())
+        print(f"  what convert left out or changed ({count}): {log}")
     if args.json:
         atomic_write_json(args.json, statistics.to_dict(), indent=1)
         print(f"statistics: {args.json}")
