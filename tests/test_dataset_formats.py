@@ -6,6 +6,7 @@ convention (docs/custom_data.md); malformed inputs must be named with
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -170,6 +171,9 @@ def test_exif_orientation_swaps_the_size_as_the_trainer_reads_it(tmp_path):
     assert int(status) == OK and tuple(image.shape[:2]) == (64, 32)  # (height, width)
     _image(tmp_path / "x.webp", 8, 8)
     assert "not read by the trainer" in image_size(tmp_path / "x.webp")
+    os.mkfifo(tmp_path / "pipe.jpg")  # reading it would block
+    assert image_size(tmp_path / "pipe.jpg") == "is a named pipe (FIFO), not a file"
+    assert image_size(tmp_path / "missing.jpg") == "not found"
 
 
 @pytest.fixture

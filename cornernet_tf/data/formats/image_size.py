@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from cornernet_tf.utils.fs import not_a_file
+
 __all__ = ["READABLE_FORMATS", "image_size"]
 
 # Pillow's names of the formats `cornernet_tf.images.read_image` decodes.
@@ -28,6 +30,9 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | str:
     """
     from PIL import Image, UnidentifiedImageError
 
+    reason = not_a_file(path)  # a FIFO or device would block the read
+    if reason is not None:
+        return reason
     try:
         with Image.open(path) as image:
             if image.format not in READABLE_FORMATS:
