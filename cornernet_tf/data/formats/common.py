@@ -24,6 +24,8 @@ __all__ = [
     "SourceImage",
     "finish_boxes",
     "not_a_file",
+    "parse_classes",
+    "relative_name",
     "select_classes",
 ]
 
