@@ -461,9 +461,10 @@ def _fitting_presets(source, exclude):
     """Presets (other than `exclude`) whose official key names are exactly `source`'s.
 
     Builds each candidate of the same block type (fire modules or residuals)
-    and with attention heads exactly when `source` has them, narrowed: the names depend on the module tree and on which widths are
-    equal (skip connections), so a copy whose widths are 2, 4, 6, ... in the
-    same order has the same names at a fraction of the size. Only run to
+    and with attention heads exactly when `source` has them, narrowed: the
+    names depend on the module tree and on which widths are equal (skip
+    connections), so a copy whose widths are 2, 4, 6, ... in the same order
+    has the same names at a fraction of the size. Only run to
     explain a failed conversion.
     """
     detected = detect_preset(source)

@@ -21,9 +21,12 @@ from official_torch import (
 )
 
 from cornernet_tf import convert
+from cornernet_tf.cli import train as train_cli
 from cornernet_tf.models import load_model
 from cornernet_tf.models.cornernet import ATTENTION_NAMES, CornerNet
-from cornernet_tf.spec.presets import PRESETS, preset_output_stride
+from cornernet_tf.spec.catalog import resolve_config_path
+from cornernet_tf.spec.config import load_config
+from cornernet_tf.spec.presets import PRESETS, config_size_problem, preset_output_stride
 
 SACCADE_LISTING = "official_saccade_state_dict.tsv"
 HEADS = (("heatmap", "heats"), ("embedding", "tags"), ("offset", "offs"))
@@ -237,5 +240,32 @@ def test_attention_needs_three_levels_and_is_not_trained():
     with pytest.raises(ValueError, match="`attention` must be True or False"):
         CornerNet(attention="yes")
     model = CornerNet(**PRESETS["tiny_saccade"])
-    with pytest.raises(NotImplementedError, match="attention"):
+    with pytest.raises(ValueError, match="attention heads .* not supported"):
+        model.compile()
+    with pytest.raises(NotImplementedError, match="attention heads .* not supported"):
         model.compute_loss(y_pred={}, y={})
+
+
+def test_saccade_config_is_the_official_schedule():
+    # princeton-vl/CornerNet-Lite configs/CornerNet_Saccade.json, written out by hand.
+    config = load_config(resolve_config_path("cornernet_saccade_coco"))
+    assert config.model.preset == "saccade"
+    data, train, test = config.data, config.train, config.test
+    assert (data.input_size, data.output_size, data.gaussian_iou) == (255, 64, 0.5)
+    assert data.rand_scales == (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1)
+    assert (train.batch_size, train.base_batch, train.learning_rate) == (48, 48, 2.5e-4)
+    assert (train.steps, train.lr_decay_steps, train.lr_decay_factor) == (500_000, (450_000,), 10.0)
+    assert (test.top_k, test.ae_threshold, test.flip_test, test.scales) == (12, 0.3, False, (1.0,))
+    assert (test.num_dets, test.max_detections) == (144, 100)
+    assert config_size_problem(config) is None  # 255 fits three levels at stride 4
+    # The preset's own test settings are the config's.
+    assert CornerNet(**PRESETS["saccade"]).test_config == test
+
+
+def test_training_an_attention_preset_is_refused(shapes_root, tmp_path, capsys):
+    argv = ["--config", "shapes_tiny", "--data-dir", str(shapes_root)]
+    argv += ["--model-dir", str(tmp_path / "m"), "--set", "model.preset=tiny_saccade"]
+    assert train_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "model.preset 'tiny_saccade' has attention heads" in err
+    assert "Traceback" not in err

@@ -42,6 +42,10 @@ ATTENTION_NAMES = ("large", "medium", "small")
 
 
 CORNERS = ("tl", "br")
+_NO_ATTENTION_LOSS = (
+    "training with attention heads (CornerNet-Saccade) is not supported: the loss has no "
+    "attention term yet; train a preset without them."
+)
 
 
 @keras.saving.register_keras_serializable(package="cornernet_tf")
@@ -452,6 +456,8 @@ class CornerNet(keras.Model):
         """
         if kwargs.pop("loss", None) is not None:
             raise ValueError("CornerNet.compile: `loss` is built in; set the part weights instead.")
+        if self.attention:
+            raise ValueError(f"CornerNet.compile: {_NO_ATTENTION_LOSS}")
         if not isinstance(recompute_stacks, bool):
             raise ValueError(
                 f"CornerNet.compile: `recompute_stacks` must be True or False, got "
@@ -491,10 +497,7 @@ class CornerNet(keras.Model):
         # `y_pred` holds every stack's heads (`call(training=True)` and
         # `test_step`); `cornernet_loss` names any that are missing.
         if self.attention:
-            raise NotImplementedError(
-                "CornerNet: training with attention heads (CornerNet-Saccade) is not supported: "
-                "the loss has no attention term; train a preset without them."
-            )
+            raise NotImplementedError(f"CornerNet: {_NO_ATTENTION_LOSS}")
         parts = losses_lib.cornernet_loss(
             y_pred,
             y,
