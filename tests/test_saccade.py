@@ -21,6 +21,7 @@ from official_torch import (
 )
 
 from cornernet_tf import convert
+from cornernet_tf.cli import convert as convert_cli
 from cornernet_tf.cli import train as train_cli
 from cornernet_tf.models import load_model
 from cornernet_tf.models.cornernet import ATTENTION_NAMES, CornerNet
@@ -219,19 +220,20 @@ def test_converted_saccade_matches_pytorch():
         np.testing.assert_allclose(value, reference[f"{key}_2"], rtol=1e-4, atol=1e-4)
 
 
-def test_tiny_saccade_round_trips_through_a_keras_file(tmp_path):
-    model = CornerNet.from_preset("tiny_saccade")
-    images = np.random.default_rng(14).integers(0, 256, (1, 127, 127, 3), dtype=np.uint8)
-    outputs = model(images, training=False)
-    assert outputs["attention_large"].shape == (1, 8, 8, 1)
-    assert outputs["attention_small"].shape == outputs["tl_embedding"].shape == (1, 32, 32, 1)
-    model.save(tmp_path / "tiny_saccade.keras")
-    loaded = load_model(tmp_path / "tiny_saccade.keras")
-    assert loaded.attention and loaded.num_stacks == 3 and loaded.test_config.top_k == 12
-    reloaded = loaded(images, training=False)
-    assert set(reloaded) == set(outputs)
-    for key, value in outputs.items():
-        np.testing.assert_array_equal(reloaded[key], value, err_msg=key)
+def test_cornernet_convert_writes_a_saccade_model(tmp_path, capsys):
+    """The command on a `tiny_saccade`-shaped checkpoint (.npz); the `.keras` file keeps the
+    attention heads and the Saccade test settings, and computes the reference's outputs."""
+    _, net_class = _saccade_reference()
+    net = randomize(net_class(_official_arguments("tiny_saccade")), seed=15)
+    path, output = tmp_path / "saccade.npz", tmp_path / "saccade.keras"
+    np.savez(path, **numpy_state_dict(net, prefix="module."))
+    assert convert_cli.main([str(path), "--output", str(output), "--preset", "tiny_saccade"]) == 0
+    assert "output stride 4" in capsys.readouterr().out
+    model = load_model(output)
+    assert model.attention and model.num_stacks == 3 and model.test_config.top_k == 12
+    rgb = np.random.default_rng(16).integers(0, 256, (1, 127, 127, 3), dtype=np.uint8)
+    reference = assert_heads_match(net, model, rgb, output_stride=4)
+    assert reference["attention_large_2"].shape == (1, 8, 8, 1)
 
 
 def test_attention_needs_three_levels_and_is_not_trained():
