@@ -14,9 +14,11 @@ princeton-vl/CornerNet-Lite saves the same way with its own module tree
 `tl_offs`, `br_offs`): its `CornerNet_Squeeze_500000.pkl` (preset "squeeze")
 and its re-released Hourglass-104 `CornerNet_500000.pkl` (preset
 "hourglass104", the same network and weights layout under the other names).
+Its `CornerNet_Saccade_500000.pkl` (preset "saccade") has the same names plus
+the attention heads, `att_modules.{stack}.{level}` (`CornerNet_Saccade.py`).
 The naming is read from the keys, and so is the architecture unless a preset
-is named: fire-module keys (`conv_3x3`) are CornerNet-Squeeze, anything else
-Hourglass-104.
+is named: attention keys (`att_modules`) are CornerNet-Saccade, fire-module
+keys (`conv_3x3`) CornerNet-Squeeze, anything else Hourglass-104.
 
 The conversion is strict: every source tensor is used exactly once, every Keras
 weight is assigned exactly once, and all shapes are checked before anything is
@@ -84,7 +86,11 @@ OFFICIAL_TOP_LEVEL = (
     *("pre", "kps", "cnvs", "inters", "inters_", "cnvs_"),
     *("tl_cnvs", "br_cnvs", "tl_heats", "br_heats", "tl_tags", "br_tags", "tl_regrs", "br_regrs"),
     *("hg", "tl_modules", "br_modules", "tl_offs", "br_offs"),
+    "att_modules",
 )
+# CornerNet-Saccade's attention heads: `att_modules.{stack}.{j}`, j in the
+# order of `ATTENTION_NAMES` (a `Sequential` of `convolution` and a 1x1 conv).
+ATTENTION_MODULES = "att_modules"
 # Constructor arguments a converted model must not change: the official weights
 # were trained on BGR images normalised with the official mean/std.
 _FIXED_ARGUMENTS = {
@@ -126,7 +132,9 @@ def official_weight_map(model: CornerNet, naming: str = "cornernet") -> tuple[di
     `residual`) and `kp_utils.py` (`make_kp_layer`), or with `naming="lite"`
     that of princeton-vl/CornerNet-Lite `core/models/py_utils/modules.py`
     (`hg_net`, `hg`, `hg_module`) and `core/models/CornerNet_Squeeze.py`
-    (`fire_module`, the transposed-convolution `up2`).
+    (`fire_module`, the transposed-convolution `up2`); a model with
+    attention heads adds CornerNet-Saccade's `att_modules`
+    (`core/models/CornerNet_Saccade.py`).
 
     Args:
         model: a built `CornerNet` whose heads of every stack exist (call it
@@ -224,6 +232,10 @@ def official_weight_map(model: CornerNet, naming: str = "cornernet") -> tuple[di
         batch_norm(f"{names['inters_']}.{i}.1", model.inters_[i][1])
         conv(f"{names['cnvs_']}.{i}.0", model.cnvs_[i][0])
         batch_norm(f"{names['cnvs_']}.{i}.1", model.cnvs_[i][1])
+    for i in range(model.num_stacks):
+        for j, heads in enumerate(model.attention_heads.values()):
+            convolution(f"{ATTENTION_MODULES}.{i}.{j}.0", heads[i].conv)  # with bias, no BN
+            conv(f"{ATTENTION_MODULES}.{i}.{j}.1", heads[i].out)
 
     mapped = {id(variable) for variable, _ in targets.values()}
     if len(mapped) != len(targets):
@@ -244,12 +256,15 @@ def detect_naming(state_dict) -> str:
 
 
 def detect_preset(state_dict) -> str:
-    """The official preset a state dict's keys describe: "squeeze" or "hourglass104".
+    """The official preset a state dict's keys describe: "saccade", "squeeze" or "hourglass104".
 
-    Fire-module keys (`….conv_3x3.weight`, only in CornerNet-Squeeze) decide;
-    the small presets ("tiny", "tiny_squeeze") are never guessed.
+    Attention keys (`att_modules.…`, only in CornerNet-Saccade) and fire-module
+    keys (`….conv_3x3.weight`, only in CornerNet-Squeeze) decide; the small
+    presets ("tiny", "tiny_squeeze", "tiny_saccade") are never guessed.
     """
     keys = _strip_prefix(state_dict)
+    if any(key.startswith(f"{ATTENTION_MODULES}.") for key in keys):
+        return "saccade"
     return "squeeze" if any(key.endswith(".conv_3x3.weight") for key in keys) else "hourglass104"
 
 
@@ -264,7 +279,8 @@ def from_official_state_dict(state_dict, *, preset=None, **overrides) -> CornerN
         preset: `CornerNet` preset describing the architecture; `None` reads
             it from the keys (`detect_preset`: "hourglass104" for both
             published Hourglass-104 checkpoints, "squeeze" for
-            `CornerNet_Squeeze_500000.pkl`).
+            `CornerNet_Squeeze_500000.pkl`, "saccade" for
+            `CornerNet_Saccade_500000.pkl`).
         **overrides: constructor arguments replacing the preset's (e.g.
             `num_classes`, `class_names`, `test_config`); `channel_order`,
             `image_mean` and `image_std` are fixed to the official BGR values.
@@ -445,9 +461,10 @@ def _fitting_presets(source, exclude):
     """Presets (other than `exclude`) whose official key names are exactly `source`'s.
 
     Builds each candidate of the same block type (fire modules or residuals)
-    narrowed: the names depend on the module tree and on which widths are
-    equal (skip connections), so a copy whose widths are 2, 4, 6, ... in the
-    same order has the same names at a fraction of the size. Only run to
+    and with attention heads exactly when `source` has them, narrowed: the
+    names depend on the module tree and on which widths are equal (skip
+    connections), so a copy whose widths are 2, 4, 6, ... in the same order
+    has the same names at a fraction of the size. Only run to
     explain a failed conversion.
     """
     detected = detect_preset(source)
@@ -457,6 +474,8 @@ def _fitting_presets(source, exclude):
     for name in sorted(PRESETS, key=lambda n: (n != detected, n)):  # the detected one first
         if name == exclude or (PRESETS[name].get("block") == "fire") != fire:
             continue
+        if PRESETS[name].get("attention", False) != (detected == "saccade"):
+            continue  # attention keys or not: the same cut as the block type
         arguments = PRESETS[name]
         keys = ("pre_dim", "cnv_dim", "pool_dim")
         rank = {
@@ -574,7 +593,7 @@ def _mismatch_message(model, described, missing, unexpected, misshapen, invalid)
         f"modules={model.modules}, pre_dim={model.pre_dim}, cnv_dim={model.cnv_dim}, "
         f"pool_dim={model.pool_dim}, block={model.block!r}, upsample={model.upsample!r}, "
         f"stem_residuals={model.stem_residuals}, head_kernel={model.head_kernel}"
-    )
+    ) + (", attention=True" if model.attention else "")
     lines = [
         f"the state dict does not fit CornerNet {described} ({arch}): {len(missing)} missing, "
         f"{len(unexpected)} unexpected, {len(misshapen)} misshapen, {len(invalid)} invalid; "

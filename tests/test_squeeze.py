@@ -254,7 +254,9 @@ def test_neither_architecture_names_the_keys_and_the_presets():
     with pytest.raises(convert.StateDictMismatchError) as info:
         convert.from_official_state_dict(state_dict, preset="tiny_squeeze")
     assert "hg.extra.weight (shape (3,))" in str(info.value)
-    assert "presets: hourglass104, squeeze, tiny, tiny_squeeze" in str(info.value)
+    assert "presets: hourglass104, saccade, squeeze, tiny, tiny_saccade, tiny_squeeze" in str(
+        info.value
+    )
 
 
 def test_squeeze_rejects_an_hourglass104_checkpoint_with_the_fitting_preset():
@@ -264,7 +266,7 @@ def test_squeeze_rejects_an_hourglass104_checkpoint_with_the_fitting_preset():
         convert.from_official_state_dict(state_dict, preset="tiny_squeeze")
     message = str(info.value)
     assert "its keys are those of preset 'tiny'" in message
-    assert "presets: hourglass104, squeeze, tiny, tiny_squeeze" in message
+    assert "presets: hourglass104, saccade, squeeze, tiny, tiny_saccade, tiny_squeeze" in message
 
 
 def test_tiny_squeeze_preset_is_built_like_squeeze(tmp_path):

@@ -2,14 +2,17 @@
 
     cornernet-convert CornerNet_500000.pkl --output cornernet_hg104.keras
     cornernet-convert CornerNet_Squeeze_500000.pkl --output cornernet_squeeze.keras
+    cornernet-convert CornerNet_Saccade_500000.pkl --output cornernet_saccade.keras
 
 (also `python -m cornernet_tf.cli.convert` or `python scripts/convert_official.py`).
 
 The checkpoint is the published princeton-vl/CornerNet `CornerNet_500000.pkl`,
-or princeton-vl/CornerNet-Lite's `CornerNet_Squeeze_500000.pkl` or its
-re-released Hourglass-104 `CornerNet_500000.pkl` (or any state dict of one of
-these architectures, as a PyTorch file or an `.npz`). The architecture is read
-from the keys (Hourglass-104 or CornerNet-Squeeze) unless `--preset` names it.
+or princeton-vl/CornerNet-Lite's `CornerNet_Squeeze_500000.pkl`,
+`CornerNet_Saccade_500000.pkl` or its re-released Hourglass-104
+`CornerNet_500000.pkl` (or any state dict of one of these architectures, as a
+PyTorch file or an `.npz`). The architecture is read from the keys
+(Hourglass-104, CornerNet-Squeeze or CornerNet-Saccade) unless `--preset`
+names it.
 Reading PyTorch files needs torch (`pip install .[convert]`); `.npz` files need
 only numpy. The output loads with `cornernet_tf.models.load_model` (or
 `keras.saving.load_model` after `import cornernet_tf.models`), and is written
@@ -33,8 +36,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--preset",
         default=None,
-        help="architecture of the checkpoint (default: read from its keys, hourglass104 or "
-        "squeeze)",
+        help="architecture of the checkpoint (default: read from its keys, hourglass104, "
+        "squeeze or saccade)",
     )
     parser.add_argument(
         "--num-classes",

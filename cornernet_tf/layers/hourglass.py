@@ -31,6 +31,12 @@ class HourglassModule(keras.layers.Layer):
     `hg_module`) has the same tree with fire modules instead of residuals and
     transposed-convolution upsampling.
 
+    With `return_merges=True`, `call` returns `(output, merges)`: the output
+    (`up1 + up2`) of every level, deepest first (the last one is `output`),
+    as princeton-vl/CornerNet-Lite `saccade_module` hands them to
+    CornerNet-Saccade's attention heads. Level k (0 the outermost) has
+    `dims[k]` channels at 1/2**k of the input size.
+
     Args:
         dims: channel widths per level, outermost first, e.g.
             `[256, 256, 384, 384, 384, 512]` for Hourglass-104.
@@ -112,12 +118,19 @@ class HourglassModule(keras.layers.Layer):
         if self.upsample == "transposed":
             self.up2.build(low)
 
-    def call(self, x, training=None):
+    def call(self, x, training=None, return_merges=False):
         up1 = self._run(self.up1, x, training)
         low = self._run(self.low1, x, training)
-        low = self._run(self.low2, low, training)
+        merges = []
+        if return_merges and not isinstance(self.low2, list):
+            low, merges = self.low2(low, training=training, return_merges=True)
+        else:
+            low = self._run(self.low2, low, training)
         low = self._run(self.low3, low, training)
-        return up1 + self.up2(low)
+        merged = up1 + self.up2(low)
+        if return_merges:
+            return merged, [*merges, merged]
+        return merged
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.dims[0],)

@@ -33,9 +33,19 @@ OFFICIAL_MEAN_RGB = OFFICIAL_MEAN_BGR[::-1]
 OFFICIAL_STD_RGB = OFFICIAL_STD_BGR[::-1]
 
 HEAD_NAMES = ("heatmap", "embedding", "offset")
+# CornerNet-Saccade's attention maps, in the official order (`att_modules[i][j]`):
+# for objects whose longer side is 96-256, 32-96 and 0-32 pixels of the
+# 255x255 input (`att_ranges` of princeton-vl/CornerNet-Lite
+# `core/dbs/detection.py`), read from the hourglass's three level outputs,
+# deepest first (1/16, 1/8 and 1/4 of the input: `att_ratios` 16, 8, 4).
+ATTENTION_NAMES = ("large", "medium", "small")
 
 
 CORNERS = ("tl", "br")
+_NO_ATTENTION_LOSS = (
+    "training with attention heads (CornerNet-Saccade) is not supported: the loss has no "
+    "attention term yet; train a preset without them."
+)
 
 
 @keras.saving.register_keras_serializable(package="cornernet_tf")
@@ -50,7 +60,11 @@ class CornerNet(keras.Model):
     "CornerNet-Lite", BMVC 2020; princeton-vl/CornerNet-Lite
     `core/models/CornerNet_Squeeze.py`, preset "squeeze") is the same network
     with `block="fire"`, `upsample="transposed"`, `stem_residuals=2` and
-    `head_kernel=1`.
+    `head_kernel=1`. CornerNet-Saccade (the same paper;
+    `core/models/CornerNet_Saccade.py`, preset "saccade") is Hourglass-54 (three
+    stacks of three levels, one residual per level) with `attention=True`:
+    per stack, three attention heads (the corner heads' conv3x3-ReLU-conv1x1,
+    one output channel, bias -2.19) on the hourglass's level outputs.
 
     Inputs are RGB images with pixel values in [0, 255] (any float or integer
     dtype), NHWC; normalisation with `image_mean`/`image_std` (RGB, 0-1 scale)
@@ -64,7 +78,12 @@ class CornerNet(keras.Model):
     are computed and the keys carry no suffix (`tl_heatmap`, ...). With
     s = `output_stride` (4, or 8 with two stem residuals), heatmaps are logits
     [B, H/s, W/s, num_classes]; embeddings [B, H/s, W/s, 1]; offsets
-    [B, H/s, W/s, 2] (x, y); all float32 whatever the dtype policy.
+    [B, H/s, W/s, 2] (x, y); all float32 whatever the dtype policy. With
+    `attention=True` the dict also holds the attention logits of each stack,
+    `attention_large_0`, `attention_medium_0`, `attention_small_0`, ... (no
+    suffix at inference), [B, H/(4s), W/(4s), 1], [B, H/(2s), W/(2s), 1] and
+    [B, H/s, W/s, 1]: the official `att_modules[i][0..2]` outputs before
+    their sigmoid (see `ATTENTION_NAMES`).
 
     Args:
         num_classes: heatmap channels.
@@ -84,6 +103,10 @@ class CornerNet(keras.Model):
             1 (output stride 4) or 2 (CornerNet-Squeeze, output stride 8).
         head_kernel: kernel of the heads' first convolution (3, or 1 in
             CornerNet-Squeeze).
+        attention: add CornerNet-Saccade's attention heads (needs three
+            hourglass levels, `len(dims) == 4`). `detect` and `predict` still
+            run the whole-image test procedure, and training does not
+            support them yet.
         image_mean: RGB mean on the 0-1 scale, subtracted inside the model.
         image_std: RGB standard deviation on the 0-1 scale.
         channel_order: channel order the first convolution expects, "rgb" or
@@ -110,6 +133,7 @@ class CornerNet(keras.Model):
         upsample="nearest",
         stem_residuals=1,
         head_kernel=3,
+        attention=False,
         image_mean=OFFICIAL_MEAN_RGB,
         image_std=OFFICIAL_STD_RGB,
         channel_order="rgb",
@@ -130,6 +154,14 @@ class CornerNet(keras.Model):
             )
         if head_kernel not in (1, 3):
             raise ValueError(f"CornerNet: `head_kernel` must be 1 or 3, got {head_kernel!r}.")
+        if not isinstance(attention, bool):
+            raise ValueError(f"CornerNet: `attention` must be True or False, got {attention!r}.")
+        if attention and len(dims) != len(ATTENTION_NAMES) + 1:
+            raise ValueError(
+                f"CornerNet: `attention=True` needs {len(ATTENTION_NAMES)} hourglass levels "
+                f"(`dims` of length {len(ATTENTION_NAMES) + 1}, one attention map per level), "
+                f"got dims={list(dims)}."
+            )
         if channel_order not in ("rgb", "bgr"):
             raise ValueError(
                 f"CornerNet: `channel_order` must be 'rgb' or 'bgr', got {channel_order!r}."
@@ -151,6 +183,7 @@ class CornerNet(keras.Model):
         self.upsample = upsample
         self.stem_residuals = stem_residuals
         self.head_kernel = head_kernel
+        self.attention = attention
         self.image_mean = [float(v) for v in image_mean]
         self.image_std = [float(v) for v in image_std]
         self.channel_order = channel_order
@@ -204,6 +237,21 @@ class CornerNet(keras.Model):
             for corner in CORNERS
             for head in HEAD_NAMES
         }
+        # One head per hourglass level, deepest first, as `HourglassModule`
+        # returns the level outputs (the official `up_start` is 0).
+        self.attention_heads = {
+            name: [
+                CornerHead(
+                    head_dim or curr_dim,
+                    1,
+                    bias_value=HEATMAP_BIAS,
+                    kernel_size=3,
+                    name=f"attention_{name}_{i}",
+                )
+                for i in range(num_stacks)
+            ]
+            for name in (ATTENTION_NAMES if attention else ())
+        }
         self.loss_weights_ = {"pull": 0.1, "push": 0.1, "offset": 1.0}
         self.recompute_stacks = False  # `compile(recompute_stacks=True)`
         self.part_trackers = {
@@ -221,7 +269,8 @@ class CornerNet(keras.Model):
 
         Args:
             name: "hourglass104" (CornerNet), "squeeze" (CornerNet-Squeeze),
-                "tiny" or "tiny_squeeze" (CPU demos and tests); see `presets()`.
+                "saccade" (CornerNet-Saccade), "tiny", "tiny_squeeze" or
+                "tiny_saccade" (CPU demos and tests); see `presets()`.
             **overrides: constructor arguments replacing the preset's.
 
         Returns:
@@ -291,6 +340,9 @@ class CornerNet(keras.Model):
                 self.corner_modules[corner][i].build(cnv_shape)
                 for head in HEAD_NAMES:
                     self.heads[f"{corner}_{head}"][i].build(cnv_shape)
+            for level, name in enumerate(self.attention_heads):  # deepest first
+                merge_dim = self.dims[len(self.attention_heads) - 1 - level]
+                self.attention_heads[name][i].build(inter_shape[:-1] + (merge_dim,))
             if i < self.num_stacks - 1:
                 for (conv, bn), in_shape in (
                     (self.inters_[i], inter_shape),
@@ -322,7 +374,7 @@ class CornerNet(keras.Model):
             cnv, *heads = stack(inter)
             if with_heads:
                 suffix = f"_{i}" if all_stacks else ""
-                for name, out in zip(_head_keys(), heads, strict=True):
+                for name, out in zip(self._stack_keys(), heads, strict=True):
                     outputs[f"{name}{suffix}"] = tf.cast(out, "float32")
             if not last:
                 conv_i, bn_i = self.inters_[i]
@@ -345,19 +397,30 @@ class CornerNet(keras.Model):
                     "them (`predict`, `detect` and `predict_images` take any size and do it)."
                 )
 
+    def _stack_keys(self):
+        """Output names of one stack: the corner heads, then the attention maps."""
+        return _head_keys() + [f"attention_{name}" for name in self.attention_heads]
+
     def _stack(self, i, inter, with_heads, training):
         """Hourglass `i` and, with `with_heads`, its corner modules and heads.
 
-        Returns `[cnv, *heads]`, the heads in `_head_keys()` order: a flat
+        Returns `[cnv, *heads]`, the heads in `_stack_keys()` order: a flat
         list, as `tf.recompute_grad` takes.
         """
-        cnv = self.cnvs[i](self.kps[i](inter, training=training), training=training)
+        merges = []
+        if self.attention and with_heads:
+            hourglass, merges = self.kps[i](inter, training=training, return_merges=True)
+        else:
+            hourglass = self.kps[i](inter, training=training)
+        cnv = self.cnvs[i](hourglass, training=training)
         results = [cnv]
         if with_heads:
             for corner in CORNERS:
                 feature = self.corner_modules[corner][i](cnv, training=training)
                 for head in HEAD_NAMES:
                     results.append(self.heads[f"{corner}_{head}"][i](feature, training=training))
+            for heads, merge in zip(self.attention_heads.values(), merges, strict=True):
+                results.append(heads[i](merge, training=training))
         return results
 
     # ----------------------------------------------------------------- training
@@ -393,6 +456,8 @@ class CornerNet(keras.Model):
         """
         if kwargs.pop("loss", None) is not None:
             raise ValueError("CornerNet.compile: `loss` is built in; set the part weights instead.")
+        if self.attention:
+            raise ValueError(f"CornerNet.compile: {_NO_ATTENTION_LOSS}")
         if not isinstance(recompute_stacks, bool):
             raise ValueError(
                 f"CornerNet.compile: `recompute_stacks` must be True or False, got "
@@ -431,6 +496,8 @@ class CornerNet(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         # `y_pred` holds every stack's heads (`call(training=True)` and
         # `test_step`); `cornernet_loss` names any that are missing.
+        if self.attention:
+            raise NotImplementedError(f"CornerNet: {_NO_ATTENTION_LOSS}")
         parts = losses_lib.cornernet_loss(
             y_pred,
             y,
@@ -626,6 +693,7 @@ class CornerNet(keras.Model):
             upsample=self.upsample,
             stem_residuals=self.stem_residuals,
             head_kernel=self.head_kernel,
+            attention=self.attention,
             image_mean=self.image_mean,
             image_std=self.image_std,
             channel_order=self.channel_order,

@@ -11,6 +11,16 @@ output strides before TensorFlow loads.
 # method, as in the official code.
 SQUEEZE_TEST_CONFIG = {"top_k": 20, "num_dets": 100, "flip_test": False}
 
+# The test settings of princeton-vl/CornerNet-Lite `configs/CornerNet_Saccade.json`
+# that `CornerNet.detect`'s whole-image procedure has: 12 corners per map,
+# embedding distance 0.3, no flipped copy. Its `num_dets` 12 is per network
+# pass of the official multi-crop procedure (whose 30-odd crops together give
+# the 100 detections per image); one pass here must keep at least
+# `max_detections` (100), so it keeps all 12 x 12 corner pairs. The
+# multi-crop procedure itself (attention peaks, crops, remapping) is not part
+# of `detect`.
+SACCADE_TEST_CONFIG = {"top_k": 12, "num_dets": 144, "ae_threshold": 0.3, "flip_test": False}
+
 PRESETS = {
     # The official network (princeton-vl/CornerNet `models/CornerNet.py`):
     # 201,035,212 trainable parameters; 511x511 input → 128x128 maps.
@@ -55,6 +65,33 @@ PRESETS = {
         "pool_dim": 16,
         "head_dim": 32,
     },
+    # CornerNet-Saccade (princeton-vl/CornerNet-Lite `core/models/CornerNet_Saccade.py`):
+    # Hourglass-54, three stacks of three levels with one residual each, and
+    # per stack three attention heads on the hourglass's level outputs;
+    # 116,969,339 trainable parameters; 255x255 input → 64x64 maps.
+    "saccade": {
+        "num_classes": 80,
+        "num_stacks": 3,
+        "dims": [256, 384, 384, 512],
+        "modules": [1, 1, 1, 1],
+        "pre_dim": 128,
+        "cnv_dim": 256,
+        "pool_dim": 128,
+        "attention": True,
+        "test_config": SACCADE_TEST_CONFIG,
+    },
+}
+
+# `saccade` narrowed for CPU tests: three stacks, three levels, attention
+# heads, the Saccade test settings. 127x127 input → 32x32 maps.
+PRESETS["tiny_saccade"] = {
+    **PRESETS["saccade"],
+    "num_classes": 3,
+    "dims": [32, 48, 48, 64],
+    "pre_dim": 16,
+    "cnv_dim": 32,
+    "pool_dim": 16,
+    "head_dim": 32,
 }
 
 # `tiny` built like CornerNet-Squeeze (fire modules, transposed convolutions,
