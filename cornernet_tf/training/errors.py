@@ -1,14 +1,24 @@
 """The errors training raises for problems the user has to fix, and their messages.
 
-`scripts/train.py` turns `SetupError` (and `ConfigError`) into exit code 2 and
-`BadDataError` into exit code 1, each printed as one line.
+`cornernet-train` turns `SetupError` (and `ConfigError`) into exit code 2,
+`BadDataError` and `CheckpointWriteError` into exit code 1, each printed as one
+line, and `TrainingInterrupted` into 128 + the signal number (130 for SIGINT,
+143 for SIGTERM).
 """
 
 from __future__ import annotations
 
 import re
+import signal
 
-__all__ = ["BadDataError", "SetupError", "assertion_message", "first_line"]
+__all__ = [
+    "BadDataError",
+    "CheckpointWriteError",
+    "SetupError",
+    "TrainingInterrupted",
+    "assertion_message",
+    "first_line",
+]
 
 
 class SetupError(ValueError):
@@ -17,6 +27,33 @@ class SetupError(ValueError):
 
 class BadDataError(RuntimeError):
     """The input pipeline found more bad images than `data.max_bad_images`."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint or the model file could not be written (disk full, read-only folder)."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped training; a checkpoint of the current step was saved.
+
+    Attributes:
+        signum: the signal received.
+        step: the optimizer's iteration count when training stopped.
+        checkpoint: the checkpoint to resume from (None when none exists yet,
+            or on a worker that does not write into the model directory).
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: str | None):
+        self.signum = signum
+        self.step = step
+        self.checkpoint = checkpoint
+        name = signal.Signals(signum).name
+        where = (
+            f"checkpoint {checkpoint}; run the same command to resume"
+            if checkpoint
+            else "no checkpoint written yet"
+        )
+        super().__init__(f"interrupted by {name} at step {step}: {where}")
 
 
 def assertion_message(text: str) -> str:
