@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.training import keras_compat
-from cornernet_tf.training.errors import CheckpointWriteError, first_line
+from cornernet_tf.training.errors import CheckpointWriteError, io_error_reason
 from cornernet_tf.training.state import global_step
 from cornernet_tf.utils.fs import atomic_write_json
 
@@ -179,7 +179,7 @@ class CheckpointEvery(keras.callbacks.Callback):
             )
             raise CheckpointWriteError(
                 f"{os.path.join(self.manager.directory, f'ckpt-{step}')}: cannot write the "
-                f"checkpoint ({first_line(e)}); free disk space or make "
+                f"checkpoint ({io_error_reason(e)}); free disk space or make "
                 f"{self.manager.directory} writable, then {resume}."
             ) from None
         self.last_saved = step

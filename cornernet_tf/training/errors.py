@@ -18,6 +18,7 @@ __all__ = [
     "TrainingInterrupted",
     "assertion_message",
     "first_line",
+    "io_error_reason",
 ]
 
 
@@ -88,3 +89,21 @@ def first_line(error: BaseException | str) -> str:
     """
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def io_error_reason(error: BaseException) -> str:
+    """The file system's reason of a failed write ("No space left on device").
+
+    TensorFlow's I/O errors read "{{function_node ...}} <temporary file>;
+    <reason> [Op:SaveV2]"; the user needs the reason, the caller names the file.
+
+    Args:
+        error: an `OSError` or a `tf.errors.OpError`.
+
+    Returns:
+        One short line.
+    """
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", first_line(error))
+    return text.rsplit("; ", 1)[-1].strip() or type(error).__name__

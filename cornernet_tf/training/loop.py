@@ -35,7 +35,7 @@ from cornernet_tf.training.errors import (
     SetupError,
     TrainingInterrupted,
     assertion_message,
-    first_line,
+    io_error_reason,
 )
 from cornernet_tf.training.inputs import (
     TrainInput,
@@ -562,7 +562,7 @@ def _save_model(model: keras.Model, path: str) -> None:
         save_model_atomic(model, path)
     except OSError as e:
         raise CheckpointWriteError(
-            f"{path}: cannot write the model ({e.strerror or first_line(e)}); free disk space or "
+            f"{path}: cannot write the model ({io_error_reason(e)}); free disk space or "
             f"make {os.path.dirname(os.path.abspath(path))} writable, then run the same command "
             "again (it resumes from the last checkpoint)."
         ) from None

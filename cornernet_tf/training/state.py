@@ -201,6 +201,7 @@ def make_checkpoint_manager(
 
 
 _CHECKPOINT = re.compile(r"ckpt-(\d+)")
+_LISTED = re.compile(r'^all_model_checkpoint_paths: "(.*)"$', re.MULTILINE)
 
 
 def list_checkpoints(checkpoint_dir: str) -> list[str]:
@@ -226,11 +227,14 @@ def list_checkpoints(checkpoint_dir: str) -> list[str]:
         match = _CHECKPOINT.match(name)
         if match and name[match.end() :].startswith((".index", ".data-")):
             steps.add(int(match.group(1)))
+    # The index file is a text proto; read here for the names only, so that a
+    # damaged one is not an error (the files decide).
     try:
-        state = tf.train.get_checkpoint_state(checkpoint_dir)
-    except (tf.errors.OpError, ValueError):  # a damaged index file: the files decide
-        state = None
-    for path in state.all_model_checkpoint_paths if state else ():
+        with open(os.path.join(checkpoint_dir, "checkpoint"), encoding="utf-8") as f:
+            listed = _LISTED.findall(f.read())
+    except (OSError, UnicodeDecodeError):
+        listed = []
+    for path in listed:
         match = _CHECKPOINT.fullmatch(os.path.basename(path))
         if match:
             steps.add(int(match.group(1)))
@@ -301,7 +305,8 @@ def restore_newest_complete(
             except (tf.errors.OpError, IndexError) as e:
                 # A data file shorter or other than its index says: TensorFlow
                 # raises IndexError ("Read less bytes than requested") or DataLoss.
-                reason = f"unreadable ({first_line(e)})"
+                data = f"{os.path.basename(prefix)}.data-*"
+                reason = f"{data} is damaged or truncated ({first_line(e)})"
         skipped.append((prefix, reason))
     if skipped or os.path.exists(os.path.join(checkpoint_dir, "checkpoint")):
         listed = "; ".join(f"{os.path.basename(p)}: {r}" for p, r in skipped) or "none listed"
