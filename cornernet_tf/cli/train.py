@@ -67,8 +67,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return _main(args)
-    except KeyboardInterrupt:  # before training started: nothing to save
-        print("interrupted before training started; nothing written", file=sys.stderr)
+    except KeyboardInterrupt:
+        # Outside the trainer's own handling (start-up, a second Ctrl-C): every
+        # file is written under a temporary name, so nothing partial is left.
+        print(
+            "interrupted; no partial file was left (run the same command to resume from the "
+            "last checkpoint, if any)",
+            file=sys.stderr,
+        )
         return 130
 
 
