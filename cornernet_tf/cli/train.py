@@ -128,6 +128,12 @@ def _main(args: argparse.Namespace) -> int:
         return 128 + e.signum
     if result.model_path:
         print(f"model: {os.path.abspath(result.model_path)}")
+        if result.best:
+            best = result.best
+            print(
+                f"best: {os.path.abspath(best['path'])} "
+                f"({best['metric']} {best['value']:.4f} at step {best['step']})"
+            )
     return 0
 
 
