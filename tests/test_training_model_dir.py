@@ -7,12 +7,13 @@ import socket
 import subprocess
 import sys
 
+import keras
 import pytest
 
 from cornernet_tf import training
 from cornernet_tf.data.coco import CategoryMap
 from cornernet_tf.spec.config import ConfigError, load_config
-from cornernet_tf.training import model_dir
+from cornernet_tf.training import loop, model_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "shapes_tiny.yaml")
@@ -138,3 +139,13 @@ def test_move_previous_run_keeps_everything(tmp_path):
     assert sorted(os.listdir(target)) == ["checkpoints", "classes.json", "model.keras"]
     assert (tmp_path / "mine.txt").exists()
     assert model_dir.move_previous_run(tmp_path) is None  # nothing left to move
+
+
+def test_a_model_file_that_cannot_be_written_is_one_message(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    (tmp_path / "file").write_text("")
+    path = tmp_path / "file" / "model.keras"
+    with pytest.raises(training.CheckpointWriteError) as error:
+        loop._save_model(model, str(path))
+    assert str(error.value).startswith(f"{path}: cannot write the model (")
+    assert "free disk space or make" in str(error.value)

@@ -83,3 +83,18 @@ def test_a_checkpoint_of_another_model_is_a_mismatch_not_skipped(tmp_path):
     other = tf.train.Checkpoint(v=tf.Variable(np.zeros(7, np.float32)))
     with pytest.raises(training.SetupError, match="ckpt-1: this checkpoint does not match"):
         state_lib.restore_newest_complete(other, str(tmp_path))
+
+
+def test_the_folders_of_unfinished_saves_are_removed(tmp_path):
+    # What a save killed before TensorFlow merged its shards leaves behind.
+    _checkpoints(tmp_path, [1])
+    (tmp_path / "ckpt-2_temp").mkdir()
+    (tmp_path / "ckpt-2_temp" / "part-00000-of-00001.index").write_bytes(b"half")
+    (tmp_path / "mine_temp").mkdir()
+    assert state_lib.remove_partial_checkpoints(str(tmp_path)) == [str(tmp_path / "ckpt-2_temp")]
+    assert sorted(os.listdir(tmp_path)) == [
+        "checkpoint",
+        "ckpt-1.data-00000-of-00001",
+        "ckpt-1.index",
+        "mine_temp",
+    ]

@@ -56,6 +56,7 @@ from cornernet_tf.training.state import (
     build_training_state,
     global_step,
     holds_checkpoints,
+    remove_partial_checkpoints,
 )
 from cornernet_tf.training.strategy import (
     barrier,
@@ -330,16 +331,19 @@ class _RunPaths:
 
 
 def _prepare_model_dir(paths: _RunPaths, source: CocoDataset, restart: bool) -> None:
-    """Moves an earlier run aside (`restart`), or checks that its classes are the dataset's.
+    """Moves an earlier run aside (`restart`), or clears and checks it for a resume.
 
-    A resumed run must train the classes it was trained on: the class count
-    is in the checkpoint's shapes, but renamed or renumbered classes with the
-    same count would restore silently and mislabel every detection.
+    A resume removes the folders of unfinished checkpoint saves and checks the
+    classes: a resumed run must train the classes it was trained on. The class
+    count is in the checkpoint's shapes, but renamed or renumbered classes with
+    the same count would restore silently and mislabel every detection.
     """
     if restart:
         move_previous_run(paths.model_dir)
         os.makedirs(paths.checkpoint_dir, exist_ok=True)
         return
+    for path in remove_partial_checkpoints(paths.checkpoint_dir):
+        logger.info("removed %s, a checkpoint whose save never finished", path)
     classes_file = os.path.join(paths.model_dir, "classes.json")
     if not holds_checkpoints(paths.checkpoint_dir) or not os.path.exists(classes_file):
         return

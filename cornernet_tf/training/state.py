@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 
 import keras
 import tensorflow as tf
@@ -37,6 +38,7 @@ __all__ = [
     "list_checkpoints",
     "make_checkpoint",
     "make_checkpoint_manager",
+    "remove_partial_checkpoints",
     "restore_newest_complete",
 ]
 
@@ -201,6 +203,7 @@ def make_checkpoint_manager(
 
 
 _CHECKPOINT = re.compile(r"ckpt-(\d+)")
+_PARTIAL = re.compile(r"ckpt-\d+_temp")
 _LISTED = re.compile(r'^all_model_checkpoint_paths: "(.*)"$', re.MULTILINE)
 
 
@@ -239,6 +242,33 @@ def list_checkpoints(checkpoint_dir: str) -> list[str]:
         if match:
             steps.add(int(match.group(1)))
     return [os.path.join(checkpoint_dir, f"ckpt-{step}") for step in sorted(steps, reverse=True)]
+
+
+def remove_partial_checkpoints(checkpoint_dir: str) -> list[str]:
+    """Removes the `ckpt-<step>_temp` folders of saves that never finished.
+
+    TensorFlow writes a checkpoint's shards into `<prefix>_temp/` and merges
+    them into `<prefix>.index` / `.data-*`; a save killed or failed before the
+    merge leaves the folder, which no reader uses. Called by the only writer
+    of the folder (the chief, holding the model directory's lock).
+
+    Args:
+        checkpoint_dir: the run's `checkpoints/` folder.
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    try:
+        names = os.listdir(checkpoint_dir)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(checkpoint_dir, name)
+        if _PARTIAL.fullmatch(name) and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def holds_checkpoints(checkpoint_dir: str) -> bool:
