@@ -342,7 +342,7 @@ def restore_newest_complete(
         listed = "; ".join(f"{os.path.basename(p)}: {r}" for p, r in skipped) or "none listed"
         raise SetupError(
             f"{checkpoint_dir}: no complete checkpoint to resume from ({listed}); restore the "
-            "missing files, or run with --restart to start from scratch (the previous run's "
-            "files are moved aside, not deleted)."
+            "missing or damaged files, or run with --restart to start from scratch (the "
+            "previous run's files are moved aside, not deleted)."
         )
     return None, skipped
