@@ -42,7 +42,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--config", required=True, help=CONFIG_HELP)
     parser.add_argument("--data-dir", required=True, help="dataset root in the COCO 2017 layout")
-    parser.add_argument("--model-dir", required=True, help="output and checkpoint directory")
+    parser.add_argument(
+        "--model-dir",
+        required=True,
+        help="output and checkpoint directory: a local or mounted folder, one run at a time",
+    )
     parser.add_argument(
         "--set",
         action="append",
