@@ -1,16 +1,13 @@
 """The packaged config for small real datasets loads, by name, and fits its preset."""
 
 from cornernet_tf.cli._common import load_config
-from cornernet_tf.spec.config import check_output_size
-from cornernet_tf.spec.presets import config_input_size_problem
+from cornernet_tf.spec.presets import config_size_problem
 
 
 def test_small_data_config_loads_by_name_and_fits_the_tiny_preset():
     config = load_config("small_data")
     assert config.model.preset == "tiny" and config.model.overrides == {"num_stacks": 1}
-    assert config_input_size_problem(config) is None
-    assert config.data.output_size == -(-config.data.input_size // 4)
-    check_output_size(config.data, 4)
+    assert config_size_problem(config) is None
     # Real photos: the official augmentation, and the splits `convert --val-fraction` writes.
     assert config.data.color_jitter and config.data.lighting
     assert (config.data.train_split, config.data.val_split) == ("train2017", "val2017")

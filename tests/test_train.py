@@ -60,6 +60,16 @@ def _command(data_dir, model_dir, *overrides, strategy="auto"):
     return command
 
 
+def _console(data_dir, model_dir, *overrides):
+    """`_command` as `python -m cornernet_tf.cli.train`: the console script's code path."""
+    return [
+        sys.executable,
+        "-m",
+        "cornernet_tf.cli.train",
+        *_command(data_dir, model_dir, *overrides)[2:],
+    ]
+
+
 def _env(**extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO, **extra)
     env.pop("TF_CONFIG", None)
@@ -483,3 +493,186 @@ def test_killed_anywhere_the_same_command_finishes_and_no_partial_file_is_visibl
     for tag in ("batch_loss", "batch_focal", "batch_learning_rate", "batch_images_per_sec"):
         assert tag in scalars, sorted(scalars)
     assert scalars["batch_loss"] == list(range(saved_step + 1, steps + 1))
+
+
+# ------------------------------------- the script: nothing lost, one writer
+
+
+def test_abbreviated_options_are_not_taken_for_others(capsys):
+    # Before: `--model x.keras` was read as `--model-dir x.keras`.
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.parse_args(
+            ["--config", "c", "--data-dir", "d", "--model-dir", "m", "--model", "x"]
+        )
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --model x" in capsys.readouterr().err
+
+
+def _wait_for(predicate, proc, what, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.2)
+
+
+def _newest_step(checkpoints):
+    return max(int(p.name[len("ckpt-") : -len(".index")]) for p in checkpoints.glob("ckpt-*.index"))
+
+
+def _interrupted_line(stderr, name, checkpoints):
+    lines = [line for line in stderr.splitlines() if line.startswith("interrupted by ")]
+    assert len(lines) == 1, stderr[-3000:]
+    prefix = f"interrupted by {name} at step "
+    assert lines[0].startswith(prefix), lines[0]
+    step = int(lines[0][len(prefix) :].split(":")[0])
+    assert lines[0].endswith(
+        f": checkpoint {checkpoints / f'ckpt-{step}'}; run the same command to resume"
+    )
+    return step
+
+
+@pytest.mark.slow
+def test_one_writer_a_signal_saves_the_step_and_a_lost_index_resumes_from_the_older(
+    shapes_root, tmp_path
+):
+    """Before: a second run on the same --model-dir trained too, over the same checkpoints;
+    Ctrl-C ended in a KeyboardInterrupt traceback and lost the steps since the last checkpoint;
+    a deleted newest index (or `checkpoint` file) made the next run start from scratch."""
+    out = tmp_path / "run"
+    checkpoints = out / "checkpoints"
+    command = _console(shapes_root, out, "train.steps=100000", "train.checkpoint_every=3")
+    with open(tmp_path / "first.log", "w+") as log:
+        first = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO
+        )
+        try:
+            _wait_for(lambda: (checkpoints / "ckpt-3.index").exists(), first, "checkpoint 3")
+            second = _run(_console(shapes_root, out, "train.steps=100000"))
+            assert second.returncode == 2, second.stderr[-3000:]
+            assert "Traceback" not in second.stderr
+            assert (
+                f"error: {out / 'train.lock'}: another training run (PID {first.pid} on host "
+                f"{socket.gethostname()}, started " in second.stderr
+            )
+            first.send_signal(signal.SIGINT)
+            _, stderr = first.communicate(timeout=TIMEOUT)
+        finally:
+            first.kill()
+    assert first.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    step = _interrupted_line(stderr, "SIGINT", checkpoints)
+    assert tf.train.latest_checkpoint(str(checkpoints)) == str(checkpoints / f"ckpt-{step}")
+    assert not (out / "train.lock").exists() and not (out / "model.keras").exists()
+
+    # The newest checkpoint's index and the `checkpoint` file lost: the next run
+    # resumes from the newest complete one, saying what it skipped; SIGTERM ends it.
+    os.remove(checkpoints / f"ckpt-{step}.index")
+    older = _newest_step(checkpoints)
+    os.remove(checkpoints / "checkpoint")
+    with open(tmp_path / "second.log", "w+") as log:
+        resumed = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO
+        )
+        try:
+            _wait_for(lambda: _newest_step(checkpoints) > older, resumed, "a new checkpoint")
+            resumed.send_signal(signal.SIGTERM)
+            _, stderr = resumed.communicate(timeout=TIMEOUT)
+        finally:
+            resumed.kill()
+        log.seek(0)
+        stdout = log.read()
+    assert resumed.returncode == 143, stdout[-2000:] + stderr[-3000:]
+    assert (
+        f"skipped checkpoint {checkpoints / f'ckpt-{step}'}: ckpt-{step}.index is missing" in stdout
+    )
+    assert f"resumed from {checkpoints / f'ckpt-{older}'} at step {older}" in stdout
+    assert "starting from scratch" not in stdout
+    stopped = _interrupted_line(stderr, "SIGTERM", checkpoints)
+    assert stopped > older
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_message_and_leaves_no_partial_checkpoint(shapes_root, tmp_path):
+    # Before: ResourceExhaustedError ... SaveV2 in a traceback, ckpt-2_temp/ left behind.
+    # A file size limit below a checkpoint's size fails its write as a full disk does.
+    out = tmp_path / "run"
+    launcher = textwrap.dedent(
+        """
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+        from cornernet_tf.cli.train import main
+        sys.exit(main(sys.argv[1:]))
+        """
+    )
+    proc = _run([sys.executable, "-c", launcher, *_command(shapes_root, out, "train.steps=4")[2:]])
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: {out / 'checkpoints' / 'ckpt-2'}: cannot write the checkpoint (File too large); "
+        f"free disk space or make {out / 'checkpoints'} writable, then run the same command again."
+    ]
+    assert os.listdir(out / "checkpoints") == []  # no ckpt-2_temp/
+    assert not (out / "train.lock").exists()
+
+
+class _Recorder(keras.callbacks.Callback):
+    """A user's callback: the steps it saw and the evaluation results in its logs."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps, self.val_ap = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(int(self.model.optimizer.iterations.numpy()))
+        if "val_AP" in logs:
+            self.val_ap.append((self.steps[-1], logs["val_AP"]))
+
+
+def test_best_model_user_callbacks_and_restart(shapes_root, tmp_path):
+    # The run directory holds an earlier run with a broken checkpoint: refused
+    # without `restart`, moved aside with it.
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt-9.index").write_bytes(b"")
+    (run / "model.keras").write_bytes(b"the earlier model")
+    config = load_config(CONFIG, [*SMALL, "train.steps=6", "train.eval_every=2"])
+    aps = iter([0.3, 0.6, 0.5])
+    evaluated = []
+
+    def evaluate_fn(model):
+        evaluated.append(int(model.optimizer.iterations.numpy()))
+        return {"AP": next(aps), "AP50": 0.9}
+
+    with pytest.raises(training.SetupError, match="no complete checkpoint .*--restart"):
+        training.train(config, shapes_root, run, strategy="one_device", evaluate_fn=evaluate_fn)
+    recorder = _Recorder()
+    result = training.train(
+        config,
+        shapes_root,
+        run,
+        strategy="one_device",
+        evaluate_fn=evaluate_fn,
+        verbose=0,
+        callbacks=[recorder],
+        restart=True,
+    )
+    assert result.start_step == 0 and evaluated == [2, 4, 6]
+    assert recorder.steps == [1, 2, 3, 4, 5, 6]
+    assert recorder.val_ap == [(2, 0.3), (4, 0.6), (6, 0.5)]  # after the evaluation
+    (replaced,) = run.glob("replaced-*")
+    assert (replaced / "model.keras").read_bytes() == b"the earlier model"
+    assert (replaced / "checkpoints" / "ckpt-9.index").exists()
+
+    best = {"step": 4, "metric": "AP", "value": 0.6, "path": str(run / "best.keras")}
+    assert result.best == best and _summary(run)["best"] == best
+    import cornernet_tf.models  # noqa: F401  (registers CornerNet for loading)
+
+    model = keras.models.load_model(run / "best.keras")
+    assert int(model.optimizer.iterations) == 4
+    _weights_match_checkpoint(model, str(run / "checkpoints" / "ckpt-4"))
+    pytest.importorskip("tensorboard")
+    scalars = _tensorboard_scalars(run / "logs" / "eval")
+    assert scalars["AP"] == [2, 4, 6] and scalars["AP50"] == [2, 4, 6]

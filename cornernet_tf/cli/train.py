@@ -8,12 +8,20 @@
 (`cornernet_tf.spec.catalog`).
 
 Writes `<model-dir>/model.keras`, `classes.json`, `config.yaml`, checkpoints
-and TensorBoard logs; see `cornernet_tf.training` for the layout. Multi-worker:
-run the same command on every worker with `TF_CONFIG` set (and `--strategy
-multi_worker` or `auto`); `--model-dir` must be on a file system they share.
+and TensorBoard logs (and `best.keras` with `train.eval_every`); see
+`cornernet_tf.training` for the layout. `--model-dir` is a local or mounted
+folder (`gs://`, `s3://` are refused), written by one run at a time. A folder
+holding checkpoints is resumed from the newest complete one; `--restart`
+starts from scratch instead, moving the earlier run's files into
+`replaced-<time>/`. Ctrl-C (SIGINT) or SIGTERM saves a checkpoint of the
+current step and stops. Multi-worker: run the same command on every worker
+with `TF_CONFIG` set (and `--strategy multi_worker` or `auto`); `--model-dir`
+must be on a file system they share.
 
-Exit codes: 0 done, 1 training failed, 2 bad arguments, config or data (one
-line on stderr naming the file, the field and the fix).
+Exit codes: 0 done, 1 training failed (bad images over the limit, a file that
+cannot be written), 2 bad arguments, config, data or model directory (one line
+on stderr naming the file, the field and the fix), 130 stopped by SIGINT, 143
+by SIGTERM (one line saying where the checkpoint is).
 """
 
 import argparse
@@ -31,16 +39,26 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--config", required=True, help=CONFIG_HELP)
     parser.add_argument("--data-dir", required=True, help="dataset root in the COCO 2017 layout")
-    parser.add_argument("--model-dir", required=True, help="output and checkpoint directory")
+    parser.add_argument(
+        "--model-dir",
+        required=True,
+        help="output and checkpoint directory: a local or mounted folder, one run at a time",
+    )
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="override a config value (YAML syntax), e.g. --set train.steps=1000; repeatable",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="start from scratch in a --model-dir holding an earlier run; its files are moved "
+        "into <model-dir>/replaced-<time>/",
     )
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
     parser.add_argument(
@@ -51,6 +69,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        # Outside the trainer's own handling (start-up, a second Ctrl-C): every
+        # file is written under a temporary name, so nothing partial is left.
+        print(
+            "interrupted; no partial file was left (run the same command to resume from the "
+            "last checkpoint, if any)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
     pool_host_memory()  # before TensorFlow starts: see cornernet_tf.utils.host_memory
     # The config is checked before TensorFlow is imported: mistakes fail in a blink.
     from cornernet_tf.spec.config import ConfigError
@@ -81,15 +113,25 @@ def main(argv=None) -> int:
             strategy=args.strategy,
             evaluate_fn=training.default_evaluate_fn(config, args.data_dir),
             verbose=args.verbose,
+            restart=args.restart,
         )
     except (ConfigError, training.SetupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except training.BadDataError as e:
+    except (training.BadDataError, training.CheckpointWriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except training.TrainingInterrupted as e:
+        print(e, file=sys.stderr)
+        return 128 + e.signum
     if result.model_path:
         print(f"model: {os.path.abspath(result.model_path)}")
+        if result.best:
+            best = result.best
+            print(
+                f"best: {os.path.abspath(best['path'])} "
+                f"({best['metric']} {best['value']:.4f} at step {best['step']})"
+            )
     return 0
 
 

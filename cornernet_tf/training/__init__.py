@@ -13,9 +13,17 @@
   `decay_rate` after iteration `stepsize`), derived once per run
   (`schedule.LearningRate`);
 * checkpoints every `train.checkpoint_every` iterations with
-  `tf.train.CheckpointManager`, restored automatically on restart (`state`);
+  `tf.train.CheckpointManager`; a restarted run resumes from the newest
+  complete one, skipping (and naming) incomplete ones, and refuses to start
+  from scratch over checkpoints unless asked to (`restart=True`), or to
+  resume with classes other than the checkpoints' (`state`, `loop`);
+* one writer per model directory (`model_dir.ModelDirLock`), local or
+  mounted folders only (`model_dir`);
+* SIGINT / SIGTERM end training after the current step with a checkpoint of
+  it (`callbacks.StopOnSignal`, `errors.TrainingInterrupted`);
 * a Keras progress bar with the loss parts, the learning rate and images/s,
-  TensorBoard scalars, and an optional periodic evaluation hook (`callbacks`);
+  TensorBoard scalars, an optional periodic evaluation hook keeping the best
+  model by AP (`callbacks`), and the caller's own Keras callbacks;
 * the final model written atomically as `model.keras`, with `classes.json`
   and the resolved `config.yaml` (`loop`).
 
@@ -30,20 +38,27 @@ Model directory layout:
     model_dir/
         config.yaml        resolved config (written before training)
         classes.json       class mapping (`CategoryMap.to_json`)
+        train.lock         PID and host of the run writing here (while it runs)
         checkpoints/       ckpt-<step>.{index,data-*} + `checkpoint` index
         logs/train/        TensorBoard scalars (losses, learning rate, images/s)
         logs/eval/         evaluation results, when an evaluation hook is given
+        best.keras         best model by evaluated AP (with `train.eval_every`)
+        best.json          its step and AP
         model.keras        final model (after the last step)
-        summary.json       final step, bad-sample count, throughput, memory
+        summary.json       final step, bad-sample count, throughput, memory,
+                           evaluations, best model
+        replaced-<time>/   an earlier run's files, moved by `restart=True`
 
 Modules: `loop` (`train`), `strategy` (devices, cluster, chief, XLA choice),
 `schedule` (learning rate), `state` (model, optimizer, checkpoints), `inputs`
-(dataset checks, input pipelines), `callbacks`, `errors`, and `keras_compat`
+(dataset checks, input pipelines), `model_dir` (lock, remote paths, restart),
+`callbacks`, `errors`, and `keras_compat`
 (every workaround that reaches private Keras/TensorFlow APIs).
 """
 
 from cornernet_tf.training.callbacks import (
     BadImageLogger,
+    BestModel,
     CheckpointEvery,
     EvaluateFn,
     ImagesPerSecond,
@@ -52,8 +67,14 @@ from cornernet_tf.training.callbacks import (
     PeriodicEvaluation,
     StepTensorBoard,
     StopAtStep,
+    StopOnSignal,
 )
-from cornernet_tf.training.errors import BadDataError, SetupError
+from cornernet_tf.training.errors import (
+    BadDataError,
+    CheckpointWriteError,
+    SetupError,
+    TrainingInterrupted,
+)
 from cornernet_tf.training.inputs import make_train_pipeline, validate_data_dir
 from cornernet_tf.training.loop import (
     TrainResult,
@@ -62,6 +83,7 @@ from cornernet_tf.training.loop import (
     save_model_atomic,
     train,
 )
+from cornernet_tf.training.model_dir import ModelDirLock, local_model_dir_problem
 from cornernet_tf.training.schedule import (
     LearningRate,
     learning_rate_schedule,
@@ -74,23 +96,29 @@ __all__ = [
     "STRATEGIES",
     "BadDataError",
     "BadImageLogger",
+    "BestModel",
     "CheckpointEvery",
+    "CheckpointWriteError",
     "EvaluateFn",
     "ImagesPerSecond",
     "LearningRate",
     "LearningRateLogger",
     "MallocTuning",
+    "ModelDirLock",
     "PeriodicEvaluation",
     "SetupError",
     "StepTensorBoard",
     "StopAtStep",
+    "StopOnSignal",
     "TrainResult",
+    "TrainingInterrupted",
     "TrainingState",
     "build_training_state",
     "configure_logging",
     "default_evaluate_fn",
     "is_chief",
     "learning_rate_schedule",
+    "local_model_dir_problem",
     "make_strategy",
     "make_train_pipeline",
     "save_model_atomic",

@@ -9,9 +9,16 @@ The trainer's epochs are checkpoint intervals.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
+import glob
+import json
 import logging
+import os
+import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -19,12 +26,15 @@ import keras
 import tensorflow as tf
 
 from cornernet_tf.training import keras_compat
+from cornernet_tf.training.errors import CheckpointWriteError, io_error_reason
 from cornernet_tf.training.state import global_step
+from cornernet_tf.utils.fs import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "BadImageLogger",
+    "BestModel",
     "CheckpointEvery",
     "EvaluateFn",
     "ImagesPerSecond",
@@ -33,6 +43,7 @@ __all__ = [
     "PeriodicEvaluation",
     "StepTensorBoard",
     "StopAtStep",
+    "StopOnSignal",
 ]
 
 EvaluateFn = Callable[[keras.Model], Mapping[str, float]]
@@ -154,9 +165,36 @@ class CheckpointEvery(keras.callbacks.Callback):
         self.last_saved = None
 
     def _save(self, step: int) -> None:
-        if step != self.last_saved:
+        if step == self.last_saved:
+            return
+        try:
             self.manager.save(checkpoint_number=step)
-            self.last_saved = step
+        except (tf.errors.OpError, OSError) as e:
+            self._remove_partial(step)
+            previous = self.manager.latest_checkpoint
+            resume = (
+                f"run the same command to resume from {previous}"
+                if previous
+                else "run the same command again"
+            )
+            raise CheckpointWriteError(
+                f"{os.path.join(self.manager.directory, f'ckpt-{step}')}: cannot write the "
+                f"checkpoint ({io_error_reason(e)}); free disk space or make "
+                f"{self.manager.directory} writable, then {resume}."
+            ) from None
+        self.last_saved = step
+
+    def _remove_partial(self, step: int) -> None:
+        """Removes what a failed save of checkpoint `step` left (its `_temp` folder, part files)."""
+        prefix = os.path.join(self.manager.directory, f"ckpt-{step}")
+        for path in glob.glob(glob.escape(prefix) + "_temp*") + glob.glob(
+            glob.escape(prefix) + ".*"
+        ):
+            with contextlib.suppress(OSError):
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
 
     def on_train_begin(self, logs=None):
         self.last_saved = global_step(self.model)  # restored (or initial) state is on disk already
@@ -183,13 +221,22 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         evaluate_fn: `model -> {name: value}`.
         every: iterations between evaluations.
         log_dir: TensorBoard directory, or None not to write summaries.
+        skip_final: returns True when the evaluation at the end of training
+            is to be left out (training was interrupted).
     """
 
-    def __init__(self, evaluate_fn: EvaluateFn, every: int, log_dir: str | None = None):
+    def __init__(
+        self,
+        evaluate_fn: EvaluateFn,
+        every: int,
+        log_dir: str | None = None,
+        skip_final: Callable[[], bool] | None = None,
+    ):
         super().__init__()
         self.evaluate_fn = evaluate_fn
         self.every = every
         self.log_dir = log_dir
+        self.skip_final = skip_final
         self.history: list[tuple[int, dict[str, float]]] = []
         self._writer = None
 
@@ -217,9 +264,132 @@ class PeriodicEvaluation(keras.callbacks.Callback):
             self._evaluate(logs)
 
     def on_train_end(self, logs=None):
-        self._evaluate(logs)
+        if self.skip_final is None or not self.skip_final():
+            self._evaluate(logs)
         if self._writer is not None:
             self._writer.close()
+
+
+class BestModel(keras.callbacks.Callback):
+    """Writes `best.keras` whenever an evaluation improves on the best `metric` so far.
+
+    Reads the results of a `PeriodicEvaluation` placed before it. The model is
+    written atomically, then its record `best.json` (`{"step", "metric",
+    "value", "path"}`), which a resumed run reads back (`read`) so that it
+    replaces the file only with a better model. Higher is better (COCO AP).
+
+    Args:
+        evaluation: the run's `PeriodicEvaluation`.
+        path: the `.keras` file to write.
+        metric: the result to compare (e.g. "AP").
+        save: `save(model, path)`, an atomic `.keras` writer.
+        previous: the record of the best model of the interrupted run, if any.
+    """
+
+    def __init__(
+        self,
+        evaluation: PeriodicEvaluation,
+        path: str,
+        metric: str,
+        save: Callable[[keras.Model, str], None],
+        previous: dict | None = None,
+    ):
+        super().__init__()
+        self.evaluation = evaluation
+        self.path = path
+        self.metric = metric
+        self.save = save
+        self.best = previous
+        self._seen = len(evaluation.history)
+        self._warned = False
+
+    @staticmethod
+    def record_path(path: str) -> str:
+        """The `best.json` beside the `best.keras` at `path`."""
+        return os.path.splitext(path)[0] + ".json"
+
+    @classmethod
+    def read(cls, path: str) -> dict | None:
+        """The record of an earlier best model at `path`, or None (missing or unreadable)."""
+        try:
+            with open(cls.record_path(path), encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or not isinstance(record.get("value"), int | float):
+            return None
+        return record if os.path.isfile(path) else None
+
+    def _check(self) -> None:
+        history = self.evaluation.history
+        new, self._seen = history[self._seen :], len(history)
+        for step, results in new:
+            value = results.get(self.metric)
+            if value is None:
+                if not self._warned:
+                    logger.warning(
+                        "no %r in the evaluation results: best.keras not written", self.metric
+                    )
+                    self._warned = True
+                continue
+            if self.best is not None and not value > self.best["value"]:
+                continue
+            self.best = {"step": step, "metric": self.metric, "value": value, "path": self.path}
+            self.save(self.model, self.path)
+            atomic_write_json(self.record_path(self.path), self.best)
+            logger.info("best %s so far (%.4f at step %d): %s", self.metric, value, step, self.path)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check()
+
+    def on_train_end(self, logs=None):
+        self._check()
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends `fit` after the current step when SIGINT or SIGTERM arrives.
+
+    Within `catching()`, the first of these signals is recorded (`received`)
+    and the default handling is put back, so that a second one ends the
+    process at once; at the end of the step `fit` stops, and
+    `CheckpointEvery` saves the current step as training ends. Outside the
+    main thread signals cannot be caught and nothing changes.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+        logger.info(
+            "%s received: stopping after this step (again to stop at once)",
+            signal.Signals(signum).name,
+        )
+        self._restore()
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    @contextlib.contextmanager
+    def catching(self):
+        """Catches the signals for the duration of the block (main thread only)."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        try:
+            yield self
+        finally:
+            self._restore()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.received is not None:
+            self.model.stop_training = True
 
 
 class MallocTuning(keras.callbacks.Callback):

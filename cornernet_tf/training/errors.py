@@ -1,14 +1,25 @@
 """The errors training raises for problems the user has to fix, and their messages.
 
-`scripts/train.py` turns `SetupError` (and `ConfigError`) into exit code 2 and
-`BadDataError` into exit code 1, each printed as one line.
+`cornernet-train` turns `SetupError` (and `ConfigError`) into exit code 2,
+`BadDataError` and `CheckpointWriteError` into exit code 1, each printed as one
+line, and `TrainingInterrupted` into 128 + the signal number (130 for SIGINT,
+143 for SIGTERM).
 """
 
 from __future__ import annotations
 
 import re
+import signal
 
-__all__ = ["BadDataError", "SetupError", "assertion_message", "first_line"]
+__all__ = [
+    "BadDataError",
+    "CheckpointWriteError",
+    "SetupError",
+    "TrainingInterrupted",
+    "assertion_message",
+    "first_line",
+    "io_error_reason",
+]
 
 
 class SetupError(ValueError):
@@ -17,6 +28,33 @@ class SetupError(ValueError):
 
 class BadDataError(RuntimeError):
     """The input pipeline found more bad images than `data.max_bad_images`."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint or the model file could not be written (disk full, read-only folder)."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped training; a checkpoint of the current step was saved.
+
+    Attributes:
+        signum: the signal received.
+        step: the optimizer's iteration count when training stopped.
+        checkpoint: the checkpoint to resume from (None when none exists yet,
+            or on a worker that does not write into the model directory).
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: str | None):
+        self.signum = signum
+        self.step = step
+        self.checkpoint = checkpoint
+        name = signal.Signals(signum).name
+        where = (
+            f"checkpoint {checkpoint}; run the same command to resume"
+            if checkpoint
+            else "no checkpoint written yet"
+        )
+        super().__init__(f"interrupted by {name} at step {step}: {where}")
 
 
 def assertion_message(text: str) -> str:
@@ -51,3 +89,21 @@ def first_line(error: BaseException | str) -> str:
     """
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def io_error_reason(error: BaseException) -> str:
+    """The file system's reason of a failed write ("No space left on device").
+
+    TensorFlow's I/O errors read "{{function_node ...}} <temporary file>;
+    <reason> [Op:SaveV2]"; the user needs the reason, the caller names the file.
+
+    Args:
+        error: an `OSError` or a `tf.errors.OpError`.
+
+    Returns:
+        One short line.
+    """
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", first_line(error))
+    return text.rsplit("; ", 1)[-1].strip() or type(error).__name__

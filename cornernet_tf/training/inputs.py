@@ -17,11 +17,12 @@ import tensorflow as tf
 
 from cornernet_tf.data import pipeline
 from cornernet_tf.data.coco import CocoDataset, layout_problem
-from cornernet_tf.spec.config import Config
+from cornernet_tf.spec.config import Config, ConfigError
 from cornernet_tf.training.errors import SetupError
 
 __all__ = [
     "TrainInput",
+    "check_batch_fits_dataset",
     "data_seed",
     "distribute_train_input",
     "make_train_pipeline",
@@ -63,6 +64,31 @@ def open_training_source(config: Config, data_dir: str | os.PathLike) -> CocoDat
         return CocoDataset.open(os.fspath(data_dir), config.data.train_split)
     except (FileNotFoundError, ValueError) as e:
         raise SetupError(str(e)) from None
+
+
+def check_batch_fits_dataset(config: Config, source: CocoDataset) -> None:
+    """Refuses a global batch larger than the training set, before any memory is taken.
+
+    A batch holds `train.batch_size` decoded, augmented images and their
+    targets at once; a batch larger than the dataset only repeats images and
+    grows with the number given (a mistyped batch size would fill the memory
+    before the first step).
+
+    Args:
+        config: the experiment config (`train.batch_size`).
+        source: the opened training annotations.
+
+    Raises:
+        ConfigError: naming `train.batch_size`, the dataset's size and file.
+    """
+    images = len(source)
+    if config.train.batch_size > images:
+        raise ConfigError(
+            f"train.batch_size={config.train.batch_size} is larger than the training set "
+            f"({images} usable images in {source.annotation_file}); set train.batch_size to at "
+            f"most {images} (e.g. --set train.batch_size={min(images, 8)}) or add images.",
+            key="train.batch_size",
+        )
 
 
 def make_train_pipeline(

@@ -9,6 +9,7 @@ short helper below; what they use lives in the sibling modules (`strategy`,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -19,24 +20,44 @@ import resource
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
 
 import keras
 import tensorflow as tf
 
-from cornernet_tf.data.coco import CocoDataset
+from cornernet_tf.data.coco import CategoryMap, CocoDataset
 from cornernet_tf.spec.config import Config, ConfigError, TrainConfig, save_config
 from cornernet_tf.spec.presets import config_size_problem
 from cornernet_tf.training import callbacks as cb
-from cornernet_tf.training.errors import BadDataError, assertion_message
+from cornernet_tf.training.errors import (
+    BadDataError,
+    CheckpointWriteError,
+    SetupError,
+    TrainingInterrupted,
+    assertion_message,
+    io_error_reason,
+)
 from cornernet_tf.training.inputs import (
     TrainInput,
+    check_batch_fits_dataset,
     data_seed,
     distribute_train_input,
     open_training_source,
     validate_data_dir,
 )
+from cornernet_tf.training.model_dir import (
+    ModelDirLock,
+    local_model_dir_problem,
+    move_previous_run,
+)
 from cornernet_tf.training.schedule import LearningRate
-from cornernet_tf.training.state import TrainingState, build_training_state, global_step
+from cornernet_tf.training.state import (
+    TrainingState,
+    build_training_state,
+    global_step,
+    holds_checkpoints,
+    remove_partial_checkpoints,
+)
 from cornernet_tf.training.strategy import (
     barrier,
     check_global_batch,
@@ -75,6 +96,8 @@ class TrainResult:
         model_path: the final `model.keras` (None on non-chief workers).
         peak_memory_mb: peak resident memory of this process.
         evaluations: `(step, results)` of the evaluation hook.
+        best: the best model by evaluated AP, `{"step", "metric", "value",
+            "path"}` (`best.keras`), or None without evaluations.
     """
 
     step: int
@@ -87,6 +110,7 @@ class TrainResult:
     model_path: str | None
     peak_memory_mb: float
     evaluations: list = dataclasses.field(default_factory=list)
+    best: dict | None = None
 
 
 def train(
@@ -97,87 +121,125 @@ def train(
     strategy: str | tf.distribute.Strategy = "auto",
     evaluate_fn: cb.EvaluateFn | None = None,
     verbose: int | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    restart: bool = False,
 ) -> TrainResult:
     """Trains (or resumes training) CornerNet as configured.
 
     Args:
         config: the experiment config (`load_config`).
         data_dir: COCO-layout dataset root.
-        model_dir: output directory (checkpoints, logs, final model); a
-            directory with checkpoints is resumed from the latest one.
+        model_dir: output directory (checkpoints, logs, final model), a local
+            or mounted folder; a directory with checkpoints is resumed from
+            the newest complete one. One run at a time writes into it
+            (`model_dir.ModelDirLock`).
         strategy: a strategy name for `make_strategy` or a strategy instance.
             A strategy must be created before any other TensorFlow work;
             `train` resolves a name right after its (TensorFlow-free) data
             check, so callers doing TensorFlow work first pass an instance.
         evaluate_fn: optional `model -> {metric: value}` run every
             `train.eval_every` iterations and at the end (not when
-            `eval_every` is 0).
+            `eval_every` is 0); whenever its "AP" improves, the model is
+            written to `best.keras`.
         verbose: Keras `fit` verbosity on the chief ("auto": progress bar).
+        callbacks: Keras callbacks of the caller, run after the trainer's own
+            (so their logs hold the losses and the `val_` results). They see
+            the optimizer's iteration count in `model.optimizer.iterations`;
+            `fit`'s epochs are checkpoint intervals.
+        restart: start from scratch even though `model_dir` holds an earlier
+            run: its files are moved into `model_dir/replaced-<UTC time>/`.
 
     Returns:
         The `TrainResult`.
 
     Raises:
-        ConfigError, SetupError: invalid config, data or cluster, raised before
-            any training step.
+        ConfigError, SetupError: invalid config, data, model directory or
+            cluster, raised before any training step; another run holds the
+            model directory; its checkpoints are of other classes, or none is
+            complete (pass `restart=True` to start again).
         BadDataError: the input pipeline found more bad images than
             `data.max_bad_images`.
+        CheckpointWriteError: a checkpoint or model file could not be written.
+        TrainingInterrupted: SIGINT or SIGTERM stopped training after a
+            checkpoint of the current step was saved.
     """
     problem = config_size_problem(config)  # a `Config` built in Python was not loaded
     if problem is not None:
         raise ConfigError(problem[1], key=problem[0])
+    problem = local_model_dir_problem(model_dir)
+    if problem is not None:
+        raise SetupError(problem)
     validate_data_dir(config, data_dir)
     if isinstance(strategy, str):
         strategy = make_strategy(strategy)
     check_global_batch(config.train.batch_size, strategy.num_replicas_in_sync)
     _set_global_policies(config.train)
     source = open_training_source(config, data_dir)
+    check_batch_fits_dataset(config, source)
     paths = _RunPaths.create(os.fspath(model_dir), strategy)
-    learning_rate = LearningRate.from_config(config.train)
-    state = build_training_state(
-        config,
-        list(source.categories.names),
-        paths.checkpoint_dir,
-        learning_rate=learning_rate,
-        strategy=strategy,
-        write_dir=paths.write_dir,
-    )
-    if paths.chief:
-        _write_run_config(config, source, paths.model_dir)
-    _log_start(config.train, strategy, learning_rate, state, paths.checkpoint_dir)
-    # A finished run started again trains nothing: its summary keeps what was
-    # measured when it trained (this run would report 0 images/s).
-    previous = None
-    if state.step >= config.train.steps:
-        logger.info("already trained for %d steps (train.steps=%d)", state.step, config.train.steps)
-        previous = _read_summary(paths.model_dir) or {}
-        bad = int(previous.get("bad_samples", 0))
-        images_per_sec = float(previous.get("images_per_sec", 0.0))
-        evaluations = list(previous.get("evaluations", []))
-    else:
-        inputs = distribute_train_input(
-            strategy, config, source, seed=data_seed(config.train.seed, state.step)
+    stop = cb.StopOnSignal()
+    with paths.lock(), stop.catching():
+        if paths.chief:
+            _prepare_model_dir(paths, source, restart)
+        learning_rate = LearningRate.from_config(config.train)
+        state = build_training_state(
+            config,
+            list(source.categories.names),
+            paths.checkpoint_dir,
+            learning_rate=learning_rate,
+            strategy=strategy,
+            write_dir=paths.write_dir,
         )
-        run_callbacks = _RunCallbacks.create(config.train, state, inputs, evaluate_fn, paths)
-        _fit(state, inputs, run_callbacks.all, config.train, paths, verbose=verbose)
-        bad = _log_bad_images(inputs, config.data.max_bad_images)
-        images_per_sec = run_callbacks.throughput.overall
-        evaluations = list(run_callbacks.evaluation.history) if run_callbacks.evaluation else []
-    save_model_atomic(state.model, paths.save_path)
-    result = TrainResult(
-        step=global_step(state.model),
-        start_step=state.step,
-        bad_samples=bad,
-        images_per_sec=images_per_sec,
-        replicas=strategy.num_replicas_in_sync,
-        global_batch=config.train.batch_size,
-        learning_rate=learning_rate.initial,
-        model_path=paths.model_path if paths.chief else None,
-        peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        evaluations=evaluations,
-    )
-    if paths.chief and not previous:
-        _write_summary(result, paths.model_dir)
+        if paths.chief:
+            _write_run_config(config, source, paths.model_dir)
+        _log_start(config.train, strategy, learning_rate, state, paths.checkpoint_dir)
+        # A finished run started again trains nothing: its summary keeps what was
+        # measured when it trained (this run would report 0 images/s).
+        previous = None
+        if state.step >= config.train.steps:
+            logger.info(
+                "already trained for %d steps (train.steps=%d)", state.step, config.train.steps
+            )
+            previous = _read_summary(paths.model_dir) or {}
+            bad = int(previous.get("bad_samples", 0))
+            images_per_sec = float(previous.get("images_per_sec", 0.0))
+            evaluations = list(previous.get("evaluations", []))
+            best = previous.get("best")
+        else:
+            inputs = distribute_train_input(
+                strategy, config, source, seed=data_seed(config.train.seed, state.step)
+            )
+            run_callbacks = _RunCallbacks.create(
+                config.train, state, inputs, evaluate_fn, paths, stop, callbacks
+            )
+            if stop.received is None:
+                _fit(state, inputs, run_callbacks.all, config.train, paths, verbose=verbose)
+            if stop.received is not None:
+                raise TrainingInterrupted(
+                    stop.received,
+                    global_step(state.model),
+                    state.manager.latest_checkpoint if paths.chief else None,
+                )
+            bad = _log_bad_images(inputs, config.data.max_bad_images)
+            images_per_sec = run_callbacks.throughput.overall
+            evaluations = list(run_callbacks.evaluation.history) if run_callbacks.evaluation else []
+            best = run_callbacks.best.best if run_callbacks.best else None
+        _save_model(state.model, paths.save_path)
+        result = TrainResult(
+            step=global_step(state.model),
+            start_step=state.step,
+            bad_samples=bad,
+            images_per_sec=images_per_sec,
+            replicas=strategy.num_replicas_in_sync,
+            global_batch=config.train.batch_size,
+            learning_rate=learning_rate.initial,
+            model_path=paths.model_path if paths.chief else None,
+            peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            evaluations=evaluations,
+            best=best,
+        )
+        if paths.chief and not previous:
+            _write_summary(result, paths.model_dir)
     paths.remove_scratch()
     if is_multi_worker(strategy):
         barrier(strategy)  # no worker leaves while another still needs it
@@ -207,6 +269,9 @@ class _RunPaths:
             the chief, a temporary folder elsewhere: every worker must save,
             saving synchronised variables may need all of them).
         scratch: the non-chief's temporary folder, removed at the end.
+
+    The chief's `checkpoints/` folder is created under the model directory's
+    lock (`lock`).
     """
 
     model_dir: str
@@ -219,16 +284,41 @@ class _RunPaths:
     def create(cls, model_dir: str, strategy: tf.distribute.Strategy) -> _RunPaths:
         checkpoint_dir = os.path.join(model_dir, "checkpoints")
         if is_chief(strategy):
-            os.makedirs(checkpoint_dir, exist_ok=True)
             return cls(model_dir, True, checkpoint_dir, checkpoint_dir, None)
         task_type, task_id = task(strategy)
         scratch = tempfile.mkdtemp(prefix=f"cornernet_{task_type}{task_id}_")
         return cls(model_dir, False, checkpoint_dir, os.path.join(scratch, "checkpoints"), scratch)
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds the model directory's lock (the chief's) and creates `checkpoints/`."""
+        if not self.chief:
+            yield
+            return
+        with ModelDirLock(self.model_dir):
+            try:
+                os.makedirs(self.checkpoint_dir, exist_ok=True)
+            except OSError as e:
+                raise SetupError(
+                    f"{self.checkpoint_dir}: cannot create the folder ({e.strerror or e}); pass "
+                    "a writable --model-dir."
+                ) from None
+            yield
+
     @property
     def model_path(self) -> str:
         """The final model of the run."""
         return os.path.join(self.model_dir, "model.keras")
+
+    @property
+    def best_path(self) -> str:
+        """The best model of the run by evaluated AP."""
+        return os.path.join(self.model_dir, "best.keras")
+
+    @property
+    def best_save_path(self) -> str:
+        """Where this worker saves the best model (only the chief's lands in `model_dir`)."""
+        return self.best_path if self.chief else os.path.join(self.scratch, "best.keras")
 
     @property
     def save_path(self) -> str:
@@ -238,6 +328,44 @@ class _RunPaths:
     def remove_scratch(self) -> None:
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _prepare_model_dir(paths: _RunPaths, source: CocoDataset, restart: bool) -> None:
+    """Moves an earlier run aside (`restart`), or clears and checks it for a resume.
+
+    A resume removes the folders of unfinished checkpoint saves and checks the
+    classes: a resumed run must train the classes it was trained on. The class
+    count is in the checkpoint's shapes, but renamed or renumbered classes with
+    the same count would restore silently and mislabel every detection.
+    """
+    if restart:
+        move_previous_run(paths.model_dir)
+        os.makedirs(paths.checkpoint_dir, exist_ok=True)
+        return
+    for path in remove_partial_checkpoints(paths.checkpoint_dir):
+        logger.info("removed %s, a checkpoint whose save never finished", path)
+    classes_file = os.path.join(paths.model_dir, "classes.json")
+    if not holds_checkpoints(paths.checkpoint_dir) or not os.path.exists(classes_file):
+        return
+    try:
+        trained = CategoryMap.from_json(classes_file)
+    except (OSError, ValueError) as e:
+        raise SetupError(
+            f"{classes_file}: cannot read the class mapping of the checkpoints ({e}); restore "
+            "it, or run with --restart to start from scratch."
+        ) from None
+    if trained != source.categories:
+
+        def listed(categories: CategoryMap) -> str:
+            pairs = zip(categories.category_ids, categories.names, strict=True)
+            return ", ".join(f"{i}:{n}" for i, n in pairs)
+
+        raise SetupError(
+            f"{classes_file}: the checkpoints were trained on the classes [{listed(trained)}] "
+            f"(id:name), but {source.annotation_file} has [{listed(source.categories)}]; "
+            "resume with the dataset they were trained on, use a new --model-dir, or run with "
+            "--restart to start from scratch (the previous run's files are moved aside)."
+        )
 
 
 def _write_run_config(config: Config, source: CocoDataset, model_dir: str) -> None:
@@ -266,6 +394,8 @@ def _log_start(
         train_cfg.batch_size,
         train_cfg.base_batch,
     )
+    for prefix, reason in state.skipped:
+        logger.warning("skipped checkpoint %s: %s", prefix, reason)
     if state.restored_from:
         logger.info("resumed from %s at step %d", state.restored_from, state.step)
     else:
@@ -280,11 +410,13 @@ class _RunCallbacks:
         all: every callback, in the order `fit` runs them.
         throughput: the `ImagesPerSecond` callback (for the summary).
         evaluation: the `PeriodicEvaluation` callback, when there is one.
+        best: the `BestModel` callback, with the evaluation.
     """
 
     all: list[keras.callbacks.Callback]
     throughput: cb.ImagesPerSecond
     evaluation: cb.PeriodicEvaluation | None
+    best: cb.BestModel | None
 
     @classmethod
     def create(
@@ -294,11 +426,14 @@ class _RunCallbacks:
         inputs: TrainInput,
         evaluate_fn: cb.EvaluateFn | None,
         paths: _RunPaths,
+        stop: cb.StopOnSignal,
+        user_callbacks: Sequence[keras.callbacks.Callback] = (),
     ) -> _RunCallbacks:
         throughput = cb.ImagesPerSecond(train_cfg.batch_size)
         # Log producers come before TensorBoard, which writes the logs they add.
         callbacks = [
             cb.StopAtStep(train_cfg.steps),
+            stop,
             cb.MallocTuning(),
             cb.LearningRateLogger(),
             throughput,
@@ -313,12 +448,25 @@ class _RunCallbacks:
                 )
             )
         callbacks.append(cb.CheckpointEvery(state.manager, train_cfg.checkpoint_every))
-        evaluation = None
+        evaluation = best = None
         if evaluate_fn is not None and train_cfg.eval_every > 0:
             eval_dir = os.path.join(log_dir, "eval") if tensorboard else None
-            evaluation = cb.PeriodicEvaluation(evaluate_fn, train_cfg.eval_every, eval_dir)
-            callbacks.append(evaluation)
-        return cls(callbacks, throughput, evaluation)
+            evaluation = cb.PeriodicEvaluation(
+                evaluate_fn,
+                train_cfg.eval_every,
+                eval_dir,
+                skip_final=lambda: stop.received is not None,
+            )
+            # Every worker decides alike: the chief's record of the best so far.
+            best = cb.BestModel(
+                evaluation,
+                paths.best_save_path,
+                "AP",
+                _save_model,
+                previous=cb.BestModel.read(paths.best_path),
+            )
+            callbacks += [evaluation, best]
+        return cls([*callbacks, *user_callbacks], throughput, evaluation, best)
 
 
 def _tensorboard_available() -> bool:
@@ -410,6 +558,18 @@ def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> None:
     """
     with atomic_path(path, suffix=".keras") as tmp:  # Keras saves only to ".keras" names
         model.save(tmp)
+
+
+def _save_model(model: keras.Model, path: str) -> None:
+    """`save_model_atomic`, a write failure (disk full, read-only folder) as one message."""
+    try:
+        save_model_atomic(model, path)
+    except OSError as e:
+        raise CheckpointWriteError(
+            f"{path}: cannot write the model ({io_error_reason(e)}); free disk space or "
+            f"make {os.path.dirname(os.path.abspath(path))} writable, then run the same command "
+            "again (it resumes from the last checkpoint)."
+        ) from None
 
 
 def default_evaluate_fn(config: Config, data_dir: str | os.PathLike) -> cb.EvaluateFn | None:

@@ -16,6 +16,9 @@ iteration counter (hence the schedule) exactly.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import shutil
 
 import keras
 import tensorflow as tf
@@ -31,8 +34,12 @@ __all__ = [
     "TrainingState",
     "build_training_state",
     "global_step",
+    "holds_checkpoints",
+    "list_checkpoints",
     "make_checkpoint",
     "make_checkpoint_manager",
+    "remove_partial_checkpoints",
+    "restore_newest_complete",
 ]
 
 
@@ -61,6 +68,7 @@ class TrainingState:
             checkpoints (the chief's directory, or a temporary one).
         step: the optimizer's iteration count after restoring.
         restored_from: the checkpoint path restored, or None for a fresh start.
+        skipped: newer checkpoints skipped as incomplete, `(prefix, reason)`.
     """
 
     model: keras.Model
@@ -68,6 +76,7 @@ class TrainingState:
     manager: tf.train.CheckpointManager
     step: int
     restored_from: str | None
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 def build_training_state(
@@ -93,11 +102,13 @@ def build_training_state(
 
     Returns:
         The `TrainingState`; `step` is the restored iteration count (0 when
-        starting fresh).
+        starting fresh), `skipped` the incomplete checkpoints passed over.
 
     Raises:
         ConfigError: the model cannot be built as configured.
-        SetupError: the checkpoint does not match the configured model.
+        SetupError: the checkpoint does not match the configured model, or
+            `checkpoint_dir` holds no complete checkpoint
+            (`restore_newest_complete`).
     """
     strategy = strategy or tf.distribute.get_strategy()
     model = _build_model(config, class_names, learning_rate, strategy)
@@ -105,9 +116,9 @@ def build_training_state(
     manager = make_checkpoint_manager(
         checkpoint, write_dir or checkpoint_dir, config.train.keep_checkpoints
     )
-    restored_from = _restore_latest(checkpoint, checkpoint_dir)
+    restored_from, skipped = restore_newest_complete(checkpoint, checkpoint_dir)
     keras_compat.prepare_for_fit(model, strategy)
-    return TrainingState(model, checkpoint, manager, global_step(model), restored_from)
+    return TrainingState(model, checkpoint, manager, global_step(model), restored_from, skipped)
 
 
 def _model_overrides(config: Config, class_names: list[str]) -> dict:
@@ -196,16 +207,147 @@ def make_checkpoint_manager(
     )
 
 
-def _restore_latest(checkpoint: tf.train.Checkpoint, checkpoint_dir: str) -> str | None:
-    """Restores the newest checkpoint of `checkpoint_dir`; returns its path, or None."""
-    latest = tf.train.latest_checkpoint(checkpoint_dir)
-    if latest is None:
-        return None
+_CHECKPOINT = re.compile(r"ckpt-(\d+)")
+_PARTIAL = re.compile(r"ckpt-\d+_temp")
+_LISTED = re.compile(r'^all_model_checkpoint_paths: "(.*)"$', re.MULTILINE)
+
+
+def list_checkpoints(checkpoint_dir: str) -> list[str]:
+    """Every checkpoint `checkpoint_dir` holds or names, newest (highest step) first.
+
+    The `checkpoint` index file is not needed: the checkpoints are found by
+    their files (`ckpt-<step>.index`, `ckpt-<step>.data-*`), so a lost or
+    damaged index file does not hide them. Those the index names whose files
+    are gone are listed too, for `restore_newest_complete` to report.
+
+    Args:
+        checkpoint_dir: the run's `checkpoints/` folder.
+
+    Returns:
+        Checkpoint prefixes (`<dir>/ckpt-<step>`).
+    """
+    steps = set()
     try:
-        checkpoint.restore(latest).assert_consumed()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        names = os.listdir(checkpoint_dir)
+    except OSError:
+        names = []
+    for name in names:
+        match = _CHECKPOINT.match(name)
+        if match and name[match.end() :].startswith((".index", ".data-")):
+            steps.add(int(match.group(1)))
+    # The index file is a text proto; read here for the names only, so that a
+    # damaged one is not an error (the files decide).
+    try:
+        with open(os.path.join(checkpoint_dir, "checkpoint"), encoding="utf-8") as f:
+            listed = _LISTED.findall(f.read())
+    except (OSError, UnicodeDecodeError):
+        listed = []
+    for path in listed:
+        match = _CHECKPOINT.fullmatch(os.path.basename(path))
+        if match:
+            steps.add(int(match.group(1)))
+    return [os.path.join(checkpoint_dir, f"ckpt-{step}") for step in sorted(steps, reverse=True)]
+
+
+def remove_partial_checkpoints(checkpoint_dir: str) -> list[str]:
+    """Removes the `ckpt-<step>_temp` folders of saves that never finished.
+
+    TensorFlow writes a checkpoint's shards into `<prefix>_temp/` and merges
+    them into `<prefix>.index` / `.data-*`; a save killed or failed before the
+    merge leaves the folder, which no reader uses. Called by the only writer
+    of the folder (the chief, holding the model directory's lock).
+
+    Args:
+        checkpoint_dir: the run's `checkpoints/` folder.
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    try:
+        names = os.listdir(checkpoint_dir)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(checkpoint_dir, name)
+        if _PARTIAL.fullmatch(name) and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def holds_checkpoints(checkpoint_dir: str) -> bool:
+    """Whether `checkpoint_dir` holds any checkpoint file or a `checkpoint` index file."""
+    return bool(list_checkpoints(checkpoint_dir)) or os.path.exists(
+        os.path.join(checkpoint_dir, "checkpoint")
+    )
+
+
+def _missing_files(prefix: str) -> str | None:
+    """What is missing of the checkpoint `prefix` (its index, a data shard), or None."""
+    if not os.path.isfile(prefix + ".index"):
+        return f"{os.path.basename(prefix)}.index is missing"
+    shards = [
+        name
+        for name in os.listdir(os.path.dirname(prefix))
+        if name.startswith(os.path.basename(prefix) + ".data-")
+    ]
+    if not shards:
+        return f"{os.path.basename(prefix)}.data-* is missing"
+    total = int(shards[0].rsplit("-of-", 1)[-1]) if "-of-" in shards[0] else 1
+    for shard in range(total):
+        name = f"{os.path.basename(prefix)}.data-{shard:05d}-of-{total:05d}"
+        if name not in shards:
+            return f"{name} is missing"
+    return None
+
+
+def restore_newest_complete(
+    checkpoint: tf.train.Checkpoint, checkpoint_dir: str
+) -> tuple[str | None, list[tuple[str, str]]]:
+    """Restores the newest complete checkpoint of `checkpoint_dir`.
+
+    A checkpoint is complete when its index and all its data shards are there
+    and every variable reads back. Incomplete ones (a write killed by a full
+    disk, a file deleted or truncated) are skipped for the next older one;
+    restoring that sets every variable again, so nothing of a skipped one
+    remains.
+
+    Args:
+        checkpoint: the run's checkpoint object.
+        checkpoint_dir: the folder to resume from.
+
+    Returns:
+        `(restored prefix or None, [(skipped prefix, reason), ...])`.
+
+    Raises:
+        SetupError: a checkpoint does not match the configured model, or the
+            folder holds checkpoints of which none is complete (a fresh start
+            would overwrite them).
+    """
+    skipped: list[tuple[str, str]] = []
+    for prefix in list_checkpoints(checkpoint_dir):
+        reason = _missing_files(prefix)
+        if reason is None:
+            try:
+                checkpoint.restore(prefix).assert_consumed()
+                return prefix, skipped
+            except (AssertionError, ValueError) as e:
+                raise SetupError(
+                    f"{prefix}: this checkpoint does not match the configured model "
+                    f"({first_line(e)}); use a new --model-dir, or the config it was trained with."
+                ) from None
+            except (tf.errors.OpError, IndexError) as e:
+                # A data file shorter or other than its index says: TensorFlow
+                # raises IndexError ("Read less bytes than requested") or DataLoss.
+                data = f"{os.path.basename(prefix)}.data-*"
+                reason = f"{data} is damaged or truncated ({first_line(e)})"
+        skipped.append((prefix, reason))
+    if skipped or os.path.exists(os.path.join(checkpoint_dir, "checkpoint")):
+        listed = "; ".join(f"{os.path.basename(p)}: {r}" for p, r in skipped) or "none listed"
         raise SetupError(
-            f"{latest}: this checkpoint does not match the configured model "
-            f"({first_line(e)}); use a new --model-dir, or the config it was trained with."
-        ) from None
-    return latest
+            f"{checkpoint_dir}: no complete checkpoint to resume from ({listed}); restore the "
+            "missing or damaged files, or run with --restart to start from scratch (the "
+            "previous run's files are moved aside, not deleted)."
+        )
+    return None, skipped
