@@ -133,6 +133,13 @@ def test_predict_script_bad_arguments_exit_2(predict_script, tmp_path, capsys):
         assert code == 2 and f"--batch-size must be a positive integer, got {size}" in (
             capsys.readouterr().err
         )
+    for seconds in ("-1", "nan"):
+        code = predict_script.main(
+            ["--model", str(model), str(image), "--output", "o", "--progress-interval", seconds]
+        )
+        assert code == 2 and "--progress-interval must be a number of seconds" in (
+            capsys.readouterr().err
+        )
     with pytest.raises(SystemExit) as exit_info:  # no inputs at all: argparse usage error
         predict_script.main(["--model", str(model), "--output", "o"])
     assert exit_info.value.code == 2

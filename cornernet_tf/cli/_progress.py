@@ -4,8 +4,8 @@ Keras' `keras.utils.Progbar` writes to stdout and always redraws with `\\r`;
 the commands keep stdout for their results and may be logged to a file, where
 a redrawn bar becomes one long line of carriage returns. On a terminal the bar
 is redrawn in place; elsewhere (a pipe, a file, CI) a plain line with a UTC
-timestamp is written at the start, then at most every `interval` seconds, and
-at the end.
+timestamp is written every `interval` seconds, and at the end when a line was
+written before (a short run stays quiet: its results say enough).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class Progress:
         total: the number of items; None or 0 when unknown (no ETA then).
         unit: what an item is, for the display ("image", "frame").
         stream: where to write; stderr by default.
-        interval: seconds between plain lines when `stream` is not a terminal.
+        interval: seconds between plain lines when `stream` is not a terminal
+            (0: a line for every update).
         clock: a monotonic clock (seconds).
     """
 
@@ -62,27 +63,31 @@ class Progress:
         self.terminal = bool(isatty and isatty())
         self.done = 0
         self._start = clock()
-        self._last_shown = None
+        self._last_shown = self._start
+        self._shown_done = None  # the count last displayed
         self._bar_shown = False
 
     def update(self, count: int = 1) -> None:
         """Records `count` more items done and shows the progress when it is time."""
         self.done += count
         now = self.clock()
-        wait = self._REDRAW_SECONDS if self.terminal else self.interval
-        if self._last_shown is None or now - self._last_shown >= wait:
+        if self.terminal:
+            if self._shown_done is None or now - self._last_shown >= self._REDRAW_SECONDS:
+                self._show(now)
+        elif now - self._last_shown >= self.interval:
             self._show(now)
 
     def message(self, text: str, stream: TextIO | None = None) -> None:
         """Writes a line (to `stream`, default the progress stream) without breaking the bar."""
         self._clear()
         print(text, file=stream or self.stream, flush=True)
-        if self.terminal and self._last_shown is not None:
+        if self.terminal and self._shown_done is not None:
             self._show(self.clock())
 
     def close(self) -> None:
         """Shows the final count (and ends the bar's line on a terminal)."""
-        self._show(self.clock())
+        if self.terminal or self._shown_done not in (None, self.done):
+            self._show(self.clock())
         if self.terminal:
             self.stream.write("\n")
             self.stream.flush()
@@ -111,7 +116,7 @@ class Progress:
         return ", ".join(parts)
 
     def _show(self, now: float) -> None:
-        self._last_shown = now
+        self._last_shown, self._shown_done = now, self.done
         status = self._status(now)
         if self.terminal:
             filled = self._BAR_WIDTH * min(self.done, self.total) // self.total if self.total else 0

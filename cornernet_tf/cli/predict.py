@@ -36,8 +36,8 @@ the file header, before decoding (memory grows with the pixels; docs/input.md
 gives the figures). An input that cannot be read (missing, not an image or
 video, corrupt, too large, a folder without images) is reported on stderr by
 name and skipped; the others are still processed. Progress goes to stderr: a
-bar with the time left on a terminal, a timestamped line every 10 seconds
-otherwise.
+bar with the time left on a terminal, a timestamped line every
+`--progress-interval` seconds otherwise.
 
 Exit codes: 0 done, 1 some inputs failed, 2 bad arguments or model.
 """
@@ -99,6 +99,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "memory and is faster on a GPU)",
     )
     parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress lines when stderr is not a terminal (default 10; 0: "
+        "one line per image or batch of frames); a terminal shows a bar",
+    )
+    parser.add_argument(
         "--max-image-side",
         type=int,
         default=DEFAULT_MAX_IMAGE_SIDE,
@@ -114,6 +122,10 @@ def check_args(args) -> None:
         raise UsageError(f"--score-threshold must be in [0, 1], got {args.score_threshold}.")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}.")
+    if not 0.0 <= args.progress_interval < float("inf"):
+        raise UsageError(
+            f"--progress-interval must be a number of seconds >= 0, got {args.progress_interval}."
+        )
     if args.max_image_side < 1:
         raise UsageError(f"--max-image-side must be a positive integer, got {args.max_image_side}.")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
@@ -472,7 +484,7 @@ def main(argv=None) -> int:
         images = sum(s.kind == "image" for s in listing.sources)
         unit = "frame" if not images else "image" if not counts else "image or frame"
         total = images + sum(counts.values()) if all(counts.values()) else None
-        progress = Progress(total, unit=unit)
+        progress = Progress(total, unit=unit, interval=args.progress_interval)
         run = Run(args, Detector(model, args.score_threshold, class_names), class_names, progress)
         for source in listing.sources:
             if source.kind == "video":
