@@ -93,8 +93,10 @@ def image_header_size(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     magic = tf.strings.substr(contents, 0, 6)
     is_gif = (magic == b"GIF87a") | (magic == b"GIF89a")
     is_bmp = tf.strings.substr(contents, 0, 2) == b"BM"
-    is_webp = (tf.strings.substr(contents, 0, 4) == b"RIFF") & (
-        tf.strings.substr(contents, 8, 4) == b"WEBP"
+    # Zero-padded: `substr` fails at a position beyond the end of a short file.
+    riff = tf.strings.join([tf.strings.substr(contents, 0, 12), b"\0" * 12])
+    is_webp = (tf.strings.substr(riff, 0, 4) == b"RIFF") & (
+        tf.strings.substr(riff, 8, 4) == b"WEBP"
     )
 
     def jpeg():
@@ -146,7 +148,6 @@ def _webp_size(contents: tf.Tensor):
     (lossless) a signature byte, then width - 1 and height - 1 in 14 bits each.
     An unknown chunk gives [0, 0], which `decode_checked` calls corrupt.
     """
-    chunk = tf.strings.substr(contents, 12, 4)
 
     def little(start, length):
         return _big_endian(_bytes_at(contents, start, length)[::-1])
@@ -168,11 +169,16 @@ def _webp_size(contents: tf.Tensor):
         height = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 14), 0x3FFF) + 1
         return tf.stack([height, width])
 
-    return lambda: tf.case(
-        [(chunk == b"VP8X", extended), (chunk == b"VP8 ", lossy), (chunk == b"VP8L", lossless)],
-        default=lambda: tf.constant([0, 0], tf.int64),
-        exclusive=True,
-    )
+    def size():
+        head = tf.strings.join([tf.strings.substr(contents, 0, 16), b"\0" * 16])
+        chunk = tf.strings.substr(head, 12, 4)
+        return tf.case(
+            [(chunk == b"VP8X", extended), (chunk == b"VP8 ", lossy), (chunk == b"VP8L", lossless)],
+            default=lambda: tf.constant([0, 0], tf.int64),
+            exclusive=True,
+        )
+
+    return size
 
 
 def exif_orientation(contents: tf.Tensor) -> tf.Tensor:

@@ -154,6 +154,17 @@ def test_glob_patterns_and_webp_headers(model_path, pictures, tmp_path, capsys):
         assert int(code) == images.OK and size.numpy().tolist() == [37, 53]
         decoded, code = images.decode_checked(contents, max_pixels=1 << 20, max_side=52)
         assert int(code) == images.TOO_LARGE
+    # Short, foreign or unknown RIFF files are named, never decoded.
+    cases = {
+        "riff.webp": (b"RIFF", images.UNSUPPORTED_FORMAT),
+        "wave.webp": (b"RIFF\x24\0\0\0WAVEfmt " + bytes(20), images.UNSUPPORTED_FORMAT),
+        "chunk.webp": (b"RIFF\x24\0\0\0WEBPVP8Q" + bytes(20), images.CORRUPT),
+        "cut.webp": (data.tobytes()[:24], images.CORRUPT),
+    }
+    for name, (contents, expected) in cases.items():
+        (tmp_path / name).write_bytes(contents)
+        _, code = images.read_image(tf.constant(str(tmp_path / name)))
+        assert int(code) == expected, name
 
 
 def test_listing_suffixes_are_those_the_reader_reads():
