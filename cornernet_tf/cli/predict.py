@@ -321,10 +321,10 @@ class Run:
             }
             atomic_write_json(os.path.join(self.args.output, f"{stem}.json"), entry, indent=1)
             self.images.append(entry)
+            self.progress.update()
             self.progress.message(
                 f"{source.path}: {len(detections)} objects -> {annotated_path}", sys.stdout
             )
-        self.progress.update(len(batch))
 
     def add_video(self, source, frame_count) -> None:
         self.flush()
