@@ -296,3 +296,30 @@ def test_console_script_in_a_fresh_process(model_path, pictures, tmp_path):
     assert all(os.path.isfile(e["annotated"]) for e in summary["images"])
     assert "\r" not in proc.stderr and TIMESTAMP.search(proc.stderr)
     shutil.rmtree(out)
+
+
+def test_a_model_without_class_names_labels_ids_with_a_warning(pictures, tmp_path, capsys):
+    seed_weights(4)
+    model = CornerNet.from_preset(
+        "tiny",
+        num_stacks=1,
+        dims=[8, 8, 8, 8],
+        modules=[1, 1, 1, 1],
+        pre_dim=8,
+        cnv_dim=8,
+        pool_dim=8,
+        num_classes=2,
+    )
+    model.build()
+    path = tmp_path / "nameless.keras"
+    model.save(path)
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), pictures[0])
+    out = tmp_path / "out"
+    argv = ["--model", str(path), str(image), "--output", str(out), "--score-threshold", "0"]
+    assert predict_cli.main(argv) == 0
+    assert "warning: the model has no class names; labels are class ids 0-1" in (
+        capsys.readouterr().err
+    )
+    detections = _read_json(out / "a.json")["detections"]
+    assert detections and all(d["class_name"] == str(d["class_id"]) for d in detections)
