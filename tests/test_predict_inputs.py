@@ -140,6 +140,14 @@ def test_glob_patterns_and_webp_headers(model_path, pictures, tmp_path, capsys):
     assert [e["file"] for e in summary["images"]] == [str(tree / "a.png"), str(tree / "sub/a.png")]
     assert (out / "a.json").is_file() and (out / "sub" / "a.json").is_file()
 
+    # An input is never overwritten, whatever --output is.
+    original = (tree / "a.png").read_bytes()
+    code = predict_cli.main(["--model", model_path, str(tree / "a.png"), "--output", str(tree)])
+    assert code == 0 and (tree / "a.png").read_bytes() == original
+    assert (tree / "a_2.png").is_file() and (tree / "a_2.json").is_file()
+    code = predict_cli.main(["--model", model_path, str(tree), "--output", str(tree)])
+    assert code == 2 and "--output is this input folder" in capsys.readouterr().err
+
     nothing = str(tmp_path / "*.tiff")
     code = predict_cli.main(["--model", model_path, nothing, "--output", str(out)])
     assert code == 1

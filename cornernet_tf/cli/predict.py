@@ -39,7 +39,8 @@ name and skipped; the others are still processed. Progress goes to stderr: a
 bar with the time left on a terminal, a timestamped line every
 `--progress-interval` seconds otherwise.
 
-Exit codes: 0 done, 1 some inputs failed, 2 bad arguments or model.
+Exit codes: 0 done, 1 some inputs failed, 2 bad arguments or model, 130
+interrupted (Ctrl-C; the files written are complete and listed).
 """
 
 import argparse
@@ -273,14 +274,23 @@ def open_video(path, max_image_side):
 class Run:
     """One command's work: reads the inputs, detects, writes the outputs."""
 
-    def __init__(self, args, detector, class_names, progress):
+    def __init__(self, args, detector, class_names, progress, inputs=()):
         self.args = args
         self.detect = detector
         self.class_names = class_names
         self.progress = progress
         self.taken = {SUMMARY_STEM}
+        self.inputs = {os.path.realpath(path) for path in inputs}  # never overwritten
         self.images, self.videos, self.errors = [], [], []
         self.pending = []  # [(source, image)] of one size, waiting for a batch
+
+    def stem(self, source, suffixes) -> str:
+        """A fresh output stem for `source` whose files overwrite no input."""
+        while True:
+            stem = output_stem(source.relative, self.taken)
+            paths = [os.path.join(self.args.output, stem + suffix) for suffix in suffixes]
+            if not any(os.path.realpath(path) in self.inputs for path in paths):
+                return stem
 
     def fail(self, path, message) -> None:
         self.errors.append({"file": path, "error": message})
@@ -309,7 +319,7 @@ class Run:
         batch, self.pending = self.pending, []
         results = self.detect([image for _, image in batch])
         for (source, image), detections in zip(batch, results, strict=True):
-            stem = output_stem(source.relative, self.taken)
+            stem = self.stem(source, (".png", ".json"))
             annotated_path = os.path.join(self.args.output, f"{stem}.png")
             visualization.save_image(annotated_path, annotate(image, detections, self.class_names))
             entry = {
@@ -358,7 +368,7 @@ class Run:
                     f"video is written at {DEFAULT_FPS:g} frames per second."
                 )
             fps = fps or DEFAULT_FPS
-            stem = output_stem(source.relative, self.taken)
+            stem = self.stem(source, (".jsonl", *(suffix for suffix, _ in VIDEO_FORMATS)))
             entry = {"file": source.path, "height": height, "width": width, "fps": round(fps, 3)}
             entry["detections"] = os.path.join(self.args.output, f"{stem}.jsonl")
             for suffix, fourcc in VIDEO_FORMATS:
@@ -456,6 +466,15 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    output = os.path.realpath(args.output)
+    for argument in args.inputs:
+        if os.path.isdir(argument) and os.path.realpath(argument) == output:
+            print(
+                f"error: {argument}: --output is this input folder; write the outputs to "
+                "another folder (they mirror the inputs' names).",
+                file=sys.stderr,
+            )
+            return 2
     listing = list_inputs(args.inputs, exclude=args.output)
     for error in listing.errors:
         print(f"error: {error['file']}: {error['error']}.", file=sys.stderr)
@@ -470,7 +489,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cornernet_tf.utils.fs import atomic_write_json
 
-    run = None
+    run, interrupted = None, False
     if listing.sources:
         try:
             model = load_model(args.model)
@@ -482,16 +501,25 @@ def main(argv=None) -> int:
             print(f"warning: {warning}.", file=sys.stderr)
         counts = frame_counts(listing.sources)
         images = sum(s.kind == "image" for s in listing.sources)
-        unit = "frame" if not images else "image" if not counts else "image or frame"
+        unit = "image" if images else "frame"  # a frame is an image too
         total = images + sum(counts.values()) if all(counts.values()) else None
         progress = Progress(total, unit=unit, interval=args.progress_interval)
-        run = Run(args, Detector(model, args.score_threshold, class_names), class_names, progress)
-        for source in listing.sources:
-            if source.kind == "video":
-                run.add_video(source, counts[source])
-            else:
-                run.add_image(source)
-        run.flush()
+        detector = Detector(model, args.score_threshold, class_names)
+        inputs = [source.path for source in listing.sources]
+        run = Run(args, detector, class_names, progress, inputs)
+        try:
+            for source in listing.sources:
+                if source.kind == "video":
+                    run.add_video(source, counts[source])
+                else:
+                    run.add_image(source)
+            run.flush()
+        except KeyboardInterrupt:  # the files written so far are complete (atomic writes)
+            progress.message(
+                f"interrupted: {len(run.images)} images and {len(run.videos)} videos done, "
+                f"listed in {os.path.join(args.output, SUMMARY_STEM)}.json."
+            )
+            interrupted = True
         progress.close()
 
     errors = listing.errors + (run.errors if run else [])
@@ -502,8 +530,11 @@ def main(argv=None) -> int:
         "videos": run.videos if run else [],
         "errors": errors,
         "skipped": listing.skipped,
+        "interrupted": interrupted,
     }
     atomic_write_json(os.path.join(args.output, f"{SUMMARY_STEM}.json"), summary, indent=1)
+    if interrupted:
+        return 130  # the shell's code for SIGINT
     if errors:
         inputs = len(listing.sources) + len(listing.errors)
         print(
