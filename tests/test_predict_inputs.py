@@ -288,6 +288,8 @@ def test_console_script_in_a_fresh_process(model_path, pictures, tmp_path):
     tree = tmp_path / "photos"
     _tree(tree, pictures)
     (tree / "sub" / "broken.jpg").unlink()
+    broken = tree / "broken.mp4"
+    broken.write_text("not a video")
     script = Path(sys.executable).parent / "cornernet-predict"
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -298,9 +300,11 @@ def test_console_script_in_a_fresh_process(model_path, pictures, tmp_path):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"error: {broken}: cannot read the video" in proc.stderr
+    assert "moov atom" not in proc.stderr  # FFmpeg's own line, which names no file
     summary = _read_json(out / "detections.json")
-    assert len(summary["images"]) == 4 and summary["errors"] == []
+    assert len(summary["images"]) == 4 and [e["file"] for e in summary["errors"]] == [str(broken)]
     assert all(os.path.isfile(e["annotated"]) for e in summary["images"])
     assert "\r" not in proc.stderr and TIMESTAMP.search(proc.stderr)
     shutil.rmtree(out)

@@ -446,14 +446,17 @@ def _batches(capture, first, size):
 
 
 def frame_counts(sources) -> dict:
-    """The header frame count of each video source (0: unknown or unreadable)."""
+    """The header frame count of each video source: None when unknown, 0 when unreadable."""
     import cv2
 
     counts = {}
     for source in sources:
         if source.kind == "video":
             capture = cv2.VideoCapture(source.path)
-            counts[source] = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+            if capture.isOpened():
+                counts[source] = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))) or None
+            else:
+                counts[source] = 0  # reported when its turn comes
             capture.release()
     return counts
 
@@ -487,6 +490,9 @@ def main(argv=None) -> int:
         )
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # FFmpeg's own log lines ("moov atom not found") name no file; the error
+    # line of an unreadable video does. -8 is FFmpeg's AV_LOG_QUIET.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     from cornernet_tf.utils.fs import atomic_write_json
 
     run, interrupted = None, False
@@ -502,7 +508,8 @@ def main(argv=None) -> int:
         counts = frame_counts(listing.sources)
         images = sum(s.kind == "image" for s in listing.sources)
         unit = "image" if images else "frame"  # a frame is an image too
-        total = images + sum(counts.values()) if all(counts.values()) else None
+        known = None not in counts.values()
+        total = images + sum(counts.values()) if known else None
         progress = Progress(total, unit=unit, interval=args.progress_interval)
         detector = Detector(model, args.score_threshold, class_names)
         inputs = [source.path for source in listing.sources]
@@ -510,7 +517,7 @@ def main(argv=None) -> int:
         try:
             for source in listing.sources:
                 if source.kind == "video":
-                    run.add_video(source, counts[source])
+                    run.add_video(source, counts[source] or 0)
                 else:
                     run.add_image(source)
             run.flush()
