@@ -74,6 +74,16 @@ def _tree(root: Path, pictures) -> dict:
     return files
 
 
+def test_listing_refuses_pipes_and_devices_found_in_folders(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    os.symlink("/dev/zero", tmp_path / "zero.jpg")
+    (tmp_path / "ok.png").write_bytes(b"x")
+    listing = _inputs.list_inputs([str(tmp_path)])
+    assert [s.relative for s in listing.sources] == ["ok.png"]
+    errors = {os.path.basename(e["file"]): e["error"] for e in listing.errors}
+    assert "named pipe" in errors["pipe.png"] and "device" in errors["zero.jpg"]
+
+
 def _read_json(path):
     return json.loads(Path(path).read_text())
 

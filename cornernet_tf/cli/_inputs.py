@@ -120,6 +120,10 @@ def _add_files(listing: Listing, files, base: str) -> int:
         if kind is None:
             listing.skipped.append(path)
             continue
+        reason = not_a_file(path)  # a pipe or device would block or never end
+        if reason is not None:
+            listing.errors.append({"file": path, "error": f"{reason}; pass image or video files"})
+            continue
         relative = os.path.relpath(path, base).replace(os.sep, "/")
         listing.sources.append(Source(path, relative, kind))
         count += 1

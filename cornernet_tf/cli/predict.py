@@ -495,16 +495,16 @@ def main(argv=None) -> int:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     from cornernet_tf.utils.fs import atomic_write_json
 
+    try:  # a bad model is a usage error (exit 2), whatever the inputs
+        model = load_model(args.model)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    class_names, warning = class_names_for(model, args.model)
+    if warning:
+        print(f"warning: {warning}.", file=sys.stderr)
     run, interrupted = None, False
     if listing.sources:
-        try:
-            model = load_model(args.model)
-        except UsageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        class_names, warning = class_names_for(model, args.model)
-        if warning:
-            print(f"warning: {warning}.", file=sys.stderr)
         counts = frame_counts(listing.sources)
         images = sum(s.kind == "image" for s in listing.sources)
         unit = "image" if images else "frame"  # a frame is an image too
