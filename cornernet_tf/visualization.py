@@ -70,7 +70,8 @@ def draw_detections(
     inside its top edge otherwise, shifted to stay inside the image; a label
     wider than the image is shortened. Labels of higher scores are drawn last
     (on top). Text and lines scale with the image (`label_style`), so labels
-    read the same on a 128-pixel thumbnail and a 4000-pixel photo.
+    read the same on a 128-pixel thumbnail and a 4000-pixel photo. The font
+    (OpenCV's Hershey) is ASCII: other characters of a name are drawn as "?".
 
     Args:
         image: [H, W, 3] RGB, uint8 (or float 0-255).
@@ -120,6 +121,8 @@ def draw_detections(
         x1, y1, x2, y2 = (int(round(float(v))) for v in boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), box_color, line_thickness)
         name = class_names[k] if class_names is not None and k < len(class_names) else str(k)
+        # OpenCV's Hershey font has ASCII only (it would draw one "?" per UTF-8 byte).
+        name = "".join(c if " " <= c <= "~" else "?" for c in str(name))
         score = "" if scores is None else f" {float(scores[i]):.2f}"
         labels.append((name, score, x1, y1, box_color))
     for name, score, x1, y1, box_color in labels:  # after every box: no line crosses a label

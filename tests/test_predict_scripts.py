@@ -223,3 +223,10 @@ def test_labels_without_names_show_the_class_id_and_long_names_are_shortened():
         image, [[2, 2, 30, 30]], [0], [0.5], class_names=["an extremely long name indeed"]
     )
     assert long.shape == image.shape  # shortened to fit, not clipped by the image edge
+    accented = visualization.draw_detections(
+        image, [[2, 2, 30, 30]], [0], [0.5], class_names=["café"]
+    )
+    marked = visualization.draw_detections(
+        image, [[2, 2, 30, 30]], [0], [0.5], class_names=["caf?"]
+    )
+    np.testing.assert_array_equal(accented, marked)  # one "?" for the character
