@@ -235,7 +235,7 @@ def test_video_gives_an_annotated_video_and_json_lines_per_frame(
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
     capture.release()
     assert len(read) == 5 and read[0].shape == (80, 96, 3)
-    lines = Path(entry["detections"]).read_text().splitlines()
+    lines = Path(entry["json_lines"]).read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["frame"] for r in records] == list(range(5))
     assert [r["time"] for r in records] == [round(k / 12.0, 3) for k in range(5)]

@@ -21,8 +21,9 @@ it (a file named on its own: its file name), without the extension:
 - video `sub/clip.mp4` → `DIR/sub/clip.mp4` (annotated, the input's frame
   size and rate, MPEG-4 Part 2) and `DIR/sub/clip.jsonl` (one JSON line per
   frame: `frame`, `time` in seconds, `detections`);
-- `DIR/detections.json` gathers all images and videos, the inputs that failed
-  and the files skipped in folders.
+- `DIR/detections.json` gathers all images (each as in its JSON file) and
+  videos (`file`, `width`, `height`, `fps`, `frames`, `objects`, `annotated`,
+  `json_lines`), the inputs that failed and the files skipped in folders.
 
 Two inputs with the same output path get `_2`, `_3`... (so does an input named
 `detections.*` at the top). Every file is written atomically. Detections are
@@ -350,7 +351,7 @@ class Run:
         self.videos.append(entry)
         self.progress.message(
             f"{source.path}: {entry['frames']} frames, {entry['objects']} objects -> "
-            f"{entry['annotated']}, {entry['detections']}",
+            f"{entry['annotated']}, {entry['json_lines']}",
             sys.stdout,
         )
 
@@ -370,7 +371,7 @@ class Run:
             fps = fps or DEFAULT_FPS
             stem = self.stem(source, (".jsonl", *(suffix for suffix, _ in VIDEO_FORMATS)))
             entry = {"file": source.path, "height": height, "width": width, "fps": round(fps, 3)}
-            entry["detections"] = os.path.join(self.args.output, f"{stem}.jsonl")
+            entry["json_lines"] = os.path.join(self.args.output, f"{stem}.jsonl")
             for suffix, fourcc in VIDEO_FORMATS:
                 entry["annotated"] = os.path.join(self.args.output, stem + suffix)
                 try:
@@ -399,7 +400,7 @@ class Run:
             if not writer.isOpened():
                 raise _CodecMissing  # before any frame is used up: the next format
             try:
-                with atomic_path(entry["detections"]) as tmp_lines, open(tmp_lines, "w") as lines:
+                with atomic_path(entry["json_lines"]) as tmp_lines, open(tmp_lines, "w") as lines:
                     for batch in _batches(capture, first, self.args.batch_size):
                         self._check_frames(batch, frames, *size)
                         rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in batch]
