@@ -106,7 +106,9 @@ def test_folder_tree_mirrors_relative_paths_skips_other_files_reports_broken_one
     assert f"{empty}: the folder holds no image or video files" in captured.err
     broken = tree / "sub" / "broken.jpg"
     assert f"{broken}: cannot read the image" in captured.err
-    assert "skipped 1 files that are neither images nor videos" in captured.err
+    assert f"note: 1 skipped, neither images nor videos by their extension: {tree}" in (
+        captured.err
+    )
     assert "2 of 6 inputs failed" in captured.err
     summary = _read_json(out / "detections.json")
     assert [e["file"] for e in summary["errors"]] == [str(empty), str(broken)]

@@ -485,8 +485,8 @@ def main(argv=None) -> int:
     if listing.skipped:
         shown = ", ".join(listing.skipped[:5]) + (", ..." if len(listing.skipped) > 5 else "")
         print(
-            f"note: skipped {len(listing.skipped)} files that are neither images nor videos "
-            f"(by their extension): {shown}",
+            f"note: {len(listing.skipped)} skipped, neither images nor videos by their "
+            f"extension: {shown} (all listed in {SUMMARY_STEM}.json)",
             file=sys.stderr,
         )
 
