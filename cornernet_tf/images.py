@@ -3,7 +3,8 @@
 One reader for every path that opens an image file: the training pipeline
 (`cornernet_tf.data.pipeline`), COCO evaluation, the scripts, the TFLite
 calibration and the SavedModel's `serving_default` signature. Formats are JPEG,
-PNG, GIF (first frame) and BMP; the size is read from the file header and
+PNG, GIF (first frame), BMP and WebP (still images; the SavedModel's signature
+refuses WebP before this reader runs); the size is read from the file header and
 checked against `max_pixels` (and `max_side`) before anything is decoded, so an
 image that would exhaust memory is refused undecoded. A JPEG's EXIF orientation
 is applied, so that pixels and boxes are those of the image as viewers show it
@@ -43,7 +44,7 @@ REASONS = (
     "empty file",
     "missing, unreadable, truncated or corrupt",
     "too large (more pixels than max_pixels, or a side longer than max_image_side)",
-    "unsupported format (JPEG, PNG, GIF and BMP are read)",
+    "unsupported format (JPEG, PNG, GIF, BMP and WebP are read)",
 )
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 megapixels (8192 x 8192): ~200 MB decoded
 
@@ -75,8 +76,9 @@ def image_header_size(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Image (height, width) read from the file header, without decoding.
 
     JPEG via `tf.image.extract_jpeg_shape`; PNG (IHDR, big-endian), GIF
-    (logical screen, little-endian) and BMP (DIB header, little-endian) parsed
-    from their fixed header fields.
+    (logical screen, little-endian), BMP (DIB header, little-endian) and WebP
+    (the first chunk of the RIFF container: VP8X canvas, VP8 key frame or VP8L
+    bitstream header) parsed from their fixed header fields.
 
     Args:
         contents: scalar string, the file bytes.
@@ -91,6 +93,11 @@ def image_header_size(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     magic = tf.strings.substr(contents, 0, 6)
     is_gif = (magic == b"GIF87a") | (magic == b"GIF89a")
     is_bmp = tf.strings.substr(contents, 0, 2) == b"BM"
+    # Zero-padded: `substr` fails at a position beyond the end of a short file.
+    riff = tf.strings.join([tf.strings.substr(contents, 0, 12), b"\0" * 12])
+    is_webp = (tf.strings.substr(riff, 0, 4) == b"RIFF") & (
+        tf.strings.substr(riff, 8, 4) == b"WEBP"
+    )
 
     def jpeg():
         return tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64)
@@ -118,12 +125,60 @@ def image_header_size(contents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         )
 
     size = tf.case(
-        [(is_jpeg, jpeg), (is_png, png), (is_gif, gif), (is_bmp, bmp)],
+        [
+            (is_jpeg, jpeg),
+            (is_png, png),
+            (is_gif, gif),
+            (is_bmp, bmp),
+            (is_webp, _webp_size(contents)),
+        ],
         default=lambda: tf.constant([-1, -1], tf.int64),
         exclusive=False,
     )
-    known = is_jpeg | is_png | is_gif | is_bmp
+    known = is_jpeg | is_png | is_gif | is_bmp | is_webp
     return size, tf.where(known, OK, UNSUPPORTED_FORMAT)
+
+
+def _webp_size(contents: tf.Tensor):
+    """A function giving a WebP file's (height, width) from its first chunk's header.
+
+    The chunk follows the 12-byte RIFF header: "VP8X" (extended format) holds
+    the canvas size minus one in two 24-bit little-endian fields; "VP8 " (lossy)
+    a key frame whose 14-bit width and height follow the start code; "VP8L"
+    (lossless) a signature byte, then width - 1 and height - 1 in 14 bits each.
+    An unknown chunk gives [0, 0], which `decode_checked` calls corrupt.
+    """
+
+    def little(start, length):
+        return _big_endian(_bytes_at(contents, start, length)[::-1])
+
+    def extended():
+        return tf.stack([little(27, 3) + 1, little(24, 3) + 1])
+
+    def lossy():
+        return tf.stack(
+            [
+                tf.bitwise.bitwise_and(little(28, 2), 0x3FFF),
+                tf.bitwise.bitwise_and(little(26, 2), 0x3FFF),
+            ]
+        )
+
+    def lossless():
+        bits = little(21, 4)
+        width = tf.bitwise.bitwise_and(bits, 0x3FFF) + 1
+        height = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 14), 0x3FFF) + 1
+        return tf.stack([height, width])
+
+    def size():
+        head = tf.strings.join([tf.strings.substr(contents, 0, 16), b"\0" * 16])
+        chunk = tf.strings.substr(head, 12, 4)
+        return tf.case(
+            [(chunk == b"VP8X", extended), (chunk == b"VP8 ", lossy), (chunk == b"VP8L", lossless)],
+            default=lambda: tf.constant([0, 0], tf.int64),
+            exclusive=True,
+        )
+
+    return size
 
 
 def exif_orientation(contents: tf.Tensor) -> tf.Tensor:
@@ -309,7 +364,7 @@ def _reader(max_pixels: int, max_side: int | None) -> tf.types.experimental.Gene
     return read
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 def image_files(data_dir: str | os.PathLike, max_images: int | None = None) -> list[Path]:

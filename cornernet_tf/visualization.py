@@ -1,7 +1,7 @@
 """Drawing detections and evaluation plots.
 
-Boxes are drawn with `keras.visualization.draw_bounding_boxes` (OpenCV under
-the hood), one call per class so that each class keeps its colour; plots use
+Boxes and labels are drawn with OpenCV, each class in its own colour, labels
+on a filled band with text scaled to the image; plots use
 matplotlib's object API (`matplotlib.figure.Figure`, no pyplot state, no
 display needed). Files are written atomically (temporary file + `os.replace`).
 """
@@ -14,7 +14,6 @@ import os
 from collections.abc import Sequence
 
 import cv2
-import keras
 import numpy as np
 
 from cornernet_tf.utils.fs import atomic_write_bytes
@@ -24,6 +23,7 @@ __all__ = [
     "DETECTION_COLOR",
     "class_colors",
     "draw_detections",
+    "label_style",
     "plot_precision_recall",
     "save_gallery",
     "save_image",
@@ -63,7 +63,15 @@ def draw_detections(
     line_thickness: int | None = None,
     font_scale: float | None = None,
 ) -> np.ndarray:
-    """Draws boxes labelled "name | score" on a copy of an image.
+    """Draws boxes labelled "name score" on a copy of an image.
+
+    Each label is written on a filled band of its box's colour (black or white
+    text, whichever contrasts more), above the box where there is room and
+    inside its top edge otherwise, shifted to stay inside the image; a label
+    wider than the image is shortened. Labels of higher scores are drawn last
+    (on top). Text and lines scale with the image (`label_style`), so labels
+    read the same on a 128-pixel thumbnail and a 4000-pixel photo. The font
+    (OpenCV's Hershey) is ASCII: other characters of a name are drawn as "?".
 
     Args:
         image: [H, W, 3] RGB, uint8 (or float 0-255).
@@ -92,33 +100,73 @@ def draw_detections(
             f"draw_detections: {len(boxes)} boxes but {len(classes)} classes; pass one class "
             "per box."
         )
-    side = min(image.shape[:2])
-    line_thickness = line_thickness or max(1, round(side / 320))
-    font_scale = font_scale or max(0.3, side / 900)
-    out = np.clip(image, 0, 255).astype(np.uint8)[None]  # [1, H, W, 3]
-    present = np.unique(classes[classes >= 0])
-    if len(present) == 0:
-        return out[0]
-    num_colors = max(int(present.max()) + 1, len(class_names or ()))
-    palette = class_colors(num_colors)
-    bounding_boxes = {"boxes": boxes[None]}
     if scores is not None:
-        bounding_boxes["confidences"] = np.asarray(scores, np.float32).reshape(1, -1)
-    for k in present:
-        k = int(k)
+        scores = np.asarray(scores, np.float32).reshape(-1)
+    height, width = image.shape[:2]
+    style = label_style(height, width)
+    line_thickness = line_thickness or style["line_thickness"]
+    font_scale = font_scale or style["font_scale"]
+    text_thickness = max(1, round(font_scale * 1.6))
+    out = np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8))
+    valid = np.flatnonzero(classes >= 0)
+    if len(valid) == 0:
+        return out
+    if scores is not None:
+        valid = valid[np.argsort(scores[valid], kind="stable")]  # best drawn last, on top
+    palette = class_colors(max(int(classes[valid].max()) + 1, len(class_names or ())))
+    labels = []
+    for i in valid:
+        k = int(classes[i])
+        box_color = tuple(int(c) for c in (color or palette[k]))
+        x1, y1, x2, y2 = (int(round(float(v))) for v in boxes[i])
+        cv2.rectangle(out, (x1, y1), (x2, y2), box_color, line_thickness)
         name = class_names[k] if class_names is not None and k < len(class_names) else str(k)
-        out = keras.visualization.draw_bounding_boxes(
-            out,
-            {**bounding_boxes, "labels": np.where(classes == k, k, -1)[None]},
-            bounding_box_format="xyxy",
-            class_mapping={k: name},
-            color=color or palette[k],
-            line_thickness=line_thickness,
-            text_thickness=1,
-            font_scale=font_scale,
-            data_format="channels_last",
-        )
-    return out[0]
+        # OpenCV's Hershey font has ASCII only (it would draw one "?" per UTF-8 byte).
+        name = "".join(c if " " <= c <= "~" else "?" for c in str(name))
+        score = "" if scores is None else f" {float(scores[i]):.2f}"
+        labels.append((name, score, x1, y1, box_color))
+    for name, score, x1, y1, box_color in labels:  # after every box: no line crosses a label
+        _draw_label(out, name, score, x1, y1, box_color, font_scale, text_thickness)
+    return out
+
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def label_style(height: int, width: int) -> dict:
+    """Font scale and box line width for an image: text about 2.5% of its shorter side.
+
+    The text is never below 8 pixels high (OpenCV's Hershey font stops being
+    legible under that); lines are one pixel per 320 pixels of the shorter side.
+
+    Returns:
+        `{"font_scale": float, "line_thickness": int}` for `draw_detections`.
+    """
+    side = max(1, min(height, width))
+    text_height = max(8.0, 0.025 * side)
+    (_, unit), _ = cv2.getTextSize("Ag", _FONT, 1.0, 1)  # cap height at scale 1
+    return {"font_scale": text_height / unit, "line_thickness": max(1, round(side / 320))}
+
+
+def _draw_label(out, name, score, x1, y1, color, font_scale, thickness) -> None:
+    """Writes `name + score` on a filled band at a box's top-left corner, inside the image."""
+    height, width = out.shape[:2]
+    pad = max(1, round(font_scale * 4))
+    text = name + score
+    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, font_scale, thickness)
+    while text_w + 2 * pad > width and len(name) > 1:  # too wide for the image: shorten the name
+        name = name[:-2] + "."
+        text = name + score
+        (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, font_scale, thickness)
+    band_w, band_h = text_w + 2 * pad, text_h + baseline + 2 * pad
+    left = int(np.clip(x1, 0, max(0, width - band_w)))
+    top = y1 - band_h if y1 - band_h >= 0 else y1  # above the box, else inside its top edge
+    top = int(np.clip(top, 0, max(0, height - band_h)))
+    cv2.rectangle(out, (left, top), (left + band_w - 1, top + band_h - 1), color, cv2.FILLED)
+    luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+    ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+    origin = (left + pad, top + pad + text_h)
+    cv2.putText(out, text, origin, _FONT, font_scale, ink, thickness, cv2.LINE_AA)
 
 
 def upscale(image: np.ndarray, *boxes: np.ndarray, min_side: int = 320) -> tuple:

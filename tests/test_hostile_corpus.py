@@ -307,7 +307,7 @@ def _duplicate_image_ids(content, _image_dir):
 
 # ------------------------------------------------------------------ corpus
 
-IMAGE_FIX = "pass a JPEG, PNG, GIF or BMP file"
+IMAGE_FIX = "pass a JPEG, PNG, GIF, BMP or WebP file"
 STATUS = b'{"model_version_status": []}'
 CASES = [
     # --- images to cornernet-predict: unreadable ones fail (exit 1), the rest run.
@@ -316,7 +316,7 @@ CASES = [
     Case("predict-random-bytes", predict("random.png"), 1, ("random.png", IMAGE_FIX)),
     Case("predict-truncated-png", predict("truncated.png"), 1, ("truncated.png", IMAGE_FIX)),
     Case("predict-html-as-png", predict("html.png"), 1, ("html.png", IMAGE_FIX)),
-    Case("predict-folder", predict("folder.png"), 1, ("folder.png", "not a file; pass")),
+    Case("predict-empty-folder", predict("folder.png"), 1, ("folder.png", "holds no image")),
     Case("predict-symlink-to-text", predict("symlink.png"), 1, ("symlink.png", IMAGE_FIX)),
     Case("predict-cmyk-jpeg", predict("cmyk.jpg"), 0, outputs=("out/cmyk.json",)),
     Case("predict-16-bit-png", predict("gray16.png"), 0, outputs=("out/gray16.json",)),

@@ -313,7 +313,7 @@ def predict_run(export_model, tmp_path_factory):
     [
         ("fifo", r"is a named pipe \(FIFO\), not a file"),
         ("dev-zero", "is a device, not a file"),
-        ("folder", "is a folder, not a file"),
+        ("folder", "the folder holds no image or video files"),
         ("missing", "not found"),
         ("bomb", f"too large.*resize it to at most {LIMIT} pixels a side.*--max-image-side"),
     ],
