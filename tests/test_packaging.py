@@ -156,7 +156,8 @@ def test_installed_tools_and_configs_work_without_the_repository(unpacked, tmp_p
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines() == [
-        "hourglass104 7 ['cornernet_hg104_coco', 'cornernet_squeeze_coco', 'shapes_tiny']",
+        "hourglass104 7 ['cornernet_hg104_coco', 'cornernet_squeeze_coco', 'finetune_hg104', "
+        "'finetune_squeeze', 'shapes_tiny']",
         "False",
     ]
     command = [sys.executable, "-m", "cornernet_tf.cli.train", "--help"]
@@ -167,5 +168,6 @@ def test_installed_tools_and_configs_work_without_the_repository(unpacked, tmp_p
     command += ["--data-dir", "d", "--model", "m.keras"]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 2
-    configs = "cornernet_hg104_coco, cornernet_squeeze_coco, shapes_tiny"
+    configs = "cornernet_hg104_coco, cornernet_squeeze_coco, finetune_hg104, finetune_squeeze, "
+    configs += "shapes_tiny"
     assert f"packaged configs: {configs}." in proc.stderr

@@ -27,6 +27,7 @@ from cornernet_tf.data.coco import CocoDataset
 from cornernet_tf.spec.config import Config, ConfigError, TrainConfig, save_config
 from cornernet_tf.spec.presets import config_input_size_problem
 from cornernet_tf.training import callbacks as cb
+from cornernet_tf.training import finetune
 from cornernet_tf.training.errors import BadDataError, assertion_message
 from cornernet_tf.training.inputs import (
     TrainInput,
@@ -313,6 +314,8 @@ class _RunCallbacks:
                 )
             )
         callbacks.append(cb.CheckpointEvery(state.manager, train_cfg.checkpoint_every))
+        if train_cfg.freeze_backbone_steps:
+            callbacks.append(finetune.FreezeBackbone(train_cfg.freeze_backbone_steps))
         evaluation = None
         if evaluate_fn is not None and train_cfg.eval_every > 0:
             eval_dir = os.path.join(log_dir, "eval") if tensorboard else None
