@@ -224,6 +224,12 @@ def test_bad_sources_fail_with_one_line_naming_the_key(tmp_path):
 
     np.savez(tmp_path / "other.npz", **{"tl_heats.0.1.bias": np.zeros(3, "f")})
     assert "does not fit model.preset 'tiny'" in error(str(tmp_path / "other.npz"))
+    # The names of another preset's state dict: that preset is the fix.
+    squeeze, _ = convert.official_weight_map(CornerNet.from_preset("tiny_squeeze"))
+    np.savez(
+        tmp_path / "squeeze.npz", **{k: np.zeros(v.shape, "f") for k, (v, _) in squeeze.items()}
+    )
+    assert "set model.preset: tiny_squeeze" in error(str(tmp_path / "squeeze.npz"))
 
 
 def test_config_keys_are_validated():

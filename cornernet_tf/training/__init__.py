@@ -37,7 +37,8 @@ Model directory layout:
         summary.json       final step, bad-sample count, throughput, memory
 
 Modules: `loop` (`train`), `strategy` (devices, cluster, chief, XLA choice),
-`schedule` (learning rate), `state` (model, optimizer, checkpoints), `inputs`
+`schedule` (learning rate), `state` (model, optimizer, checkpoints), `finetune`
+(`model.init_from`, `train.freeze_backbone_steps`), `inputs`
 (dataset checks, input pipelines), `callbacks`, `errors`, and `keras_compat`
 (every workaround that reaches private Keras/TensorFlow APIs).
 """

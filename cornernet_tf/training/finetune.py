@@ -37,6 +37,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import zipfile
 
 import keras
@@ -324,11 +325,16 @@ def _read_source(path: str, config: Config) -> CornerNet:
             key=KEY,
         ) from None
     except (TypeError, ValueError) as e:
-        lines = str(e).splitlines()
-        hints = [line for line in lines[1:] if line.startswith(("hint:", "its keys"))]
+        lines = str(e).splitlines() or [type(e).__name__]
+        # The converter's advice is for its own arguments; the run's are config keys.
+        fitting = re.search(r"its keys are those of preset '(\w+)'", str(e))
+        if fitting:
+            fix = f"set model.preset: {fitting.group(1)} (and no architecture in model.overrides)"
+        else:
+            fix = "set model.preset and model.overrides to the checkpoint's architecture"
         raise ConfigError(
             f"{KEY}={path} does not fit model.preset {preset!r} with model.overrides: "
-            f"{' '.join([lines[0], *hints]) if lines else type(e).__name__}",
+            f"{lines[0]} Fix: {fix}.",
             key=KEY,
         ) from None
 
