@@ -10,15 +10,16 @@ with different classes:
   (200 by default) and `--val-images` for the AP.
 
 A model of the demo config (`configs/shapes_tiny.yaml`: the tiny preset, one
-stack, 127x127) is trained on the source set for `--source-steps`; then the
+stack, 127x127) is trained on the source set for `--source-steps` (by
+default the demo's own schedule, 1500 steps on 2000 images); then the
 same config trains on the target set for `--steps`, once from the source
 model (`--set model.init_from=...`: every weight but the heatmap outputs) and
 once from scratch, with the same schedule (constant rate, / 10 for the last
 fifth) and seed. Every run is a `cornernet-train` process; the AP is COCO AP
 on the target's validation images (`cornernet_tf.evaluation.evaluate_coco`).
 
-    python benchmarks/finetune.py [--work-dir DIR] [--source-steps 600] [--steps 300]
-        [--images 200] [--freeze-backbone-steps 0]
+    python benchmarks/finetune.py [--work-dir DIR] [--source-images 2000]
+        [--source-steps 1500] [--images 200] [--steps 300] [--freeze-backbone-steps 0]
 
 Prints one line per run and both APs; the work directory keeps the sets, the
 runs and `results.json`. Run again with the same `--work-dir`, it reuses the
@@ -108,8 +109,8 @@ def evaluate(model_path, data_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--work-dir", default=None, help="kept folder (default: a temporary one)")
-    parser.add_argument("--source-images", type=int, default=1000)
-    parser.add_argument("--source-steps", type=int, default=600)
+    parser.add_argument("--source-images", type=int, default=2000)
+    parser.add_argument("--source-steps", type=int, default=1500)
     parser.add_argument("--images", type=int, default=200, help="target training images")
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--steps", type=int, default=300, help="target training steps")

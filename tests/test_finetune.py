@@ -245,7 +245,7 @@ def test_config_keys_are_validated():
 def test_packaged_fine_tuning_configs_load(name):
     config = load_config(os.path.join(REPO, "configs", f"{name}.yaml"))
     assert config.model.preset in ("hourglass104", "squeeze")
-    assert config.train.freeze_backbone_steps > 0
+    assert config.model.init_from.endswith(".pkl")
     assert config.train.lr_decay_steps[-1] < config.train.steps
 
 

@@ -317,13 +317,8 @@ def _read_source(path: str, config: Config) -> CornerNet:
             num_classes=convert.official_num_classes(state_dict),
             **architecture,
         )
-    except ImportError as e:
-        raise ConfigError(
-            f"{KEY}={path}: {e} (reading PyTorch checkpoints needs torch: pip install "
-            "'cornernet_tf[convert]'), or convert it elsewhere with cornernet-convert and pass "
-            "the .keras file.",
-            key=KEY,
-        ) from None
+    except ImportError as e:  # the message says how to install torch or use an .npz
+        raise ConfigError(f"{KEY}={path}: {e}", key=KEY) from None
     except (TypeError, ValueError) as e:
         lines = str(e).splitlines() or [type(e).__name__]
         # The converter's advice is for its own arguments; the run's are config keys.
