@@ -270,7 +270,7 @@ def _log_start(
     if state.restored_from:
         logger.info("resumed from %s at step %d", state.restored_from, state.step)
     else:
-        logger.info("starting from scratch (no checkpoint in %s)", checkpoint_dir)
+        logger.info("starting a new run (no checkpoint in %s)", checkpoint_dir)
 
 
 @dataclasses.dataclass
