@@ -19,6 +19,8 @@ from official_torch import SMALL
 from seeding import seed_weights
 
 from cornernet_tf import convert
+from cornernet_tf.cli import convert as convert_cli
+from cornernet_tf.cli import predict as predict_cli
 from cornernet_tf.models import load_model
 from cornernet_tf.models.cornernet import OFFICIAL_MEAN_RGB, CornerNet
 from cornernet_tf.spec.coco_classes import COCO_CLASS_NAMES
@@ -176,18 +178,27 @@ def test_a_resumed_run_keeps_its_checkpoint_and_never_reads_the_weights_again(tm
     assert make_checkpoint(resumed.model) is not None
 
 
-def test_official_conversion_names_the_coco_classes():
-    model = CornerNet.from_preset("tiny", **ARCHITECTURE, num_classes=80)
+def test_a_converted_official_model_names_the_coco_classes(tmp_path):
+    """`cornernet-convert` of an 80-class checkpoint, then the names `cornernet-predict` prints."""
+    model = CornerNet.from_preset("tiny", num_classes=80, head_dim=None)
     target, _ = convert.official_weight_map(model)
-    state_dict = {
+    state_dict = {  # the official layout: conv kernels OIHW
         key: (np.transpose(v.numpy(), (3, 2, 0, 1)) if layout == "conv" else v.numpy())
         for key, (v, layout) in target.items()
     }
-    converted = convert.from_official_state_dict(
-        state_dict, preset="tiny", num_classes=80, **ARCHITECTURE
-    )
-    assert converted.class_names == list(COCO_CLASS_NAMES) and converted.class_names[0] == "person"
     assert convert.official_num_classes(state_dict) == 80
+    np.savez(tmp_path / "official.npz", **state_dict)
+    output = tmp_path / "converted.keras"
+    assert (
+        convert_cli.main(
+            [str(tmp_path / "official.npz"), "--output", str(output)]
+            + ["--preset", "tiny", "--num-classes", "80"]
+        )
+        == 0
+    )
+    converted = load_model(output)
+    names = predict_cli.class_names_for(converted, str(output))
+    assert names == list(COCO_CLASS_NAMES) and names[0] == "person" and names[-1] == "toothbrush"
 
 
 # ----------------------------------------------------------------- errors
