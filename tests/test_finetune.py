@@ -205,16 +205,15 @@ def test_a_converted_official_model_names_the_coco_classes(tmp_path):
 
 
 def test_bad_sources_fail_with_one_line_naming_the_key(tmp_path):
-    def error(init_from, **model):
-        config = config_from_dict(
-            {
-                "model": {"preset": "tiny", "overrides": ONE_STACK, "init_from": init_from} | model,
-                "data": DATA,
-                "train": {"jit_compile": False},
-            }
-        )
+    # The two steps of `build_training_state` that read the source, on one run model.
+    run_model = CornerNet.from_preset("tiny", **ONE_STACK, num_classes=3, class_names=CLASSES)
+    before = [v.numpy() for v in run_model.weights]
+
+    def error(init_from, **overrides):
+        config = _config(init_from, ONE_STACK | overrides)
         with pytest.raises(ConfigError) as info:
-            _state(config, tmp_path / "run")
+            finetune.init_from_arguments(config)
+            finetune.load_init_weights(run_model, config)
         message = str(info.value)
         assert "\n" not in message and "model.init_from" in message
         return message
@@ -227,12 +226,10 @@ def test_bad_sources_fail_with_one_line_naming_the_key(tmp_path):
     (tmp_path / "broken.pkl").write_bytes(b"not a pickle")
     assert "broken.pkl" in error(str(tmp_path / "broken.pkl"))
 
-    _source(tmp_path / "source.keras", architecture=ONE_STACK)
-    other = {"overrides": {**ONE_STACK, "dims": [16, 24]}}
-    message = error(str(tmp_path / "source.keras"), **other)
-    assert "model.preset 'tiny'" in message and "dims=[16, 16] (the run's [16, 24])" in message
-    bgr = {"overrides": {**ONE_STACK, "channel_order": "bgr"}}
-    assert "channel_order" in error(str(tmp_path / "source.keras"), **bgr)
+    _source(tmp_path / "source.keras", architecture=ONE_STACK | {"dims": [16, 24]})
+    message = error(str(tmp_path / "source.keras"))
+    assert "model.preset 'tiny'" in message and "dims=[16, 24] (the run's [16, 16])" in message
+    assert "channel_order" in error(str(tmp_path / "source.keras"), channel_order="bgr")
 
     np.savez(tmp_path / "other.npz", **{"tl_heats.0.1.bias": np.zeros(3, "f")})
     assert "does not fit model.preset 'tiny'" in error(str(tmp_path / "other.npz"))
@@ -242,6 +239,8 @@ def test_bad_sources_fail_with_one_line_naming_the_key(tmp_path):
         tmp_path / "squeeze.npz", **{k: np.zeros(v.shape, "f") for k, (v, _) in squeeze.items()}
     )
     assert "set model.preset: tiny_squeeze" in error(str(tmp_path / "squeeze.npz"))
+    for value, variable in zip(before, run_model.weights, strict=True):  # nothing assigned
+        np.testing.assert_array_equal(variable.numpy(), value)
 
 
 def test_config_keys_are_validated():
