@@ -259,6 +259,32 @@ def test_packaged_fine_tuning_configs_load(name):
     assert config.train.lr_decay_steps[-1] < config.train.steps
 
 
+def test_freeze_phases_follow_the_optimizer_step(tmp_path):
+    model = _state(_config(architecture=ONE_STACK), tmp_path / "run").model
+    backbone = {id(v) for layer in finetune.backbone_layers(model) for v in layer.weights}
+    trained = {id(v) for v in model.trainable_weights}
+    assert backbone & trained and trained - backbone  # both parts have trainable weights
+
+    def phases(steps, start):
+        callback = finetune.FreezeBackbone(steps)
+        callback.set_model(model)
+        model.optimizer.iterations.assign(start)
+        callback.on_train_begin()
+        first = {id(v) for v in model.trainable_weights}
+        model.optimizer.iterations.assign(start + 1)
+        callback.on_train_batch_end(0)
+        second = {id(v) for v in model.trainable_weights}
+        callback.on_train_end()
+        assert {id(v) for v in model.trainable_weights} == trained  # saved trainable
+        return first, second
+
+    frozen = trained - backbone
+    assert phases(-1, 0) == (frozen, frozen)  # the whole run
+    assert phases(-1, 7) == (frozen, frozen)
+    assert phases(3, 2) == (frozen, trained)  # resumed one step before N
+    assert phases(3, 3) == (trained, trained)  # resumed at N
+
+
 # ------------------------------------------------------------- the command
 
 
