@@ -49,6 +49,7 @@ from cornernet_tf.models.cornernet import (
     OFFICIAL_STD_RGB,
     CornerNet,
 )
+from cornernet_tf.spec.coco_classes import COCO_CLASS_NAMES
 from cornernet_tf.spec.presets import PRESETS
 
 OFFICIAL_PREFIX = "module."
@@ -268,6 +269,31 @@ def detect_preset(state_dict) -> str:
     return "squeeze" if any(key.endswith(".conv_3x3.weight") for key in keys) else "hourglass104"
 
 
+def official_num_classes(state_dict) -> int:
+    """The classes of an official state dict: the channels of its first heatmap output.
+
+    Args:
+        state_dict: as for `from_official_state_dict`.
+
+    Returns:
+        The output channels of `tl_heats.0.1` (both official namings).
+
+    Raises:
+        StateDictMismatchError: no such tensor, or not a convolution bias.
+    """
+    source = _strip_prefix(state_dict)
+    _check_looks_official(source)
+    key = "tl_heats.0.1.bias"
+    shape = tuple(np.shape(source[key])) if key in source else ()
+    if len(shape) != 1:
+        raise StateDictMismatchError(
+            f"this state dict has no heatmap output bias {key!r} of one dimension "
+            f"(got {shape or 'none'}); it is not a whole CornerNet checkpoint.",
+            missing=[] if key in source else [(key, ("C",))],
+        )
+    return shape[0]
+
+
 def from_official_state_dict(state_dict, *, preset=None, **overrides) -> CornerNet:
     """Builds a `CornerNet` holding the weights of an official state dict.
 
@@ -284,6 +310,8 @@ def from_official_state_dict(state_dict, *, preset=None, **overrides) -> CornerN
         **overrides: constructor arguments replacing the preset's (e.g.
             `num_classes`, `class_names`, `test_config`); `channel_order`,
             `image_mean` and `image_std` are fixed to the official BGR values.
+            An 80-class model is named with `COCO_CLASS_NAMES` unless
+            `class_names` is given.
 
     Returns:
         A built `CornerNet` (heads of every stack) with `channel_order="bgr"`
@@ -312,6 +340,9 @@ def from_official_state_dict(state_dict, *, preset=None, **overrides) -> CornerN
     # The official heads are as wide as dims[0] (`head_dim=None`), whatever the
     # preset says (the CPU `tiny` presets narrow them).
     arguments = {"head_dim": None, **overrides, **_FIXED_ARGUMENTS}
+    num_classes = arguments.get("num_classes", PRESETS[preset]["num_classes"])
+    if num_classes == len(COCO_CLASS_NAMES):  # the published checkpoints: COCO's classes
+        arguments.setdefault("class_names", list(COCO_CLASS_NAMES))
     model = CornerNet.from_preset(preset, **arguments)
     try:
         _assign(model, source, f"preset {preset!r}")

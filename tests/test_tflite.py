@@ -15,6 +15,7 @@ from cornernet_tf.export import tflite
 from cornernet_tf.inference.decode import OUTPUT_KEYS
 from cornernet_tf.inference.geometry import prepare_test_image
 from cornernet_tf.runtime import host_soft_nms
+from cornernet_tf.serving.common import load_class_names
 
 DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
 
@@ -126,9 +127,13 @@ def test_export_tflite_writes_each_file_in_place(export_model, tmp_path, monkeyp
         "int8": output / "cornernet_int8.tflite",
     }
     assert sorted(p.name for p in output.iterdir()) == [
+        "cornernet_classes.json",
         "cornernet_float32.tflite",
         "cornernet_int8.tflite",
     ]  # no temporary files left
+    # The class names beside the flatbuffers, as the serving client reads them.
+    classes = output / export.tflite_classes_file_name("cornernet")
+    assert load_class_names(classes) == list(export_model.class_names)
     assert paths["int8"].read_bytes() == b"int8 flatbuffer"
     paths["none"].write_bytes(b"old")
     export.export_tflite(export_model, output, quantizations=["none"], overwrite=True)

@@ -17,6 +17,7 @@ builtin), 2 bad arguments, model file or calibration images.
 """
 
 import argparse
+import os
 import sys
 
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         for quantization, path in paths.items():
             size = path.stat().st_size / 2**20
             print(f"TFLite ({quantization}) written to {path} ({size:.2f} MiB)")
+        classes = os.path.join(args.output, export.tflite_classes_file_name(args.name))
+        print(f"class names written to {classes}")
     except ValueError as error:
         # The library raises ValueError for bad input only: the model file, the
         # name/version/output arguments or the calibration folder.

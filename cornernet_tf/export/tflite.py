@@ -18,10 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.export._checks import check_model, check_name
+from cornernet_tf.export.saved_model import _class_names
 from cornernet_tf.images import OK, image_files, read_image
 from cornernet_tf.runtime import letterbox
 from cornernet_tf.spec.exported_io import INPUT_NAME, check_input_size, detection_outputs
-from cornernet_tf.utils.fs import atomic_write_bytes
+from cornernet_tf.utils.fs import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "QUANTIZATIONS",
@@ -336,6 +337,11 @@ def tflite_file_name(name: str, quantization: str) -> str:
     return f"{name}_{'float32' if quantization == 'none' else quantization}.tflite"
 
 
+def tflite_classes_file_name(name: str) -> str:
+    """`<name>_classes.json`: the class names of the `.tflite` files of that prefix, a JSON list."""
+    return f"{name}_classes.json"
+
+
 def export_tflite(
     model,
     output_dir: str | os.PathLike,
@@ -352,7 +358,9 @@ def export_tflite(
     Each file is `<output_dir>/<name>_<float32|float16|int8>.tflite`, written
     to a temporary file in the same directory and renamed into place
     (`cornernet_tf.utils.fs.atomic_write_bytes`); the directory is created if
-    needed.
+    needed. The model's class names (ids when it has none) are written beside
+    them as `<name>_classes.json`, a JSON list like the SavedModel's
+    `assets/classes.json`.
 
     Args:
         model: a built CornerNet.
@@ -394,4 +402,7 @@ def export_tflite(
     )
     for quantization, path in paths.items():
         atomic_write_bytes(path, flatbuffers[quantization])
+    # A flatbuffer holds no class names: they travel beside it, in the format
+    # of the SavedModel's `assets/classes.json` (rewritten by every export).
+    atomic_write_json(output_dir / tflite_classes_file_name(name), _class_names(model))
     return paths

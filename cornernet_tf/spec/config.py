@@ -66,10 +66,17 @@ class ModelConfig:
         preset: a `CornerNet.from_preset` name ("hourglass104", "tiny").
         overrides: constructor arguments replacing the preset's. `num_classes`
             and `class_names` default to the training set's categories.
+        init_from: weights a new run starts from (fine-tuning): a `.keras`
+            file of this project, or an official `.pkl`/`.pth`/`.npz`
+            checkpoint converted on the fly. Every weight is loaded except
+            the class-dependent heatmap outputs, which start as the official
+            code initialises them; the architecture must be the preset's
+            (`cornernet_tf.training.finetune`). Not read by a resumed run.
     """
 
     preset: str = "hourglass104"
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    init_from: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +169,10 @@ class TrainConfig:
         log_every: iterations between TensorBoard scalar writes.
         eval_every: iterations between evaluations; 0 evaluates only at the end
             when an evaluation function is given, never in between.
+        freeze_backbone_steps: iterations during which the backbone (stem,
+            hourglasses and the layers between them; not the corner-pooling
+            modules and heads) is not trained, its BatchNorm layers using
+            their moving statistics: 0 never, -1 for the whole run.
     """
 
     batch_size: int = 49
@@ -181,6 +192,7 @@ class TrainConfig:
     jit_compile: bool | str = "auto"
     log_every: int = 100
     eval_every: int = 0
+    freeze_backbone_steps: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -589,6 +601,12 @@ def _check_ranges(config: Config, source: str, overridden: Mapping[str, str]) ->
         fail("train", "lr_decay_steps", f"must be increasing positive steps, got {list(decay)}.")
     if not isinstance(config.model.preset, str):
         fail("model", "preset", "must be a preset name.")
+    if train.freeze_backbone_steps < -1:
+        fail(
+            "train",
+            "freeze_backbone_steps",
+            f"must be >= 0 steps, or -1 for the whole run, got {train.freeze_backbone_steps!r}.",
+        )
     size_problem = config_size_problem(config)
     if size_problem is not None:
         key, message = size_problem

@@ -50,9 +50,10 @@ Model directory layout:
         replaced-<time>/   an earlier run's files, moved by `restart=True`
 
 Modules: `loop` (`train`), `strategy` (devices, cluster, chief, XLA choice),
-`schedule` (learning rate), `state` (model, optimizer, checkpoints), `inputs`
-(dataset checks, input pipelines), `model_dir` (lock, remote paths, restart),
-`callbacks`, `errors`, and `keras_compat`
+`schedule` (learning rate), `state` (model, optimizer, checkpoints), `finetune`
+(`model.init_from`, `train.freeze_backbone_steps`), `inputs` (dataset checks,
+input pipelines), `model_dir` (lock, remote paths, restart), `callbacks`,
+`errors`, and `keras_compat`
 (every workaround that reaches private Keras/TensorFlow APIs).
 """
 

@@ -29,6 +29,7 @@ from cornernet_tf.data.coco import CategoryMap, CocoDataset
 from cornernet_tf.spec.config import Config, ConfigError, TrainConfig, save_config
 from cornernet_tf.spec.presets import config_size_problem
 from cornernet_tf.training import callbacks as cb
+from cornernet_tf.training import finetune
 from cornernet_tf.training.errors import (
     BadDataError,
     CheckpointWriteError,
@@ -399,7 +400,7 @@ def _log_start(
     if state.restored_from:
         logger.info("resumed from %s at step %d", state.restored_from, state.step)
     else:
-        logger.info("starting from scratch (no checkpoint in %s)", checkpoint_dir)
+        logger.info("starting a new run (no checkpoint in %s)", checkpoint_dir)
 
 
 @dataclasses.dataclass
@@ -448,6 +449,8 @@ class _RunCallbacks:
                 )
             )
         callbacks.append(cb.CheckpointEvery(state.manager, train_cfg.checkpoint_every))
+        if train_cfg.freeze_backbone_steps:
+            callbacks.append(finetune.FreezeBackbone(train_cfg.freeze_backbone_steps))
         evaluation = best = None
         if evaluate_fn is not None and train_cfg.eval_every > 0:
             eval_dir = os.path.join(log_dir, "eval") if tensorboard else None

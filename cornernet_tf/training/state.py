@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from cornernet_tf.models.cornernet import CornerNet
 from cornernet_tf.spec.config import Config, ConfigError
-from cornernet_tf.training import keras_compat
+from cornernet_tf.training import finetune, keras_compat
 from cornernet_tf.training.errors import SetupError, first_line
 from cornernet_tf.training.schedule import LearningRate
 from cornernet_tf.training.strategy import use_jit_compile
@@ -117,6 +117,8 @@ def build_training_state(
         checkpoint, write_dir or checkpoint_dir, config.train.keep_checkpoints
     )
     restored_from, skipped = restore_newest_complete(checkpoint, checkpoint_dir)
+    if restored_from is None and config.model.init_from is not None:
+        finetune.load_init_weights(model, config)  # a fresh run only: a resume keeps its own
     keras_compat.prepare_for_fit(model, strategy)
     return TrainingState(model, checkpoint, manager, global_step(model), restored_from, skipped)
 
@@ -131,6 +133,7 @@ def _model_overrides(config: Config, class_names: list[str]) -> dict:
             f"{len(class_names)} categories; remove the override or fix the dataset."
         )
     overrides.setdefault("class_names", list(class_names))
+    overrides.update(finetune.init_from_arguments(config))  # the normalisation its weights expect
     overrides.setdefault("test_config", dataclasses.asdict(config.test))
     return overrides
 
