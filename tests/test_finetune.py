@@ -197,7 +197,8 @@ def test_a_converted_official_model_names_the_coco_classes(tmp_path):
         == 0
     )
     converted = load_model(output)
-    names = predict_cli.class_names_for(converted, str(output))
+    names, warning = predict_cli.class_names_for(converted, str(output))
+    assert warning is None
     assert names == list(COCO_CLASS_NAMES) and names[0] == "person" and names[-1] == "toothbrush"
 
 
