@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 from seeding import seed_weights
 
-from cornernet_tf import evaluation
+from cornernet_tf import evaluation, images
 from cornernet_tf.cli import evaluate as evaluate_cli
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
 from cornernet_tf.models import CornerNet
@@ -298,3 +298,21 @@ def test_evaluate_script_errors_name_the_file_and_exit_2(shapes_root, tmp_path, 
     assert code == 2 and "--max-images" in err
     code, err = run(*base)
     assert code == 2 and "model.keras' is truncated or corrupt" in err
+
+
+def test_non_ascii_paths_evaluate_and_a_wrongly_sized_image_is_named(shapes_root, tmp_path):
+    root = tmp_path / "données"
+    shutil.copytree(shapes_root, root)
+    annotation_file = root / "annotations" / "instances_val2017.json"
+    data = json.loads(annotation_file.read_text())
+    renamed, resized = data["images"][0], data["images"][1]
+    os.rename(root / "val2017" / renamed["file_name"], root / "val2017" / "ü bild 0 写真.png")
+    renamed["file_name"] = "ü bild 0 写真.png"
+    resized["width"] += 1  # the file is one pixel narrower than annotated
+    annotation_file.write_text(json.dumps(data))
+    dataset = CocoDataset.open(root, "val2017")
+    result = evaluation.run_coco_evaluation(GroundTruthDetector(dataset), dataset, verbose=0)
+    [wrong] = [r for r in dataset.records if r.image_id == resized["id"]]
+    assert result.bad_images == [(wrong.path, images.REASONS[images.SIZE_MISMATCH])]
+    missed = evaluation.missed_objects(result.coco_eval)
+    assert missed == {r.image_id: (len(r.labels) if r is wrong else 0) for r in dataset.records}
