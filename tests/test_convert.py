@@ -324,11 +324,29 @@ def test_missing_unexpected_and_misshapen_keys_are_named(small_model):
             "inters.0.bn1.bias: dtype int32",
         ),
         (
+            lambda sd: sd.update({"inters.0.bn1.running_var": np.full(16, -0.5, "float32")}),
+            "inters.0.bn1.running_var: negative variance (minimum -0.5)",
+        ),
+        (
+            lambda sd: sd.update({"inters.0.bn1.running_var": np.full(16, np.inf, "float32")}),
+            "inters.0.bn1.running_var: contains NaN or infinity",
+        ),
+        (
             lambda sd: sd.pop("cnvs.1.bn.num_batches_tracked"),
             "cnvs.1.bn.num_batches_tracked (expected ())",
         ),
     ],
-    ids=["missing", "unexpected", "misshapen", "hwio", "nan", "int", "partial-counters"],
+    ids=[
+        "missing",
+        "unexpected",
+        "misshapen",
+        "hwio",
+        "nan",
+        "int",
+        "negative-variance",
+        "inf-variance",
+        "partial-counters",
+    ],
 )
 def test_each_kind_of_mismatch_fails_naming_the_key(small_model, change, fragment):
     state_dict = dict(_small_state_dict())
