@@ -66,6 +66,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _version(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 2**63:  # TF Serving's versions are int64
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to 2**63 - 1, got {text!r}")
+    return value
+
+
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -85,7 +95,9 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="served model name")
     version = parser.add_mutually_exclusive_group()
-    version.add_argument("--version", type=int, default=None, help="model version (default latest)")
+    version.add_argument(
+        "--version", type=_version, default=None, help="model version (default latest)"
+    )
     version.add_argument("--label", default=None, help="model version label (models.config)")
     parser.add_argument(
         "--timeout",
