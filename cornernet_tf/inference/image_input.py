@@ -151,7 +151,7 @@ def check_image_batch(
     rank = tf.size(shape, out_type=tf.int64)
     # Padded to four entries, so the conditions below hold for any rank.
     padded = tf.concat([shape, tf.zeros([4], tf.int64)], 0)[:4]
-    sides = f"at most {max_side} pixels a side" if max_side is not None else "any size"
+    limit = f"; sides above {max_side} pixels are refused ({fix})" if max_side is not None else ""
     size = tf.raw_ops.Size(input=images, out_type=tf.int64)
     shape_ok = (
         (rank >= 4)
@@ -166,8 +166,7 @@ def check_image_batch(
             shape_ok,
             [
                 # No brackets in the texts: the error shows each part in brackets.
-                f"{where} must be a non-empty batch (B, H, W, 3) of RGB images ({sides}; "
-                f"{fix}), got shape",
+                f"{where} must be a non-empty batch (B, H, W, 3) of RGB images{limit}; got shape",
                 shape,
             ],
             summarize=4,
