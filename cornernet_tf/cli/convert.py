@@ -12,7 +12,8 @@ these architectures, as a PyTorch file or an `.npz`). The architecture is read
 from the keys (Hourglass-104 or CornerNet-Squeeze) unless `--preset` names it.
 Reading PyTorch files needs torch (`pip install .[convert]`); `.npz` files need
 only numpy. The output loads with `cornernet_tf.models.load_model` (or
-`keras.saving.load_model` after `import cornernet_tf.models`), and is written atomically (temporary file + rename).
+`keras.saving.load_model` after `import cornernet_tf.models`), and is written
+atomically (temporary file + rename).
 
 Exit codes: 0 written, 1 the conversion could not run (torch missing for a
 PyTorch file), 2 bad arguments or paths, or a checkpoint that cannot be read or
@@ -24,9 +25,11 @@ import math
 import os
 import sys
 
+from cornernet_tf.cli._common import setup_output
+
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("checkpoint", help="official state dict: PyTorch file (.pkl/.pth) or .npz")
     parser.add_argument("--output", required=True, help="Keras file to write (must end in .keras)")
     parser.add_argument(
@@ -40,6 +43,9 @@ def parse_args(argv=None):
         type=int,
         default=None,
         help="heatmap classes, for fine-tuned checkpoints (default: the preset's)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's own start-up logs"
     )
     return parser.parse_args(argv)
 
@@ -72,6 +78,7 @@ def main(argv=None):
         return 2
 
     # Imported here so that argument errors do not wait for TensorFlow.
+    setup_output(verbose=args.verbose)
     from cornernet_tf import convert
 
     overrides = {} if args.num_classes is None else {"num_classes": args.num_classes}

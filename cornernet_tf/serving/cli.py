@@ -31,6 +31,7 @@ from cornernet_tf.serving.common import (
     load_class_names,
     read_images,
 )
+from cornernet_tf.utils.console import setup_output
 
 __all__ = ["main"]
 
@@ -79,6 +80,7 @@ def _version(text: str) -> int:
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
+        allow_abbrev=False,
         description="Client for CornerNet served by TensorFlow Serving (REST or gRPC).",
         epilog="Exit codes: 0 done, 1 the server failed or could not be reached, "
         "2 bad usage or input.",
@@ -119,10 +121,15 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=_DEFAULT_MAX_RESPONSE_BYTES,
         help=f"refuse larger answers (default {_DEFAULT_MAX_RESPONSE_BYTES})",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own start-up logs (gRPC and --uint8 load TensorFlow)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("status", help="the model's versions and their states")
-    commands.add_parser("metadata", help="the model's signatures")
-    run = commands.add_parser("predict", help="detect objects in images")
+    commands.add_parser("status", help="the model's versions and their states", allow_abbrev=False)
+    commands.add_parser("metadata", help="the model's signatures", allow_abbrev=False)
+    run = commands.add_parser("predict", help="detect objects in images", allow_abbrev=False)
     run.add_argument("images", nargs="+", help="JPEG/PNG files")
     run.add_argument("--columnar", action="store_true", help='REST: columnar "inputs" format')
     run.add_argument(
@@ -133,6 +140,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the raw outputs as JSON")
     batching = commands.add_parser(
         "batching-config",
+        allow_abbrev=False,
         help="print a batching.config sized for this host",
         description="Print TF Serving's batching parameters; num_batch_threads defaults to "
         "this machine's CPU count (run it on the serving host).",
@@ -231,6 +239,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    uses_tensorflow = args.command != "batching-config" and (
+        args.protocol == "grpc" or (args.command == "predict" and args.uint8)
+    )
+    setup_output(verbose=args.verbose, import_tensorflow=uses_tensorflow)
     try:
         if args.command == "batching-config":
             _batching_config(args)
