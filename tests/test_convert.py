@@ -534,3 +534,15 @@ def test_a_failed_save_leaves_the_previous_file_and_no_temporary(tmp_path):
         _script().save_atomically(FailingModel(), str(output))
     assert output.read_text() == "previous model"
     assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_script_takes_no_abbreviations(tmp_path, capsys):
+    # `--out` would have been read as --output, `--num` as --num-classes.
+    cases = {
+        ("x.pkl", "--out", "y.keras"): "required: --output",
+        ("x.pkl", "--output", "y.keras", "--num", "3"): "unrecognized arguments: --num 3",
+    }
+    for argv, message in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            _script().main(list(argv))
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -299,6 +299,9 @@ def test_evaluate_script_errors_name_the_file_and_exit_2(shapes_root, tmp_path, 
     assert code == 2 and "unknown key 'flip'" in err
     code, err = run(*base, "--max-images", "0")
     assert code == 2 and "--max-images" in err
+    with pytest.raises(SystemExit) as exit_info:  # no abbreviations: --max is not --max-images
+        run(*base, "--max", "1")
+    assert exit_info.value.code == 2 and "unrecognized arguments: --max" in capsys.readouterr().err
     code, err = run(*base)
     assert code == 2 and "model.keras' is truncated or corrupt" in err
 

@@ -251,8 +251,10 @@ def test_hostile_answers_are_named_not_tracebacks_or_unreachable(capsys, reply, 
             "argument --version: expected an integer from 1 to 2**63 - 1",
         ),
         (["--version", "0", "status"], "argument --version: expected an integer from 1"),
+        (["--proto=grpc", "status"], "unrecognized arguments: --proto=grpc"),
+        (["predict", "--class", "c.json", "x.png"], "unrecognized arguments: --class"),
     ],
-    ids=["no-scheme", "grpc-version-beyond-int64", "version-0"],
+    ids=["no-scheme", "grpc-version-beyond-int64", "version-0", "abbreviated", "abbreviated-sub"],
 )
 def test_bad_addresses_and_versions_name_the_flag(capsys, argv, message):
     assert cli.main(argv, prog="client") == 2
