@@ -556,6 +556,11 @@ def _match(source, targets, counters, model, described):
             invalid.append((key, f"dtype {array.dtype}, expected floating point"))
         elif not np.all(np.isfinite(array)):
             invalid.append((key, "contains NaN or infinity"))
+        elif key.endswith(".running_var") and np.any(array < 0):
+            # A variance is >= 0: the square root of a negative one makes every output NaN.
+            invalid.append(
+                (key, f"negative variance (minimum {array.min():g}); the checkpoint is damaged")
+            )
         else:
             array = _to_keras(array, layout, keras_shape)
             assignments.append((variable, np.ascontiguousarray(array, dtype=variable.dtype)))

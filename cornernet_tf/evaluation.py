@@ -382,7 +382,7 @@ def run_coco_evaluation(
         if code != images.OK:
             bad_images.append((record.path, images.REASONS[code]))
             logger.warning(
-                "COCO evaluation: %s (image %d) cannot be read (%s); evaluated with no detections.",
+                "COCO evaluation: %s (image %d) is not usable (%s); evaluated with no detections.",
                 record.path,
                 record.image_id,
                 images.REASONS[code],
@@ -486,12 +486,24 @@ def make_evaluate_fn(
 
 
 def _read_images(records, max_pixels: int, max_side: int) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
-    """(image [H, W, 3] uint8, status code) per record, decoded ahead in parallel."""
-    paths = tf.constant([r.path for r in records])
+    """(image [H, W, 3] uint8, status code) per record, decoded ahead in parallel.
+
+    An image whose size differs from its annotated one is SIZE_MISMATCH: its
+    ground-truth boxes do not describe its pixels.
+    """
+    paths = tf.constant([os.fsencode(r.path) for r in records], tf.string)  # any file name
+    sizes = tf.constant(
+        [(r.height or 0, r.width or 0) for r in records], tf.int64, [len(records), 2]
+    )
+
+    def read(path, size):
+        image, code = images.read_image(path, max_pixels=max_pixels, max_side=max_side)
+        return image, images.check_annotated_size(image, code, size)
+
     dataset = (
-        tf.data.Dataset.from_tensor_slices(paths)
+        tf.data.Dataset.from_tensor_slices((paths, sizes))
         .map(
-            lambda path: images.read_image(path, max_pixels=max_pixels, max_side=max_side),
+            read,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

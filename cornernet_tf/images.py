@@ -27,9 +27,11 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "OK",
     "REASONS",
+    "SIZE_MISMATCH",
     "TOO_LARGE",
     "UNSUPPORTED_FORMAT",
     "apply_orientation",
+    "check_annotated_size",
     "decode_checked",
     "exif_orientation",
     "image_files",
@@ -37,14 +39,16 @@ __all__ = [
     "read_image",
 ]
 
-# Status codes of `read_image`.
-OK, EMPTY_FILE, CORRUPT, TOO_LARGE, UNSUPPORTED_FORMAT = range(5)
+# Status codes of `read_image` (and SIZE_MISMATCH of `check_annotated_size`).
+OK, EMPTY_FILE, CORRUPT, TOO_LARGE, UNSUPPORTED_FORMAT, SIZE_MISMATCH = range(6)
 REASONS = (
     "ok",
     "empty file",
     "missing, unreadable, truncated or corrupt",
     "too large (more pixels than max_pixels, or a side longer than max_image_side)",
     "unsupported format (JPEG, PNG, GIF, BMP and WebP are read)",
+    "its size differs from the annotation file's width and height, so its boxes cannot be "
+    "trusted (a JPEG is read turned by its EXIF orientation: give the displayed size)",
 )
 DEFAULT_MAX_PIXELS = 1 << 26  # 67 megapixels (8192 x 8192): ~200 MB decoded
 
@@ -320,6 +324,27 @@ def decode_checked(
 
     image = tf.cond(code == OK, decode, lambda: tf.zeros([1, 1, 3], tf.uint8))
     return image, tf.cast(code, tf.int32)
+
+
+def check_annotated_size(image: tf.Tensor, code: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """`code`, or SIZE_MISMATCH when a read image is not the size its annotation gives.
+
+    A COCO annotation's boxes are in the pixels of an image of its `height` x
+    `width`; an image of another size (another file, a resized copy, an EXIF
+    orientation 5-8 against a stored size) would train and score on wrong boxes.
+
+    Args:
+        image: a decoded image [H, W, 3] (`read_image`).
+        code: its status code.
+        size: annotated (height, width), int64 [2]; zeros when not annotated.
+
+    Returns:
+        int32 status code.
+    """
+    size = tf.cast(size, tf.int64)
+    actual = tf.cast(tf.shape(image)[:2], tf.int64)
+    mismatch = (code == OK) & tf.reduce_all(size > 0) & tf.reduce_any(actual != size)
+    return tf.where(mismatch, SIZE_MISMATCH, tf.cast(code, tf.int32))
 
 
 def read_image(

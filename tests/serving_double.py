@@ -282,7 +282,8 @@ class MisbehavingServer:
     """TEST DOUBLE of a broken REST server: each request gets the next scripted reply.
 
     A reply is a dict: `status` (default 200), `body` (bytes), `length` (the
-    Content-Length sent; default `len(body)`, None sends none), `trickle`
+    Content-Length sent; default `len(body)`, None sends none), `headers`
+    (more `(name, value)` headers, e.g. a `Location`), `trickle`
     (seconds between the body's bytes), `trickle_head` (seconds between the
     bytes of a status line sent before the real one). The last reply repeats. `requests`
     lists `(method, path)` as they arrive. Binds 127.0.0.1 on a free port.
@@ -342,6 +343,8 @@ class MisbehavingServer:
         handler.send_header("Content-Type", "application/json")
         if length is not None:
             handler.send_header("Content-Length", str(length))
+        for name, value in reply.get("headers", ()):
+            handler.send_header(name, value)
         handler.end_headers()
         try:
             if not reply.get("trickle"):

@@ -190,6 +190,35 @@ def test_as_arrays_flattens_records(tmp_path):
     assert arrays["path"][0].decode().endswith(os.path.join("train2017", "ok.png"))
 
 
+def test_as_arrays_keeps_non_ascii_paths(tmp_path):
+    root = tmp_path / "données"
+    images = [
+        {"id": 1, "file_name": "ü bild 0 写真.png", "height": 4, "width": 6},
+        {"id": 2, "file_name": "plain.png"},
+    ]
+    write_dataset(root, images, [], CATEGORIES)
+    dataset = CocoDataset.open(root, "train2017")
+    arrays = dataset.as_arrays()
+    assert [os.fsdecode(p) for p in arrays["path"]] == [r.path for r in dataset.records]
+    assert dataset.records[0].path.endswith("ü bild 0 写真.png")
+    np.testing.assert_array_equal(arrays["size"], [[4, 6], [0, 0]])
+
+
+def test_implausible_annotated_sizes_exclude_the_image(tmp_path):
+    images = [
+        {"id": 1, "file_name": "a.png", "height": 1e40, "width": 6},
+        {"id": 2, "file_name": "b.png", "height": 1e12, "width": 6},
+        {"id": 3, "file_name": "c.png", "height": 40000, "width": 6},  # checked when read
+    ]
+    write_dataset(tmp_path, images, [], CATEGORIES)
+    dataset = CocoDataset.open(tmp_path, "train2017")
+    assert [(p.kind, p.image_id) for p in dataset.report.problems] == [
+        (coco.BAD_IMAGE_SIZE, 1),
+        (coco.BAD_IMAGE_SIZE, 2),
+    ]
+    assert [r.height for r in dataset.records] == [40000]
+
+
 def test_missing_annotation_file_names_path_and_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"instances_val2017\.json.*make_shapes"):
         CocoDataset.open(tmp_path, "val2017")
@@ -208,7 +237,8 @@ def test_missing_image_folder_names_path(tmp_path):
         ("{not json", "not valid JSON"),
         ("[]", "JSON object"),
         ('{"images": [], "annotations": []}', "'categories'"),
-        ('{"images": [{"file_name": "a.png"}], "categories": []}', "integer 'id'"),
+        ('{"images": [{"file_name": "a.png"}], "categories": [{"id": 1}]}', "integer 'id'"),
+        ('{"images": [], "categories": []}', r"train2017.json'? has an empty 'categories'"),
         ('{"images": [], "categories": [{"name": "x"}]}', "category without"),
     ],
 )

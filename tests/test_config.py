@@ -187,3 +187,55 @@ def test_config_from_dict_validates_like_files():
     with pytest.raises(ConfigError, match="<config>: unknown key 'x' in section 'data'"):
         config_from_dict({"data": {"x": 1}})
     assert issubclass(ConfigError, ValueError)
+
+
+def _alias_bomb(levels: int) -> str:
+    """Nested aliases: 9**levels strings from a few hundred bytes of YAML."""
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * 9) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\ntrain: {{steps: *a{levels - 1}}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (_alias_bomb(6), "aliases expand to more than 100000 values"),
+        ("train: " + "[" * 5000 + "]" * 5000 + "\n", "nesting deeper than 50 levels at line 1"),
+        (
+            "train:\n  steps: 10\n  batch_size: 2\n  steps: 20\n",
+            "duplicate key 'steps' at line 4 (first at line 2)",
+        ),
+    ],
+    ids=["alias-bomb", "deep", "duplicate-key"],
+)
+def test_hostile_yaml_is_refused_naming_the_file(tmp_path, text, expected):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: {expected}"), str(info.value)
+
+
+def test_the_yaml_limits_apply_to_overrides_and_leave_ordinary_aliases(tmp_path):
+    path = _write(tmp_path, "")
+    with pytest.raises(ConfigError, match=r"^--set model.overrides=\{a: 1, a: 2\}: duplicate key"):
+        load_config(path, ["model.overrides={a: 1, a: 2}"])
+    # A merge key may be overridden, and a shared alias is fine.
+    path = _write(tmp_path, "model:\n  overrides: &o {num_stacks: 1}\ndata:\n  rand_scales: [1]\n")
+    assert load_config(path).model.overrides == {"num_stacks": 1}
+    text = "model:\n  overrides: {<<: {num_stacks: 1, cnv_dim: 8}, num_stacks: 2}\n"
+    assert load_config(_write(tmp_path, text)).model.overrides == {"num_stacks": 2, "cnv_dim": 8}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("test.top_k=20000", "--set test.top_k=20000: test.top_k must be <= 1000"),
+        ("test.top_k=2", "--set test.top_k=2: test.num_dets (1000) exceeds the top_k**2"),
+        ("test.num_dets=5", "--set test.num_dets=5: test.max_detections must be <= test.num_dets"),
+        ("train.batch_size=99999999999999999999", "--set train.batch_size=9999"),
+    ],
+)
+def test_out_of_range_overrides_name_the_override(tmp_path, override, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, ""), [override])
+    assert str(info.value).startswith(expected), str(info.value)

@@ -325,11 +325,29 @@ def test_missing_unexpected_and_misshapen_keys_are_named(small_model):
             "inters.0.bn1.bias: dtype int32",
         ),
         (
+            lambda sd: sd.update({"inters.0.bn1.running_var": np.full(16, -0.5, "float32")}),
+            "inters.0.bn1.running_var: negative variance (minimum -0.5)",
+        ),
+        (
+            lambda sd: sd.update({"inters.0.bn1.running_var": np.full(16, np.inf, "float32")}),
+            "inters.0.bn1.running_var: contains NaN or infinity",
+        ),
+        (
             lambda sd: sd.pop("cnvs.1.bn.num_batches_tracked"),
             "cnvs.1.bn.num_batches_tracked (expected ())",
         ),
     ],
-    ids=["missing", "unexpected", "misshapen", "hwio", "nan", "int", "partial-counters"],
+    ids=[
+        "missing",
+        "unexpected",
+        "misshapen",
+        "hwio",
+        "nan",
+        "int",
+        "negative-variance",
+        "inf-variance",
+        "partial-counters",
+    ],
 )
 def test_each_kind_of_mismatch_fails_naming_the_key(small_model, change, fragment):
     state_dict = dict(_small_state_dict())
@@ -517,3 +535,15 @@ def test_a_failed_save_leaves_the_previous_file_and_no_temporary(tmp_path):
         _script().save_atomically(FailingModel(), str(output))
     assert output.read_text() == "previous model"
     assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_script_takes_no_abbreviations(tmp_path, capsys):
+    # `--out` would have been read as --output, `--num` as --num-classes.
+    cases = {
+        ("x.pkl", "--out", "y.keras"): "required: --output",
+        ("x.pkl", "--output", "y.keras", "--num", "3"): "unrecognized arguments: --num 3",
+    }
+    for argv, message in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            _script().main(list(argv))
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

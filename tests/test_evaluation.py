@@ -11,7 +11,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -19,7 +22,7 @@ import pytest
 import tensorflow as tf
 from seeding import seed_weights
 
-from cornernet_tf import evaluation
+from cornernet_tf import evaluation, images
 from cornernet_tf.cli import evaluate as evaluate_cli
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
 from cornernet_tf.models import CornerNet
@@ -296,5 +299,78 @@ def test_evaluate_script_errors_name_the_file_and_exit_2(shapes_root, tmp_path, 
     assert code == 2 and "unknown key 'flip'" in err
     code, err = run(*base, "--max-images", "0")
     assert code == 2 and "--max-images" in err
+    with pytest.raises(SystemExit) as exit_info:  # no abbreviations: --max is not --max-images
+        run(*base, "--max", "1")
+    assert exit_info.value.code == 2 and "unrecognized arguments: --max" in capsys.readouterr().err
     code, err = run(*base)
     assert code == 2 and "model.keras' is truncated or corrupt" in err
+
+
+def test_non_ascii_paths_evaluate_and_a_wrongly_sized_image_is_named(shapes_root, tmp_path):
+    root = tmp_path / "données"
+    shutil.copytree(shapes_root, root)
+    annotation_file = root / "annotations" / "instances_val2017.json"
+    data = json.loads(annotation_file.read_text())
+    renamed, resized = data["images"][0], data["images"][1]
+    os.rename(root / "val2017" / renamed["file_name"], root / "val2017" / "ü bild 0 写真.png")
+    renamed["file_name"] = "ü bild 0 写真.png"
+    resized["width"] += 1  # the file is one pixel narrower than annotated
+    annotation_file.write_text(json.dumps(data))
+    dataset = CocoDataset.open(root, "val2017")
+    result = evaluation.run_coco_evaluation(GroundTruthDetector(dataset), dataset, verbose=0)
+    [wrong] = [r for r in dataset.records if r.image_id == resized["id"]]
+    assert result.bad_images == [(wrong.path, images.REASONS[images.SIZE_MISMATCH])]
+    missed = evaluation.missed_objects(result.coco_eval)
+    assert missed == {r.image_id: (len(r.labels) if r is wrong else 0) for r in dataset.records}
+
+
+# TensorFlow's C++ start-up lines (absl's "I0000 00:00:..." prefix among them).
+TF_NOISE = re.compile(
+    r"oneDNN|cuInit|cuda drivers|cpu_feature_guard|rebuild TensorFlow|Compiled cluster|"
+    r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d:\d\d",
+    re.MULTILINE,
+)
+
+
+def test_evaluate_prints_no_tensorflow_noise_and_plain_timestamped_logs(
+    shapes_root, small_model_path, tmp_path
+):
+    # As users run it: a fresh process, stdout and stderr to pipes (as to a log file).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "cornernet_tf.cli.evaluate", "--config", CONFIG,
+            "--data-dir", str(shapes_root), "--model", small_model_path, "--max-images", "1",
+            "--output", str(tmp_path / "m.json"), "--detections", str(tmp_path / "d.json"),
+            "--set", "test.flip_test=false",
+        ],
+        capture_output=True, text=True, timeout=300, env={**env, "PYTHONPATH": REPO},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert TF_NOISE.findall(result.stderr) == [], result.stderr
+    # One plain line per event, with the time; no progress bar in the file.
+    assert re.search(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO: .*instances_val2017", result.stderr, re.M
+    )
+    assert "\r" not in result.stdout and "\x1b" not in result.stdout
+    assert "Average Precision" in result.stdout
+
+
+def test_verbose_output_shows_what_the_quiet_one_hides():
+    probe = (
+        "import sys\n"
+        "from cornernet_tf.utils.console import setup_output\n"
+        "setup_output(verbose=sys.argv[1] == 'verbose')\n"
+        "import tensorflow as tf\n"
+        "tf.constant(1.0) + 1\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
+    stderr = {}
+    for mode in ("quiet", "verbose"):
+        stderr[mode] = subprocess.run(
+            [sys.executable, "-c", probe, mode],
+            capture_output=True, text=True, timeout=300, env={**env, "PYTHONPATH": REPO},
+            check=True,
+        ).stderr  # fmt: skip
+    assert TF_NOISE.findall(stderr["quiet"]) == [], stderr["quiet"]
+    assert TF_NOISE.findall(stderr["verbose"]), "TensorFlow printed nothing to hide"

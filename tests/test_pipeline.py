@@ -1,6 +1,7 @@
 """The tf.data training pipeline: batches, official geometry end to end, determinism, bad input."""
 
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from test_augment import OFFICIAL_SCALES, ref_clip, ref_flip, ref_random_crop, ref_resize
 
 from cornernet_tf import images
@@ -192,13 +194,17 @@ def _huge_png_header(width=100_000, height=100_000):
     return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + b"\0\0\0\0"
 
 
-def _write(root, files, annotations=None, categories=None):
-    """COCO layout with `files` {name: bytes or None (missing)}; one 10x10 box per image."""
+def _write(root, files, annotations=None, categories=None, sizes=None):
+    """COCO layout with `files` {name: bytes or None (missing)}; one 10x10 box per image.
+
+    Images are annotated 40 high and 50 wide unless `sizes` {name: (height, width)} says otherwise.
+    """
     os.makedirs(root / "annotations", exist_ok=True)
     os.makedirs(root / "train2017", exist_ok=True)
     images = []
     for image_id, (name, content) in enumerate(files.items(), start=1):
-        images.append({"id": image_id, "file_name": name, "height": 40, "width": 50})
+        height, width = (sizes or {}).get(name, (40, 50))
+        images.append({"id": image_id, "file_name": name, "height": height, "width": width})
         if content is not None:
             (root / "train2017" / name).write_bytes(content)
     if annotations is None:
@@ -334,19 +340,69 @@ def test_pixel_limit_refuses_before_decoding(bad_root):
 
 def test_images_without_usable_annotations_give_all_negative_targets(tmp_path):
     png = _png(np.full((40, 50, 3), 128, np.uint8))
-    annotations = [  # image 1 has none; every box of image 2 is bad
+    annotations = [  # image 1 has none; every box of image 2 is bad; image 3 has one
         {"id": 1, "image_id": 2, "category_id": 1, "bbox": [60, 5, 10, 10]},  # outside
         {"id": 2, "image_id": 2, "category_id": 1, "bbox": [5, 5, float("nan"), 10]},
         {"id": 3, "image_id": 2, "category_id": 1, "bbox": [5, 5, -4, 10]},
         {"id": 4, "image_id": 2, "category_id": 3, "bbox": [5, 5, 10, 10]},  # unknown category
+        {"id": 5, "image_id": 3, "category_id": 1, "bbox": [5, 5, 30, 30]},
     ]
-    root = _write(tmp_path, {"none.png": png, "bad.png": png}, annotations=annotations)
-    data = small_train(root, batch_size=2)
-    assert data.source.report.num_annotations == 0 and len(data.source) == 2
-    _, targets = next(iter(data.dataset))
-    assert float(tf.reduce_max(targets["tl_heatmap"])) == 0.0
-    assert float(tf.reduce_max(targets["br_heatmap"])) == 0.0
-    assert float(tf.reduce_sum(targets["mask"])) == 0.0
+    files = {"none.png": png, "bad.png": png, "one.png": png}
+    root = _write(tmp_path, files, annotations=annotations)
+    data = small_train(root, batch_size=1, repeat=False, flip=False, rand_scales=(1.0,))
+    assert data.source.report.num_annotations == 1 and len(data.source) == 3
+    peaks = sorted(float(tf.reduce_max(t["tl_heatmap"])) for _, t in data.dataset)
+    masks = sorted(float(tf.reduce_sum(t["mask"])) for _, t in data.dataset)
+    assert peaks == [0.0, 0.0, 1.0] and masks == [0.0, 0.0, 1.0]
+
+
+def test_a_split_without_annotations_is_refused_naming_the_file(tmp_path):
+    png = _png(np.full((40, 50, 3), 128, np.uint8))
+    root = _write(tmp_path, {"a.png": png, "b.png": png}, annotations=[])
+    with pytest.raises(ValueError, match=r"instances_train2017.json'? has no usable annotations"):
+        small_train(root)
+
+
+def _exif_jpeg(image, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def test_images_of_another_size_than_annotated_are_bad_images(tmp_path):
+    # Boxes are in the pixels of the annotated size; another size would train on wrong boxes.
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    turned = _exif_jpeg(rgb, 6)  # stored 40 x 50, displayed 50 high and 40 wide
+    files = {
+        "right.png": _png(rgb),
+        "claimed.png": _png(rgb),
+        "huge.png": _png(rgb),
+        "stored_size.jpg": turned,
+        "displayed_size.jpg": turned,
+    }
+    sizes = {"claimed.png": (256, 256), "huge.png": (40_000, 50), "displayed_size.jpg": (50, 40)}
+    root = _write(tmp_path, files, sizes=sizes)
+    data = small_train(root, batch_size=1, repeat=False, max_bad_images=3)
+    assert len(list(data.dataset)) == 2  # right.png and displayed_size.jpg
+    bad = {os.path.basename(path): reason for path, reason in data.tracker.bad_images()}
+    reason = images.REASONS[images.SIZE_MISMATCH]
+    assert bad == {"claimed.png": reason, "huge.png": reason, "stored_size.jpg": reason}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_bad_images=2"):
+        list(small_train(root, batch_size=1, repeat=False, max_bad_images=2).dataset)
+
+
+def test_non_ascii_folders_and_file_names_train(tmp_path):
+    png = _png(np.full((40, 50, 3), 128, np.uint8))
+    names = ["ü bild 0 写真.png", "données.png", "missing 写真.png"]
+    root = _write(tmp_path / "données", {names[0]: png, names[1]: png, names[2]: None})
+    dataset = CocoDataset.open(root, "train2017", check_files=False)
+    data = small_train(dataset, batch_size=1, repeat=False, max_bad_images=1)
+    assert len(list(data.dataset)) == 2
+    [(path, reason)] = data.tracker.bad_images()  # named in its own spelling
+    assert path == str(root / "train2017" / names[2])
+    assert reason == images.REASONS[images.CORRUPT]
 
 
 def test_argument_errors_name_the_argument(shapes_root):

@@ -5,6 +5,8 @@ few valid corner pairs per image, so the -1 padding after `num_detections`
 is exercised (with the defaults an untrained model fills all 100 slots).
 """
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -190,3 +192,71 @@ def test_predict_batches_arrays_itself_and_feeds_keras_without_autotuning(
 def test_predict_refuses_a_bad_batch_size(model, images, batch_size):
     with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer or None"):
         model.predict(images, batch_size=batch_size, verbose=0)
+
+
+def test_an_empty_image_is_refused_instead_of_giving_detections(model):
+    # Before: the zero canvas around an empty image gave detections.
+    with pytest.raises(ValueError, match=r"shape \(1, 0, 0, 3\); a batch needs at least one"):
+        model.detect(np.zeros((1, 0, 0, 3), np.uint8))
+
+
+def test_every_predict_path_checks_its_images(model, images):
+    nan = images.astype(np.float32)
+    nan[1, 5, 5, 0] = np.nan
+    wide = np.zeros((1, 8, 3000, 3), np.uint8)  # above the 2048-pixel side limit
+    with pytest.raises(ValueError, match="predict_on_batch: `x` has non-finite pixel values"):
+        model.predict_on_batch(nan)
+    with pytest.raises(ValueError, match=r"predict_on_batch: `x` has shape \(1, 8, 3000, 3\)"):
+        model.predict_on_batch(wide)
+    dataset = tf.data.Dataset.from_tensor_slices(nan).batch(2)
+    with pytest.raises(ValueError, match="a batch of the dataset must hold RGB pixel values"):
+        model.predict(dataset, verbose=0)
+    with pytest.raises(
+        ValueError, match=r"sides above 2048 pixels are refused.*got shape 1 8 3000 3\.$"
+    ):
+        model.predict(tf.data.Dataset.from_tensors(wide), verbose=0)
+    # Valid datasets, of images alone or of (images,) tuples, still predict.
+    expected = model.predict(images, verbose=0)
+    for dataset in (
+        tf.data.Dataset.from_tensor_slices(images).batch(2),
+        tf.data.Dataset.from_tensor_slices((images,)).batch(1),
+    ):
+        result = model.predict(dataset, verbose=0)
+        np.testing.assert_array_equal(result["num_detections"], expected["num_detections"])
+
+
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, images):
+        super().__init__()
+        self.images = images
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return self.images
+
+
+def test_generators_and_py_datasets(model, images):
+    for stream in ((image for image in images), _Batches(images), iter([images])):
+        with pytest.raises(TypeError, match=r"`x` is a \w+; .*Dataset.from_generator"):
+            model.predict(stream, verbose=0)
+    with pytest.raises(TypeError, match=r"`images` is a _Batches"):
+        model.predict_images(_Batches(images))
+    # predict_images reads a generator's images one at a time.
+    result = model.predict_images(image for image in images)
+    expected = model.predict_images(list(images))
+    for key in expected:
+        np.testing.assert_array_equal(result[key], expected[key])
+    with pytest.raises(ValueError, match="`images` is empty"):
+        model.predict_images(image for image in [])
+
+
+def test_images_scaled_to_one_warn_that_0_255_is_expected(model, images):
+    with pytest.warns(UserWarning, match=r"values in \[0, 1\]: pixel values in \[0, 255\]"):
+        model.predict(images.astype(np.float32) / 255, verbose=0)
+    with pytest.warns(UserWarning, match="multiply images scaled to"):
+        model.predict_images([images[0] / 255.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict_images([images[0].astype(np.float32)])  # 0-255 floats: no warning

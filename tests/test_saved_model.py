@@ -110,6 +110,28 @@ def test_undecodable_image_is_an_invalid_argument(saved_model, payload):
         saved_model.signatures["serving_default"](images=batch)
 
 
+@pytest.mark.parametrize(
+    "shape", [(1, 0, 0, 3), (0, 32, 32, 3), (1, 32, 32, 4), (32, 32, 3), (1, 32, 32, 3, 2)]
+)
+def test_uint8_signature_refuses_other_shapes_naming_the_input(saved_model, shape):
+    # Before: 9 detections for the empty image, internal errors (`paddings`,
+    # `Incompatible shapes`) for the others.
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"detect_uint8: `images` must be a non-empty batch \(B, H, W, 3\) of RGB images",
+    ):
+        saved_model.signatures["detect_uint8"](images=tf.zeros(shape, tf.uint8))
+
+
+@pytest.mark.parametrize("value", [[], b"x", [[b"x", b"y"]]], ids=["empty", "scalar", "rank-2"])
+def test_encoded_signature_refuses_other_shapes_naming_the_input(saved_model, value):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"serving_default: `images` must be a non-empty list of encoded image files",
+    ):
+        saved_model.signatures["serving_default"](images=tf.constant(value, tf.string))
+
+
 def test_truncated_png_is_an_invalid_argument(saved_model):
     truncated = png(random_image(5, 32, 32))[:60]
     with pytest.raises(tf.errors.InvalidArgumentError):

@@ -8,6 +8,8 @@ serving the session fixture `saved_model_root` (conftest.py).
 import base64
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
 import time
@@ -179,3 +181,93 @@ def test_cli_defaults_are_the_client_s():
     assert args.retries == client.DEFAULT_RETRIES
     assert args.max_response_bytes == client.DEFAULT_MAX_RESPONSE_BYTES
     assert args.timeout == 60.0
+
+
+# ------------------------------------------------- hostile servers and input
+
+
+def _answer_text(box="[1, 2, 30, 40]", score="0.9", label="2"):
+    """A :predict answer of one image with one detection and one padding slot (JSON text)."""
+    row = (
+        f'{{"detection_boxes": [{box}, [-1, -1, -1, -1]], "detection_scores": [{score}, -1], '
+        f'"detection_classes": [{label}, -1], "num_detections": 1}}'
+    )
+    return f'{{"predictions": [{row}]}}'.encode()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"box": "[NaN, 2, 30, 40]"}, r"detection_boxes \[0\] is \[nan, 2, 30, 40\], not finite"),
+        ({"box": "[1, 2, Infinity, 40]"}, r"detection_boxes \[0\] is \[1, 2, inf, 40\]"),
+        ({"score": "7.5"}, r"detection_scores \[0\] is 7.5, not a score from 0 to 1"),
+        ({"score": "NaN"}, r"detection_scores \[0\] is nan"),
+        ({"label": "-12"}, r"detection_classes \[0\] is -12, not a class id >= 0"),
+        ({"label": "1.5"}, r"detection_classes \[0\] is 1.5"),
+    ],
+    ids=["nan-box", "inf-box", "score", "nan-score", "negative-class", "fractional-class"],
+)
+def test_impossible_detections_are_refused_naming_the_field(fields, message):
+    # Before: printed as detections.
+    with MisbehavingServer({"body": _answer_text(**fields)}) as server:
+        with pytest.raises(client.ServingError, match=message):
+            client.predict([b"x"], server.url)
+    with MisbehavingServer({"body": _answer_text()}) as server:  # a sane answer passes
+        assert client.predict([b"x"], server.url)[0]["detection_classes"] == [2, -1]
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (
+            {"status": 302, "headers": [("Location", "/v1/models/cornernet")]},
+            "redirects in a loop .*pass the server's own address with --url",
+        ),
+        ({"body": b"[" * 200_000 + b"]" * 200_000}, "JSON nested too deeply to read"),
+        (
+            {"body": STATUS, "headers": [("X-Padding", "a" * 200_000)]},
+            "has a malformed or oversized HTTP header",
+        ),
+    ],
+    ids=["redirect-loop", "deep-json", "huge-header"],
+)
+def test_hostile_answers_are_named_not_tracebacks_or_unreachable(capsys, reply, message):
+    with MisbehavingServer(reply) as server:
+        code = cli.main(["--url", server.url, "--retries", "0", "status"], prog="client")
+    err = capsys.readouterr().err
+    assert code == 1 and re.search(message, err), err
+    assert "cannot reach" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--url", "127.0.0.1:8501", "status"],
+            "needs an http:// or https:// scheme, e.g. http://127.0.0.1:8501",
+        ),
+        (
+            ["--protocol", "grpc", "--version", "99999999999999999999", "status"],
+            "argument --version: expected an integer from 1 to 2**63 - 1",
+        ),
+        (["--version", "0", "status"], "argument --version: expected an integer from 1"),
+        (["--proto=grpc", "status"], "unrecognized arguments: --proto=grpc"),
+        (["predict", "--class", "c.json", "x.png"], "unrecognized arguments: --class"),
+    ],
+    ids=["no-scheme", "grpc-version-beyond-int64", "version-0", "abbreviated", "abbreviated-sub"],
+)
+def test_bad_addresses_and_versions_name_the_flag(capsys, argv, message):
+    assert cli.main(argv, prog="client") == 2
+    assert message in capsys.readouterr().err
+
+
+def test_uint8_mode_checks_the_header_before_decoding(tmp_path, capsys):
+    # A PNG header claiming 30000 x 30000 pixels (2.7 GB decoded) in a tiny file.
+    ihdr = struct.pack(">IIBBBBB", 30_000, 30_000, 8, 2, 0, 0, 0)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + b"\0" * 64)
+    with MisbehavingServer({"body": _answer_text()}) as server:
+        code = cli.main(["--url", server.url, "predict", "--uint8", str(bomb)], prog="client")
+        assert server.requests == []  # refused before anything is sent
+    err = capsys.readouterr().err
+    assert code == 2 and "bomb.png" in err and "too large" in err, err

@@ -117,3 +117,6 @@ def test_cli_writes_the_dataset(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["--output", str(out), "--size", "8"])  # objects cannot fit
     assert "min_object_size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # no abbreviations: --out is not --output
+        cli.main(["--out", str(out)])
+    assert exit_info.value.code == 2 and "--out" in capsys.readouterr().err

@@ -513,6 +513,29 @@ def test_stale_temporaries_are_removed_by_the_next_write(tmp_path):
     }
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_the_sweep_leaves_a_fifo_named_like_a_stale_temporary(tmp_path):
+    # Opening a FIFO for reading blocks until a writer comes: the sweep must
+    # not open it, so the write in a fresh process finishes.
+    fifo = tmp_path / ".detections.json.incomplete-abcdefgh.tmp"
+    os.mkfifo(fifo)
+    os.utime(fifo, (time.time() - 3600,) * 2)
+    script = (
+        "import sys\n"
+        "from cornernet_tf.utils.fs import atomic_write_text\n"
+        "atomic_write_text(sys.argv[1], '[]')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "detections.json")],
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    assert (tmp_path / "detections.json").read_text() == "[]"
+    assert fifo.is_fifo()
+
+
 def test_the_temporary_of_a_live_writer_stays_and_of_a_killed_one_goes(tmp_path):
     script = (
         "import sys, time\n"

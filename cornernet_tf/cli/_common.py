@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from cornernet_tf.utils.console import setup_output
 from cornernet_tf.utils.fs import not_a_file
+
+__all__ = ["CONFIG_HELP", "UsageError", "check_model_file", "load_config", "setup_output"]
 
 CONFIG_HELP = "YAML experiment config: a file, or a packaged config name (e.g. shapes_tiny)"
 

@@ -28,9 +28,11 @@ import math
 import os
 import sys
 
+from cornernet_tf.cli._common import setup_output
+
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("checkpoint", help="official state dict: PyTorch file (.pkl/.pth) or .npz")
     parser.add_argument("--output", required=True, help="Keras file to write (must end in .keras)")
     parser.add_argument(
@@ -44,6 +46,9 @@ def parse_args(argv=None):
         type=int,
         default=None,
         help="heatmap classes, for fine-tuned checkpoints (default: the preset's)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's own start-up logs"
     )
     return parser.parse_args(argv)
 
@@ -76,6 +81,7 @@ def main(argv=None):
         return 2
 
     # Imported here so that argument errors do not wait for TensorFlow.
+    setup_output(verbose=args.verbose)
     from cornernet_tf import convert
 
     overrides = {} if args.num_classes is None else {"num_classes": args.num_classes}

@@ -24,11 +24,16 @@ the file, the field and the fix).
 import argparse
 import glob
 import json
-import logging
 import os
 import sys
 
-from cornernet_tf.cli._common import CONFIG_HELP, UsageError, check_model_file, load_config
+from cornernet_tf.cli._common import (
+    CONFIG_HELP,
+    UsageError,
+    check_model_file,
+    load_config,
+    setup_output,
+)
 from cornernet_tf.utils.host_memory import pool_host_memory
 
 GALLERY_SIZE = 8
@@ -36,7 +41,7 @@ GALLERY_SCORE_THRESHOLD = 0.3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--config", required=True, help=CONFIG_HELP)
     parser.add_argument("--data-dir", required=True, help="dataset root in the COCO 2017 layout")
     parser.add_argument("--model", required=True, help="trained model (.keras)")
@@ -57,7 +62,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="SECTION.KEY=VALUE",
         help="override a config value, e.g. --set test.flip_test=false; repeatable",
     )
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="progress bar")
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="0 no progress bar, 1 a progress bar on a terminal (default), 2 a final progress "
+        "line and TensorFlow's own start-up logs",
+    )
     return parser.parse_args(argv)
 
 
@@ -197,16 +209,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    setup_output(verbose=args.verbose >= 2)
     from cornernet_tf import evaluation as evaluation_lib
     from cornernet_tf.data.coco import CocoDataset
-
-    package_logger = logging.getLogger("cornernet_tf")
-    if not package_logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        package_logger.addHandler(handler)
-        package_logger.setLevel(logging.INFO)
 
     model_dir = os.path.dirname(os.path.abspath(args.model))
     output = args.output or os.path.join(model_dir, f"metrics_{split}.json")
@@ -225,7 +230,8 @@ def main(argv=None) -> int:
             dataset,
             max_images=args.max_images,
             test_config=test_config,
-            verbose=args.verbose,
+            # A progress bar only on a terminal: in a log file it is control characters.
+            verbose=0 if args.verbose == 1 and not sys.stdout.isatty() else args.verbose,
         )
     except (UsageError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -12,11 +12,12 @@ import argparse
 import sys
 import time
 
+from cornernet_tf.cli._common import setup_output
 from cornernet_tf.data import shapes
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--output", required=True, help="dataset root to write")
     parser.add_argument("--train", type=int, default=shapes.DEFAULT_NUM_TRAIN, help="train images")
     parser.add_argument("--val", type=int, default=shapes.DEFAULT_NUM_VAL, help="val images")
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
                 raise ValueError(f"{name} must be >= 0, got {count}.")
     except ValueError as err:
         parser.error(str(err))
+    setup_output(import_tensorflow=False)
     start = time.perf_counter()
     paths = shapes.make_shapes_dataset(
         args.output, num_train=args.train, num_val=args.val, seed=args.seed, config=config

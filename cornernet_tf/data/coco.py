@@ -18,7 +18,14 @@ Differences from the official reader, on purpose:
       excluded and reported instead of crashing or training on garbage; the
       evaluation index (`CocoDataset.coco`) holds exactly the annotations
       training uses plus the crowd regions (which COCOeval ignores), so
-      detections are scored against the ground truth the model learnt from.
+      detections are scored against the ground truth the model learnt from;
+    * an image whose decoded size differs from its annotated `height` and
+      `width` is a bad image when it is read (training and evaluation count
+      and name it): its boxes describe other pixels. Decoding applies a
+      JPEG's EXIF orientation, as OpenCV's `imread` (the official reader)
+      does, so the annotation must give the displayed size;
+    * a training split without a single usable annotation is an error
+      (`make_train_dataset`), and so is an empty `categories` list.
 """
 
 from __future__ import annotations
@@ -328,10 +335,14 @@ def safe_join(root: str, file_name: str) -> str | None:
     return os.path.join(root, normalised)
 
 
+# No image format stores a longer side (PNG's limit); larger values are typos.
+_MAX_IMAGE_SIDE = 2**31 - 1
+
+
 def _positive_int(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if not math.isfinite(value) or value <= 0 or int(value) != value:
+    if not math.isfinite(value) or not 0 < value <= _MAX_IMAGE_SIDE or int(value) != value:
         return None
     return int(value)
 
@@ -553,14 +564,20 @@ class CocoDataset:
         """Flat arrays of the records, for `tf.data`.
 
         Returns:
-            dict with `path` [N] str, `image_id` [N] int64, `boxes` [T, 4]
-            float32, `labels` [T] int32 and `row_splits` [N + 1] int64 (the
-            boxes of image i are `boxes[row_splits[i]:row_splits[i + 1]]`).
+            dict with `path` [N] bytes (the file system's encoding of each
+            path, so any name that exists can be read), `image_id` [N] int64,
+            `size` [N, 2] int64 (annotated height and width, 0 when absent),
+            `boxes` [T, 4] float32, `labels` [T] int32 and `row_splits`
+            [N + 1] int64 (the boxes of image i are
+            `boxes[row_splits[i]:row_splits[i + 1]]`).
         """
         counts = [len(r.labels) for r in self.records]
         return {
-            "path": np.asarray([r.path for r in self.records], dtype=object).astype(bytes),
+            "path": np.asarray([os.fsencode(r.path) for r in self.records], dtype=bytes),
             "image_id": np.asarray([r.image_id for r in self.records], np.int64),
+            "size": np.asarray(
+                [(r.height or 0, r.width or 0) for r in self.records], np.int64
+            ).reshape(-1, 2),
             "boxes": np.concatenate([r.boxes for r in self.records] or [np.zeros((0, 4))])
             .astype(np.float32)
             .reshape(-1, 4),
@@ -625,6 +642,11 @@ def _check_top_level(data: Any, annotation_file: str) -> None:
             )
     if not isinstance(data.get("annotations", []), list):
         raise ValueError(f"CocoDataset: {annotation_file!r}: 'annotations' must be a list.")
+    if not data["categories"]:
+        raise ValueError(
+            f"CocoDataset: {annotation_file!r} has an empty 'categories' list; list the "
+            "dataset's classes there as {'id': <int>, 'name': <str>} entries."
+        )
     for cat in data["categories"]:
         if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
             raise ValueError(

@@ -104,7 +104,7 @@ class BadSampleTracker:
                 f"BadSampleTracker: `max_bad_images` must be None or an int >= 0, got "
                 f"{max_bad_images!r}."
             )
-        self.paths = [p.decode() if isinstance(p, bytes) else str(p) for p in paths]
+        self.paths = [os.fsdecode(p) for p in paths]
         self.max_bad_images = max_bad_images
         self.initial_bad = int(initial_bad)
         with tf.init_scope():
@@ -307,6 +307,7 @@ def _records_dataset(dataset: CocoDataset, input_context, caller: str):
             "index": tf.range(len(dataset.records), dtype=tf.int64),
             "path": arrays["path"],
             "image_id": arrays["image_id"],
+            "size": arrays["size"],
             "boxes": boxes,
             "labels": labels,
         }
@@ -361,6 +362,7 @@ def _read_stage(tracker: BadSampleTracker, max_pixels: int):
     def read(record):
         def attempt():
             image, code = images.read_image(record["path"], max_pixels=max_pixels)
+            code = images.check_annotated_size(image, code, record["size"])
             return image, tracker.record(record["index"], code, record["path"])
 
         def skip():  # found bad in an earlier epoch: do not read it again
@@ -445,6 +447,13 @@ def make_train_dataset(
         )
     caller = "make_train_dataset"
     dataset = open_source(source, config.train_split, caller)
+    if dataset.report.num_annotations == 0:
+        # Every target would be background: the run would "succeed" and learn nothing.
+        raise ValueError(
+            f"{caller}: {dataset.annotation_file!r} has no usable annotations (see the log for "
+            "what was excluded); training needs boxes, so point `source`/`split` at the "
+            "annotated split."
+        )
     batch_size = _check_int("batch_size", batch_size)
     in_size = augment.size_pair(config.input_size, "data.input_size")
     out_size = augment.size_pair(config.output_size, "data.output_size")

@@ -36,6 +36,7 @@ import tensorflow as tf
 from cornernet_tf import images as image_io
 from cornernet_tf.export._checks import check_model, check_name
 from cornernet_tf.export.warmup import DEFAULT_WARMUP_IMAGE_SIZE, write_warmup_requests
+from cornernet_tf.inference.image_input import check_image_batch
 from cornernet_tf.spec.exported_io import (
     DEFAULT_MAX_IMAGE_SIDE,
     DETECTION_OUTPUTS,
@@ -134,21 +135,9 @@ def serving_functions(model, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> di
     detect = model.detect
     max_detections = model.test_config.max_detections
 
-    def check_side(image, what):
-        """`image` once its shape [..., H, W, 3] is known to fit `max_image_side`."""
-        size_ok = tf.debugging.Assert(
-            tf.reduce_max(tf.shape(image)[-3:-1]) <= max_image_side,
-            [
-                what,
-                "has shape",
-                tf.shape(image),
-                f"; sides above {max_image_side} pixels are refused, resize it or re-export "
-                "with a larger --max-image-side.",
-            ],
-        )
-        with tf.control_dependencies([size_ok]):
-            return tf.identity(image)
-
+    # A loaded signature does not check shapes against its input signature:
+    # wrong ranks, channels and empty batches are refused here with the fix
+    # instead of failing deep inside the network.
     # autograph off: the graph code uses explicit TF control flow, and converting
     # the whole network is slow (Keras' own ExportArchive does the same).
     @tf.function(
@@ -156,12 +145,34 @@ def serving_functions(model, max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> di
         autograph=False,
     )
     def detect_uint8(images):
-        return detection_outputs(detect(check_side(images, "detect_uint8: the batch")))
+        images = check_image_batch(
+            images,
+            f"detect_uint8: `{INPUT_NAME}`",
+            max_side=max_image_side,
+            fix="resize larger ones, or re-export with a larger --max-image-side",
+        )
+        return detection_outputs(detect(images))
 
     @tf.function(
         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)], autograph=False
     )
     def detect_encoded(images):
+        # Raw ops and a reshape, as in `check_image_batch`: the traced graph
+        # takes the rank from the input signature.
+        shape = tf.raw_ops.Shape(input=images, out_type=tf.int64)
+        batch = tf.concat([shape, [0]], 0)[:1]
+        shape_ok = tf.debugging.Assert(
+            (batch[0] >= 1) & (tf.raw_ops.Size(input=images, out_type=tf.int64) == batch[0]),
+            [
+                f"serving_default: `{INPUT_NAME}` must be a non-empty list of encoded image "
+                "files (a string tensor of shape (B,)), got shape",
+                shape,
+            ],
+            summarize=4,
+        )
+        with tf.control_dependencies([shape_ok]):
+            images = tf.ensure_shape(tf.reshape(images, batch), [None])
+
         def detect_one(args):
             contents, index = args
             with tf.control_dependencies([_check_image_format(contents, index)]):

@@ -7,17 +7,28 @@ image), at least 1×1 and at most `max_side` pixels a side, of an integer or
 float dtype with every value in [0, 255]. A single non-finite or huge pixel
 would turn every heatmap into NaN and silently return no detections, a 16-bit
 image would be read as very bright 8-bit pixels, and a very large image would
-exhaust memory, so all are refused with the fix instead. docs/input.md states
-the whole contract.
+exhaust memory, so all are refused with the fix instead. Float images whose
+values all lie in (0, 1] are accepted with a warning: they are most likely
+scaled to [0, 1] and would give meaningless boxes. docs/input.md states the
+whole contract.
+
+
+`check_image_batch` is its graph-side counterpart, for batches that arrive
+as tensors (`CornerNet.predict` on a `tf.data.Dataset`, the SavedModel
+signatures): the same conditions, failing the step with an
+`InvalidArgumentError` that says what and how to fix it.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import tensorflow as tf
 
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 
-__all__ = ["check_image", "check_max_side"]
+__all__ = ["check_image", "check_image_batch", "check_max_side"]
 
 
 def check_max_side(max_side, where: str) -> int:
@@ -95,9 +106,91 @@ def check_image(
                 "RGB pixel values in [0, 255] (for images in [0, 1]: image * 255; clip "
                 "others with np.clip(image, 0, 255))."
             )
+        if 0 < array.max() <= 1:
+            warnings.warn(
+                f"{where} has {array.dtype} values in [{array.min():g}, {array.max():g}]: "
+                "pixel values in [0, 255] are expected; multiply images scaled to [0, 1] by 255.",
+                stacklevel=3,
+            )
     elif array.min() < 0 or array.max() > 255:
         raise ValueError(
             f"{where} has {array.dtype} values in [{array.min()}, {array.max()}]; pass 8-bit "
             "values in [0, 255] (for 16-bit images: (image // 257).astype('uint8'))."
         )
     return array
+
+
+def check_image_batch(
+    images: tf.Tensor,
+    where: str,
+    *,
+    max_side: int | None = DEFAULT_MAX_IMAGE_SIDE,
+    fix: str = "resize larger ones",
+) -> tf.Tensor:
+    """`images` once it is known to be a valid batch [B, H, W, 3] (graph-side `check_image`).
+
+    Args:
+        images: a tensor, any dtype, of any (possibly unknown) shape.
+        where: how the error names the input, e.g. "detect_uint8: `images`".
+        max_side: refuse a longer side; None: no limit.
+        fix: how to meet the side limit, for the message.
+
+    Returns:
+        `images`, with every check as a control dependency (they run before
+        anything reads it).
+
+    Raises:
+        InvalidArgumentError: when the checks run, for a batch of another
+            rank or channel count, an empty batch or side, a side above
+            `max_side`, or values outside [0, 255] (NaN and inf included).
+    """
+    images = tf.convert_to_tensor(images)
+    # Raw ops: `tf.shape` and `tf.rank` answer from the traced shape, but a
+    # loaded SavedModel signature is called with tensors of any shape.
+    shape = tf.raw_ops.Shape(input=images, out_type=tf.int64)
+    rank = tf.size(shape, out_type=tf.int64)
+    # Padded to four entries, so the conditions below hold for any rank.
+    padded = tf.concat([shape, tf.zeros([4], tf.int64)], 0)[:4]
+    limit = f"; sides above {max_side} pixels are refused ({fix})" if max_side is not None else ""
+    size = tf.raw_ops.Size(input=images, out_type=tf.int64)
+    shape_ok = (
+        (rank >= 4)
+        & (size == tf.reduce_prod(padded))  # more axes than four: all of size 1
+        & tf.reduce_all(padded[:3] >= 1)
+        & (padded[3] == 3)
+    )
+    if max_side is not None:
+        shape_ok &= tf.reduce_max(padded[1:3]) <= max_side
+    checks = [
+        tf.debugging.Assert(
+            shape_ok,
+            [
+                # No brackets in the texts: the error shows each part in brackets.
+                f"{where} must be a non-empty batch (B, H, W, 3) of RGB images{limit}; got shape",
+                shape,
+            ],
+            summarize=4,
+        )
+    ]
+    if images.dtype != tf.uint8 and (images.dtype.is_floating or images.dtype.is_integer):
+        with tf.control_dependencies(checks):
+            values = tf.cast(images, tf.float32)
+            low, high = tf.reduce_min(values), tf.reduce_max(values)
+        in_range = tf.reduce_all(tf.math.is_finite(values)) & (low >= 0) & (high <= 255)
+        checks.append(
+            tf.debugging.Assert(
+                (tf.size(values) == 0) | in_range,
+                [
+                    f"{where} must hold RGB pixel values from 0 to 255 (clip them; NaN and "
+                    "inf make every score NaN); its minimum is",
+                    low,
+                    "and its maximum",
+                    high,
+                ],
+            )
+        )
+    with tf.control_dependencies(checks):
+        # A traced graph may take the rank from its input signature (a loaded
+        # signature is called with any shape): extra axes of size 1 pass the
+        # checks above and are dropped here.
+        return tf.ensure_shape(tf.reshape(images, padded), [None, None, None, 3])

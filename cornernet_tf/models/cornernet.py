@@ -2,7 +2,7 @@
 
 import copy
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import keras
 import numpy as np
@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from cornernet_tf import losses as losses_lib
 from cornernet_tf.inference.feeding import without_autotune
-from cornernet_tf.inference.image_input import check_image, check_max_side
+from cornernet_tf.inference.image_input import check_image, check_image_batch, check_max_side
 from cornernet_tf.inference.procedure import CornerNetDecoder
 from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
 from cornernet_tf.layers.corner_pooling import CornerPoolModule
@@ -556,6 +556,11 @@ class CornerNet(keras.Model):
                 f"CornerNet.detect: `images` must be a batch [B, H, W, 3] of RGB images, got "
                 f"shape {images.shape}; add a batch axis or convert grayscale/RGBA to RGB."
             )
+        if 0 in images.shape[:3]:  # a zero canvas would still give "detections"
+            raise ValueError(
+                f"CornerNet.detect: `images` has shape {images.shape}; a batch needs at least "
+                "one image of at least 1x1 pixels."
+            )
         return self.decoder(test_config)(lambda canvas: self(canvas, training=False), images)
 
     def decoder(self, test_config=None) -> CornerNetDecoder:
@@ -590,7 +595,10 @@ class CornerNet(keras.Model):
         """Detections for a batch of images: `keras.Model.predict` plus a box format.
 
         Args:
-            x: images [N, H, W, 3] (RGB, 0-255) or a `tf.data.Dataset` of them.
+            x: images [N, H, W, 3] (RGB, 0-255) or a `tf.data.Dataset` of
+                batches of them (checked batch by batch as arrays are:
+                `check_image_batch`). Generators and `keras.utils.PyDataset`s
+                are refused: wrap them with `tf.data.Dataset.from_generator`.
             batch_size: images per batch when `x` is an array (default 32, as
                 Keras); a dataset is used as batched.
             verbose: see `keras.Model.predict`.
@@ -612,23 +620,36 @@ class CornerNet(keras.Model):
         )
         if kwargs:
             raise TypeError(f"CornerNet.predict: unexpected arguments {sorted(kwargs)}.")
-        if not isinstance(x, tf.data.Dataset):  # arrays and eager tensors
+        _refuse_streams(x, "CornerNet.predict")
+        if isinstance(x, tf.data.Dataset):
+            x = x.map(functools.partial(_checked_element, max_side=max_side))
+        else:  # arrays and eager tensors
             x = check_image(x, "CornerNet.predict: `x`", batched=True, max_side=max_side)
             # Batched here rather than by Keras so that the pipeline runs
             # without autotuning (see `inference.feeding`).
             x = tf.data.Dataset.from_tensor_slices(x).batch(_batch_size(batch_size))
             batch_size = None
-        detections = super().predict(
-            without_autotune(x),
-            batch_size=batch_size,
-            verbose=verbose,
-            steps=steps,
-            callbacks=callbacks,
-        )
+        try:
+            detections = super().predict(
+                without_autotune(x),
+                batch_size=batch_size,
+                verbose=verbose,
+                steps=steps,
+                callbacks=callbacks,
+            )
+        except tf.errors.InvalidArgumentError as error:
+            if _DATASET_BATCH not in error.message:
+                raise
+            raise ValueError(_assertion_text(error.message)) from None
         return _in_box_format(detections, box_format)
 
     def predict_on_batch(self, x):
-        """`keras.Model.predict_on_batch` with boxes in the model's `bounding_box_format`."""
+        """`keras.Model.predict_on_batch` with boxes in the model's `bounding_box_format`.
+
+        `x` is checked as `predict` checks arrays (default side limit).
+        """
+        _refuse_streams(x, "CornerNet.predict_on_batch")
+        x = check_image(x, "CornerNet.predict_on_batch: `x`", batched=True)
         return _in_box_format(super().predict_on_batch(x), self.bounding_box_format)
 
     def predict_images(
@@ -640,7 +661,8 @@ class CornerNet(keras.Model):
         (batching different sizes would change the padding and the result).
 
         Args:
-            images: a sequence of [H, W, 3] RGB arrays (0-255).
+            images: a sequence or an iterable (a generator) of [H, W, 3] RGB
+                arrays (0-255); a generator's images are read one at a time.
             bounding_box_format: as in `predict`.
             max_image_side: images with a longer side are refused before the
                 network runs (memory grows with the pixels; docs/input.md).
@@ -654,10 +676,15 @@ class CornerNet(keras.Model):
                 "CornerNet.predict_images: `images` must be a list of [H, W, 3] arrays (one "
                 "image: [image]); read files with cornernet_tf.images.read_image."
             )
-        if len(images) == 0:
-            raise ValueError(
-                "CornerNet.predict_images: `images` is empty; pass at least one image."
-            )
+        if isinstance(images, keras.utils.PyDataset):
+            _refuse_streams(images, "CornerNet.predict_images", "images")
+        try:
+            images = iter(images)
+        except TypeError:
+            raise TypeError(
+                "CornerNet.predict_images: `images` must be a list of [H, W, 3] arrays, got "
+                f"{type(images).__name__}."
+            ) from None
         max_side = check_max_side(max_image_side, "CornerNet.predict_images")
         if getattr(self, "_detect_one", None) is None:
             # One trace for every image size.
@@ -673,6 +700,10 @@ class CornerNet(keras.Model):
             detections = {key: value.numpy() for key, value in detections.items()}
             detections["image_size"] = np.array([image.shape[:2]], np.int32)
             results.append(detections)
+        if not results:
+            raise ValueError(
+                "CornerNet.predict_images: `images` is empty; pass at least one image."
+            )
         stacked = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
         return _in_box_format(stacked, bounding_box_format or self.bounding_box_format)
 
@@ -702,6 +733,33 @@ class CornerNet(keras.Model):
             bounding_box_format=self.bounding_box_format,
         )
         return config
+
+
+# Names the failed check of a dataset's batch (`_checked_element`) in the error.
+_DATASET_BATCH = "CornerNet.predict: a batch of the dataset"
+
+
+def _checked_element(*element, max_side):
+    """A `tf.data` element of `predict` with its images checked (`check_image_batch`)."""
+    images = check_image_batch(element[0], _DATASET_BATCH, max_side=max_side)
+    return images if len(element) == 1 else (images, *element[1:])
+
+
+def _assertion_text(message: str) -> str:
+    """The one-line text of a failed `tf.debugging.Assert`, without TF's graph context."""
+    # "[text] [1 8 3000 3] [more text]": each part of the Assert's data in brackets.
+    failed = message.partition("assertion failed: ")[2].splitlines()[0].strip()
+    return " ".join(failed.removeprefix("[").removesuffix("]").split("] [")) + "."
+
+
+def _refuse_streams(x, where: str, name: str = "x") -> None:
+    """TypeError for inputs `predict` cannot check or batch: generators, iterators, PyDatasets."""
+    if isinstance(x, keras.utils.PyDataset | Iterator):
+        raise TypeError(
+            f"{where}: `{name}` is a {type(x).__name__}; pass an array [N, H, W, 3] of same-size "
+            "images or a tf.data.Dataset of such batches (tf.data.Dataset.from_generator wraps "
+            "a generator), or a list or generator of images of any size to predict_images."
+        )
 
 
 def _batch_size(batch_size) -> int:

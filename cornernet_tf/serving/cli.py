@@ -31,6 +31,7 @@ from cornernet_tf.serving.common import (
     load_class_names,
     read_images,
 )
+from cornernet_tf.utils.console import setup_output
 
 __all__ = ["main"]
 
@@ -66,9 +67,20 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _version(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 2**63:  # TF Serving's versions are int64
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to 2**63 - 1, got {text!r}")
+    return value
+
+
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
+        allow_abbrev=False,
         description="Client for CornerNet served by TensorFlow Serving (REST or gRPC).",
         epilog="Exit codes: 0 done, 1 the server failed or could not be reached, "
         "2 bad usage or input.",
@@ -85,7 +97,9 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="served model name")
     version = parser.add_mutually_exclusive_group()
-    version.add_argument("--version", type=int, default=None, help="model version (default latest)")
+    version.add_argument(
+        "--version", type=_version, default=None, help="model version (default latest)"
+    )
     version.add_argument("--label", default=None, help="model version label (models.config)")
     parser.add_argument(
         "--timeout",
@@ -107,10 +121,15 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=_DEFAULT_MAX_RESPONSE_BYTES,
         help=f"refuse larger answers (default {_DEFAULT_MAX_RESPONSE_BYTES})",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own start-up logs (gRPC and --uint8 load TensorFlow)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("status", help="the model's versions and their states")
-    commands.add_parser("metadata", help="the model's signatures")
-    run = commands.add_parser("predict", help="detect objects in images")
+    commands.add_parser("status", help="the model's versions and their states", allow_abbrev=False)
+    commands.add_parser("metadata", help="the model's signatures", allow_abbrev=False)
+    run = commands.add_parser("predict", help="detect objects in images", allow_abbrev=False)
     run.add_argument("images", nargs="+", help="JPEG/PNG files")
     run.add_argument("--columnar", action="store_true", help='REST: columnar "inputs" format')
     run.add_argument(
@@ -121,6 +140,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the raw outputs as JSON")
     batching = commands.add_parser(
         "batching-config",
+        allow_abbrev=False,
         help="print a batching.config sized for this host",
         description="Print TF Serving's batching parameters; num_batch_threads defaults to "
         "this machine's CPU count (run it on the serving host).",
@@ -219,6 +239,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    uses_tensorflow = args.command != "batching-config" and (
+        args.protocol == "grpc" or (args.command == "predict" and args.uint8)
+    )
+    setup_output(verbose=args.verbose, import_tensorflow=uses_tensorflow)
     try:
         if args.command == "batching-config":
             _batching_config(args)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cornernet_tf.spec.exported_io import DETECTION_OUTPUTS, INPUT_NAME
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE, DETECTION_OUTPUTS, INPUT_NAME
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -84,8 +85,10 @@ def check_detections(rows: Any, num_images: int) -> list[dict[str, Any]]:
     Raises:
         ServingError: a field is missing or is not what the signature returns
             (`detection_boxes` [M][4], `detection_scores` and
-            `detection_classes` [M] numbers, `num_detections` a count <= M);
-            the message names the field.
+            `detection_classes` [M] numbers, `num_detections` a count <= M),
+            or a detection is not one (a coordinate not finite, a score
+            outside [0, 1], a class id not an integer >= 0); the message
+            names the field.
     """
 
     def fail(field: str, problem: str) -> None:
@@ -124,6 +127,18 @@ def check_detections(rows: Any, num_images: int) -> list[dict[str, Any]]:
             or not 0 <= count <= len(boxes)
         ):
             fail("num_detections", f"is {count!r}, not a count from 0 to {len(boxes)} {where}")
+        # The detections themselves (JSON parsers accept NaN and Infinity);
+        # the -1 padding after them is not looked at.
+        for k in range(int(count)):
+            box = row["detection_boxes"][k]
+            score = row["detection_scores"][k]
+            label = row["detection_classes"][k]
+            if not all(math.isfinite(v) for v in box):
+                fail("detection_boxes", f"[{k}] is {box}, not finite pixel coordinates {where}")
+            if not (math.isfinite(score) and 0 <= score <= 1):
+                fail("detection_scores", f"[{k}] is {score!r}, not a score from 0 to 1 {where}")
+            if not (math.isfinite(label) and label == int(label) and label >= 0):
+                fail("detection_classes", f"[{k}] is {label!r}, not a class id >= 0 {where}")
     return rows
 
 
@@ -147,8 +162,8 @@ def check_version_label(version: int | None, label: str | None, caller: str) -> 
         )
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
         raise ValueError(f"{caller}: `version` must be an integer, got {version!r}.")
-    if version is not None and version < 1:
-        raise ValueError(f"{caller}: `version` must be positive, got {version}.")
+    if version is not None and not 1 <= version < 2**63:  # TF Serving's int64
+        raise ValueError(f"{caller}: `version` must be from 1 to 2**63 - 1, got {version}.")
     if label is not None and (not isinstance(label, str) or not label or "/" in label):
         raise ValueError(f"{caller}: `label` must be a non-empty name without '/', got {label!r}.")
 
@@ -239,20 +254,37 @@ def read_images(paths: Sequence[str]) -> list[bytes]:
     return images
 
 
-def decode_pixels(paths: Sequence[str]) -> list:
+def decode_pixels(paths: Sequence[str], max_side: int = DEFAULT_MAX_IMAGE_SIDE) -> list:
     """RGB uint8 arrays [H, W, 3] of one size (sent as pixels, for `detect_uint8`).
 
+    Decoded by the reader of the export's `serving_default` signature
+    (`cornernet_tf.images.read_image`): the size is checked from the file
+    header before anything is decoded, so a small file claiming a huge image
+    is refused undecoded, and a JPEG's EXIF orientation is applied.
+
+    Args:
+        paths: image files.
+        max_side: longer sides are refused (the export's default limit).
+
     Raises:
-        ValueError: a file cannot be decoded, or the images differ in size.
+        ValueError: a file cannot be read or decoded, is larger than
+            `max_side`, or the images differ in size.
     """
-    import cv2  # only the uint8 mode decodes images on the client
+    import numpy as np
+
+    from cornernet_tf import images as image_io  # TensorFlow: only the uint8 mode decodes
 
     pixels = []
     for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot decode image {path!r}; pass a JPEG or PNG file.")
-        pixels.append(image[:, :, ::-1])  # BGR → RGB
+        image, code = image_io.read_image(
+            os.fsencode(path), max_pixels=max_side**2, max_side=max_side
+        )
+        if int(code) != image_io.OK:
+            raise ValueError(
+                f"cannot decode image {path!r}: {image_io.REASONS[int(code)]}; sides up to "
+                f"{max_side} pixels are sent (the export's limit), resize larger images."
+            )
+        pixels.append(np.asarray(image))
     sizes = {p.shape[:2] for p in pixels}
     if len(sizes) > 1:
         raise ValueError(

@@ -11,6 +11,7 @@ label as `/labels/<label>`. Needs only `requests` (and its urllib3).
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import queue
 import threading
@@ -58,6 +59,13 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
 def _model_url(url: str, model: str, version: int | None, label: str | None = None) -> str:
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        fix = f"http://{url}" if isinstance(url, str) and "://" not in url else DEFAULT_URL
+        raise ValueError(
+            f"rest: the server address {url!r} (--url) needs an http:// or https:// scheme, "
+            f"e.g. {fix}."
+        )
+    check_version_label(version, None, "rest")
     if label is not None:
         check_version_label(None, label, "rest")
         if version is not None:
@@ -99,6 +107,15 @@ def _request(
                 break
             time.sleep(wait)
     raise failure.error from failure.__cause__
+
+
+def _cause(error: BaseException, kind: type) -> BaseException | None:
+    """The first exception of type `kind` in `error`'s chain of causes, or None."""
+    while error is not None:
+        if isinstance(error, kind):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class _Retryable(Exception):
@@ -148,7 +165,20 @@ def _request_once(
     headers = {"Accept-Encoding": "identity", **kwargs.pop("headers", {})}
     try:
         response = _send(method, address, deadline, headers=headers, **kwargs)
+    except requests.TooManyRedirects as error:
+        raise ServingError(
+            f"{address} redirects in a loop ({error}); pass the server's own address with "
+            "--url (TF Serving does not redirect)."
+        ) from error
     except requests.ConnectionError as error:
+        if _cause(error, http.client.HTTPException):
+            # The server answered, with a header line or header count that
+            # http.client refuses (LineTooLong, "got more than 100 headers").
+            raise ServingError(
+                f"the answer of {address} has a malformed or oversized HTTP header "
+                f"({_cause(error, http.client.HTTPException)}); TF Serving sends short "
+                "headers, so --url points at something else or a proxy in between is broken."
+            ) from error
         raise _Retryable(
             ServingError(
                 f"cannot reach TensorFlow Serving at {address} ({error.__class__.__name__}); "
@@ -157,6 +187,10 @@ def _request_once(
         ) from error
     except requests.Timeout as error:
         raise late() from error
+    except requests.RequestException as error:  # an address requests cannot use
+        raise ServingError(
+            f"cannot send the request to {address} ({error}); check --url."
+        ) from error
     with response:
         too_big = ServingError(
             f"the answer of {address} is larger than {max_bytes} bytes; raise "
@@ -187,6 +221,11 @@ def _request_once(
         body = json.loads(text)
     except ValueError:
         body = None
+    except RecursionError:
+        raise ServingError(
+            f"the answer of {address} is JSON nested too deeply to read; TF Serving's "
+            "answers are a few levels deep, so check --url."
+        ) from None
     if response.status_code != 200 or not isinstance(body, dict):
         message = body.get("error") if isinstance(body, dict) else text[:500]
         hint = "; the server failed: see its log" if response.status_code >= 500 else ""

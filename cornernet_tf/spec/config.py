@@ -10,8 +10,11 @@ official CornerNet settings (princeton-vl/CornerNet `config/CornerNet.json`,
     test:   the test procedure (`TestConfig`), stored in the trained model
 
 Unknown keys and values of the wrong type are errors naming the key and the
-file. `--set section.key=value` overrides are parsed with `yaml.safe_load` and
-checked like the file's own values.
+file. `--set section.key=value` overrides are parsed like the file (YAML's safe
+subset) and checked like the file's own values. Files are read with limits that
+a config never needs: a key given twice in one mapping, nesting deeper than
+`MAX_YAML_DEPTH` and aliases expanding to more than `MAX_YAML_NODES` values
+(the "billion laughs") are errors, raised before anything is expanded.
 """
 
 from __future__ import annotations
@@ -195,6 +198,11 @@ class TrainConfig:
     freeze_backbone_steps: int = 0
 
 
+# The decoder holds [top_k, top_k] pair tensors per image and test input:
+# 1000 keeps them to tens of MB, ten times the official K.
+MAX_TOP_K = 1000
+
+
 @dataclasses.dataclass(frozen=True)
 class TestConfig:
     """The test procedure's settings: one schema for YAML, the model and every export.
@@ -209,7 +217,7 @@ class TestConfig:
     built from it. A new option is one field here and its use in the decoder.
 
     Attributes:
-        top_k: corners kept per heatmap (K).
+        top_k: corners kept per heatmap (K), at most `MAX_TOP_K` (1000).
         ae_threshold: largest embedding distance of a corner pair.
         num_dets: corner pairs kept after scoring, per image and test input.
         nms_kernel: max-pool window of the heatmap NMS (odd).
@@ -256,6 +264,13 @@ class TestConfig:
         for key in ("ae_threshold", "score_threshold", "weight_exp"):
             if getattr(self, key) < 0:
                 fail(key, f"must be >= 0, got {getattr(self, key)!r}.")
+        if self.top_k > MAX_TOP_K:
+            fail(
+                "top_k",
+                f"must be <= {MAX_TOP_K}, got {self.top_k}: every image scores all top_k**2 "
+                "corner pairs at once (tens of bytes each), so memory grows with its square; "
+                "the official value is 100.",
+            )
         if self.nms_kernel % 2 != 1:
             fail("nms_kernel", f"must be odd (the NMS window is centred), got {self.nms_kernel}.")
         if self.num_dets > self.top_k**2:
@@ -366,7 +381,9 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Confi
         )
     try:
         with open(source, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            raw = _safe_load(f)
+    except _LimitError as e:
+        raise ConfigError(f"{source}: {e}.") from None
     except yaml.YAMLError as e:
         raise ConfigError(
             f"{source}: not valid YAML ({_one_line(e)}); fix the syntax at that line."
@@ -428,7 +445,9 @@ def _apply_overrides(
                 f"{where}: {path[0]}.{path[1]} has no sub-keys; use {path[0]}.{path[1]}=value."
             )
         try:
-            value = yaml.safe_load(text)
+            value = _safe_load(text)
+        except _LimitError as e:
+            raise ConfigError(f"{where}: {e}.") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{where}: the value is not valid YAML ({_one_line(e)}).") from None
         node = result
@@ -493,7 +512,13 @@ def config_from_dict(
         try:
             sections[name] = cls(**kwargs)
         except ConfigError as error:  # a section's own cross-field checks
-            where = overridden.get(error.key or "", source)
+            # Blame the overrides of the keys involved, else the file.
+            involved = [
+                origin
+                for key, origin in overridden.items()
+                if key == error.key or re.search(rf"\b{re.escape(key)}\b", str(error))
+            ]
+            where = ", ".join(involved) or source
             raise ConfigError(f"{where}: {error}", key=error.key) from None
     config = Config(**sections)
     _check_ranges(config, source, overridden)
@@ -512,6 +537,92 @@ def save_config(config: Config, path: str | os.PathLike) -> None:
 
 
 # --------------------------------------------------------------------- helpers
+
+
+# A config is a few dozen values a few levels deep; these bounds are far
+# above any real one and keep hostile files from exhausting memory or the stack.
+MAX_YAML_DEPTH = 50
+MAX_YAML_NODES = 100_000
+
+
+class _LimitError(yaml.YAMLError):
+    """Valid YAML that no config needs: a duplicate key, deep nesting, an alias bomb."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` refusing duplicate keys, deep nesting and alias bombs."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        # The composer recurses once per level; stop long before Python's limit.
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _LimitError(
+                    f"nesting deeper than {MAX_YAML_DEPTH} levels at line {mark.line + 1}; a "
+                    "config is sections of keys with short lists"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` keys may be overridden; that is their purpose
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise _LimitError(
+                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at "
+                    f"line {seen[key] + 1}); keep one of them"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values in `node` once every alias is expanded (aliases share their node)."""
+    done = sizes.get(id(node))
+    if done is not None:
+        return done
+    sizes[id(node)] = MAX_YAML_NODES + 1  # a node inside itself never ends
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes)
+        if total > MAX_YAML_NODES:
+            break
+    sizes[id(node)] = total
+    return total
+
+
+def _safe_load(stream) -> Any:
+    """`yaml.safe_load` with the config's limits (see the module docstring)."""
+    loader = _ConfigLoader(stream)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise _LimitError(
+                f"aliases expand to more than {MAX_YAML_NODES} values; a config needs far "
+                "fewer, so write the values out or use fewer nested aliases"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
@@ -536,6 +647,8 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         raise ConfigError(f"{where} must be true or false, got {value!r}.")
     if hint is int:
         if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+            if not -(2**63) <= value < 2**63:  # TensorFlow and NumPy hold 64-bit integers
+                raise ConfigError(f"{where} must be a 64-bit integer (below 2**63), got {value}.")
             return int(value)
         raise ConfigError(f"{where} must be an integer, got {value!r}.")
     if hint is float:

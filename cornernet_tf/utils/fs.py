@@ -95,7 +95,8 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[str]:
 
     A temporary of this module (file or staging folder) is stale when no
     process holds its lock: its writer died before renaming or removing it.
-    Temporaries of live writers, recent ones and every other name are left.
+    Temporaries of live writers, recent ones, anything but regular files and
+    folders (symlinks, FIFOs, devices) and every other name are left.
     """
     removed = []
     if fcntl is None:
@@ -108,15 +109,23 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[str]:
         if not _TEMPORARY.fullmatch(entry.name):
             continue
         try:
-            if entry.is_symlink() or time.time() - entry.stat().st_mtime < _SETTLE_SECONDS:
+            info = entry.stat(follow_symlinks=False)
+            # Only regular files and folders are this module's: opening a FIFO
+            # or a device of the same name could block or have side effects.
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
                 continue
-            fd = os.open(entry.path, os.O_RDONLY)
+            if time.time() - info.st_mtime < _SETTLE_SECONDS:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             continue
         try:
+            # Swapped for something else between the stat and the open: leave it.
+            if stat.S_IFMT(os.fstat(fd).st_mode) != stat.S_IFMT(info.st_mode):
+                continue
             if not _lock(fd):
                 continue  # its writer is alive
-            if entry.is_dir():
+            if stat.S_ISDIR(info.st_mode):
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 os.remove(entry.path)
