@@ -23,7 +23,7 @@ import os
 import sys
 from collections import Counter
 
-from cornernet_tf.cli._common import UsageError
+from cornernet_tf.cli._common import UsageError, setup_output
 
 FORMATS = ("voc", "yolo", "csv", "coco")
 # Issues printed per kind; the full list goes to the conversion log file.
@@ -80,6 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     check.add_argument("--draw", type=int, default=0, help="draw the ground truth of N images")
     check.add_argument("--output", help="folder for the drawings (with --draw)")
     check.add_argument("--json", help="also write the statistics to this JSON file")
+    check.add_argument(
+        "--verbose", action="store_true", help="with --draw: TensorFlow's own start-up logs too"
+    )
     return parser.parse_args(argv)
 
 
@@ -255,7 +258,7 @@ def check(args) -> int:
         atomic_write_json(args.json, statistics.to_dict(), indent=1)
         print(f"statistics: {args.json}")
     if args.draw:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        setup_output(verbose=args.verbose)
         for path in _draw(args.root, args.split, args.draw, args.output):
             print(f"drawn: {path}")
     return 0

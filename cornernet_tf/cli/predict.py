@@ -50,7 +50,7 @@ import math
 import os
 import sys
 
-from cornernet_tf.cli._common import UsageError, check_model_file
+from cornernet_tf.cli._common import UsageError, check_model_file, setup_output
 from cornernet_tf.cli._inputs import list_inputs, output_stem
 from cornernet_tf.cli._progress import Progress
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
@@ -75,6 +75,9 @@ class InputError(Exception):
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", required=True, help="trained model (.keras)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show TensorFlow's own start-up logs"
+    )
     parser.add_argument(
         "inputs",
         nargs="+",
@@ -490,10 +493,10 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # FFmpeg's own log lines ("moov atom not found") name no file; the error
     # line of an unreadable video does. -8 is FFmpeg's AV_LOG_QUIET.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    setup_output(verbose=args.verbose)
     from cornernet_tf.utils.fs import atomic_write_json
 
     try:  # a bad model is a usage error (exit 2), whatever the inputs

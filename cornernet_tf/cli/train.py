@@ -30,7 +30,7 @@ import os
 import sys
 from typing import NoReturn
 
-from cornernet_tf.cli._common import CONFIG_HELP, load_config
+from cornernet_tf.cli._common import CONFIG_HELP, load_config, setup_output
 from cornernet_tf.utils.host_memory import pool_host_memory
 
 # `cornernet_tf.training.STRATEGIES`, repeated so that `--help` and config errors
@@ -62,7 +62,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
     parser.add_argument(
-        "--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras fit verbosity"
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=1,
+        help="Keras fit verbosity (0 silent, 1 progress bar, 2 a line per epoch); 3: as 2, "
+        "plus TensorFlow's own start-up logs",
     )
     return parser.parse_args(argv)
 
@@ -100,6 +105,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
 
+    setup_output(verbose=args.verbose >= 3)
     from cornernet_tf import training
 
     training.configure_logging()
@@ -112,7 +118,7 @@ def _main(args: argparse.Namespace) -> int:
             args.model_dir,
             strategy=args.strategy,
             evaluate_fn=training.default_evaluate_fn(config, args.data_dir),
-            verbose=args.verbose,
+            verbose=min(args.verbose, 2),
             restart=args.restart,
         )
     except (ConfigError, training.SetupError) as e:

@@ -598,10 +598,15 @@ def default_evaluate_fn(config: Config, data_dir: str | os.PathLike) -> cb.Evalu
 
 
 def configure_logging() -> None:
-    """Sends the training log lines to stdout, one plain line each (for the script)."""
+    """Sends the training log lines to stdout, one line each, timestamped in a file or pipe."""
     package_logger = logging.getLogger("cornernet_tf.training")
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    terminal = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+    handler.setFormatter(
+        logging.Formatter(
+            "%(message)s" if terminal else "%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"
+        )
+    )
     package_logger.handlers[:] = [handler]
     package_logger.setLevel(logging.INFO)
     package_logger.propagate = False
