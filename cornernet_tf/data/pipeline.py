@@ -42,7 +42,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from cornernet_tf import images, saccade_targets
+from cornernet_tf import images
 from cornernet_tf import targets as targets_lib
 from cornernet_tf.data import augment, saccade_augment
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
@@ -523,19 +523,15 @@ def make_train_dataset(
             image, record["boxes"], record["labels"], draws, input_size=in_size, scales=scales
         )
         boxes, labels = crop["boxes"], crop["labels"]
-        chosen = saccade_augment.is_target(boxes, crop["kept_area"])
-        target = encode(tf.boolean_mask(boxes, chosen), tf.boolean_mask(labels, chosen))
-        # The official loss ignores the Gaussian around each corner of the
-        # other objects (cut by the crop, or too small): 0 there, else 1.
-        ignored = encode(tf.boolean_mask(boxes, ~chosen), tf.boolean_mask(labels, ~chosen))
-        for corner in ("tl", "br"):
-            target[f"{corner}_valid"] = tf.cast(
-                tf.equal(ignored[f"{corner}_heatmap"], 0.0), tf.float32
-            )
-        target.update(
-            saccade_targets.attention_targets(
-                boxes, out_size, output_stride=round(in_size[0] / out_size[0])
-            )
+        target = saccade_augment.encode_saccade_targets(
+            boxes,
+            labels,
+            crop["kept_area"],
+            input_size=in_size,
+            output_size=out_size,
+            num_classes=num_classes,
+            max_objects=max_objects,
+            gaussian_iou=gaussian_iou,
         )
         return photometric(crop["image"], draws), boxes, labels, target
 

@@ -35,6 +35,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from cornernet_tf import saccade_targets
+from cornernet_tf import targets as targets_lib
 from cornernet_tf.data import augment
 
 # Official `ref_scale`: the chosen object's longer side L is rescaled to
@@ -56,6 +58,7 @@ __all__ = [
     "MIN_SCALE",
     "REF_SIZE_TABLE",
     "draw_saccade_params",
+    "encode_saccade_targets",
     "saccade_geometry",
 ]
 
@@ -135,7 +138,7 @@ def reference_scale(boxes: tf.Tensor, draws, scales: Sequence[float]):
         scales: `rand_scales`, used when N = 0.
 
     Returns:
-        (scale float32, ref int32 index of the chosen object (0 when N = 0),
+        (scale float64, ref int32 index of the chosen object (0 when N = 0),
         has_ref bool).
     """
     num = tf.shape(boxes)[0]
@@ -148,10 +151,11 @@ def reference_scale(boxes: tf.Tensor, draws, scales: Sequence[float]):
         above = ref_hw > threshold
         low, high = tf.where(above, row_low, low), tf.where(above, row_high, high)
     size = _randint(draws["ref_size"], low, high)
-    table = tf.constant([float(s) for s in scales], tf.float32)
+    table = tf.constant([float(s) for s in scales], tf.float64)
+    # float64 as the official `randint(...) / ref_hw` (a NumPy 1 float64).
     scale = tf.where(
         has_ref,
-        tf.cast(size, tf.float32) / tf.where(has_ref, ref_hw, 1.0),
+        tf.cast(size, tf.float64) / tf.cast(tf.where(has_ref, ref_hw, 1.0), tf.float64),
         tf.gather(table, draws["scale_index"]),
     )
     return scale, ref, has_ref
@@ -267,13 +271,15 @@ def saccade_geometry(image, boxes, labels, draws, *, input_size, scales: Sequenc
     boxes, labels = tf.boolean_mask(clipped, keep), tf.boolean_mask(labels, keep)
 
     scale, ref, has_ref = reference_scale(boxes, draws, scales)
+    # Official: the image size `int(h * scale)` in float64, the boxes (float32
+    # arrays) multiplied in float32.
     resized_size = tf.stack(
         [
-            tf.cast(tf.cast(height, tf.float32) * scale, tf.int32),
-            tf.cast(tf.cast(width, tf.float32) * scale, tf.int32),
+            tf.cast(tf.cast(height, tf.float64) * scale, tf.int32),
+            tf.cast(tf.cast(width, tf.float64) * scale, tf.int32),
         ]
     )
-    boxes, original = boxes * scale, original * scale
+    boxes, original = boxes * tf.cast(scale, tf.float32), original * tf.cast(scale, tf.float32)
     ref_box = tf.gather(tf.concat([boxes, tf.zeros([1, 4])], 0), ref)  # [4], rescaled
     cty = crop_center(
         resized_size[0],
@@ -338,3 +344,62 @@ def is_target(boxes: tf.Tensor, kept_area: tf.Tensor) -> tf.Tensor:
     corners = tf.floor(boxes)  # boxes are clipped to the crop: >= 0, so floor is int()
     longer = tf.maximum(corners[:, 3] - corners[:, 1], corners[:, 2] - corners[:, 0])
     return kept_area & (longer >= MIN_SCALE)
+
+
+def encode_saccade_targets(
+    boxes: tf.Tensor,
+    labels: tf.Tensor,
+    kept_area: tf.Tensor,
+    *,
+    input_size,
+    output_size,
+    num_classes: int,
+    max_objects: int,
+    gaussian_iou: float,
+) -> dict[str, tf.Tensor]:
+    """The targets of one Saccade crop (the per-object loop of official `cornernet_saccade`).
+
+    Objects that are targets (`is_target`) get corner heatmaps, tags and
+    offsets (`cornernet_tf.targets.encode_targets`). The Gaussians the others
+    would have drawn mark where the loss ignores the heatmaps instead:
+    `tl_valid` / `br_valid` are 0 there and 1 elsewhere (official `tl_valids
+    == 0`). The attention maps (`saccade_targets.attention_targets`) mark
+    every object left in the crop, targets or not.
+
+    Args:
+        boxes: [K, 4] crop boxes from `saccade_geometry`.
+        labels: [K] int32 class ids.
+        kept_area: [K] bool, `saccade_geometry`'s `kept_area`.
+        input_size: (height, width) of the crop.
+        output_size: (height, width) of the heatmaps.
+        num_classes: heatmap channels.
+        max_objects: tag slots.
+        gaussian_iou: `gaussian_radius` overlap (official 0.5 for Saccade).
+
+    Returns:
+        The `encode_targets` dict plus `tl_valid`, `br_valid` [out_h, out_w, C]
+        float32 and `attention_large`, `attention_medium`, `attention_small`.
+    """
+    in_size = augment.size_pair(input_size, "input_size")
+    out_size = augment.size_pair(output_size, "output_size")
+
+    def encode(rows):
+        return targets_lib.encode_targets(
+            tf.boolean_mask(boxes, rows),
+            tf.boolean_mask(labels, rows),
+            input_size=in_size,
+            output_size=out_size,
+            num_classes=num_classes,
+            max_objects=max_objects,
+            gaussian_iou=gaussian_iou,
+        )
+
+    chosen = is_target(boxes, kept_area)
+    target = encode(chosen)
+    ignored = encode(~chosen)
+    for corner in ("tl", "br"):
+        target[f"{corner}_valid"] = tf.cast(tf.equal(ignored[f"{corner}_heatmap"], 0.0), tf.float32)
+    # Official `att_ratios` 16, 8, 4 input pixels per map pixel: output stride 4.
+    stride = round(in_size[0] / out_size[0])
+    target.update(saccade_targets.attention_targets(boxes, out_size, output_stride=stride))
+    return target
