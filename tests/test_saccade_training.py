@@ -11,9 +11,11 @@ import tensorflow as tf
 from seeding import seed_weights
 
 from cornernet_tf import losses, saccade_losses
+from cornernet_tf.cli import train as train_cli
 from cornernet_tf.data import pipeline
+from cornernet_tf.models import load_model
 from cornernet_tf.models.cornernet import ATTENTION_NAMES, CornerNet
-from cornernet_tf.spec.config import DataConfig
+from cornernet_tf.spec.config import DataConfig, load_config
 
 
 def official_focal_loss_mask(preds, gt, mask):
@@ -129,3 +131,30 @@ def test_tiny_saccade_overfits_two_images(saccade_batch):
     assert history[-1]["loss"] < 0.8 * history[0]["loss"]
     assert history[-1]["attention"] < history[0]["attention"]
     assert attention_error() < before
+
+
+def test_cornernet_train_trains_a_saccade_preset(shapes_root, tmp_path, capsys):
+    model_dir = tmp_path / "m"
+    argv = [
+        "--config",
+        "shapes_tiny",
+        "--data-dir",
+        str(shapes_root),
+        "--model-dir",
+        str(model_dir),
+    ]
+    for setting in (
+        "model.preset=tiny_saccade",
+        "data.sampler=saccade",
+        "data.gaussian_iou=0.5",
+        "train.steps=2",
+        "train.batch_size=2",
+        "train.base_batch=2",
+        "train.log_every=1",
+    ):
+        argv += ["--set", setting]
+    assert train_cli.main(argv) == 0
+    assert "attention: " in capsys.readouterr().out
+    assert load_config(model_dir / "config.yaml").data.sampler == "saccade"
+    model = load_model(model_dir / "model.keras")
+    assert model.attention and "attention" in model.part_trackers
