@@ -37,7 +37,7 @@ _TARGET_KEYS = (
 )
 
 
-def focal_loss(logits: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+def focal_loss(logits: tf.Tensor, target: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
     """Penalty-reduced pixel-wise focal loss on corner heatmaps (official `_neg_loss`).
 
     With `p = clip(sigmoid(logits), 1e-4, 1 - 1e-4)`: positives (`target == 1`)
@@ -46,10 +46,15 @@ def focal_loss(logits: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     divided by the number of positives; with no positive at all, only the
     negative sum is returned.
 
+    With a `mask` (CornerNet-Saccade's `_focal_loss_mask` of
+    princeton-vl/CornerNet-Lite), every pixel's contribution is multiplied
+    by it; the number of positives is still counted unmasked, as officially.
+
     Args:
         logits: `[B, H, W, C]` raw heatmap logits, any float dtype.
         target: `[B, H, W, C]` ground-truth heatmaps in [0, 1] (from
             `encode_targets`, batched).
+        mask: optional `[B, H, W, C]` weights, 0 at the pixels to ignore.
 
     Returns:
         A float32 scalar.
@@ -61,11 +66,20 @@ def focal_loss(logits: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
             f"focal_loss: `logits` {logits.shape} and `target` {target.shape} must have the "
             "same shape [B, H, W, C]."
         )
+    weight = 1.0
+    if mask is not None:
+        weight = tf.cast(mask, tf.float32)
+        if not weight.shape.is_compatible_with(target.shape):
+            raise ValueError(
+                f"focal_loss: `mask` {weight.shape} must have the shape of `target` {target.shape}."
+            )
     prob = tf.clip_by_value(tf.sigmoid(logits), _PROB_EPS, 1.0 - _PROB_EPS)
     positive = tf.equal(target, 1.0)
     negative = target < 1.0
-    pos_loss = tf.reduce_sum(tf.where(positive, tf.math.log(prob) * tf.square(1.0 - prob), 0.0))
-    neg_weight = tf.square(tf.square(1.0 - target))
+    pos_loss = tf.reduce_sum(
+        tf.where(positive, tf.math.log(prob) * tf.square(1.0 - prob) * weight, 0.0)
+    )
+    neg_weight = tf.square(tf.square(1.0 - target)) * weight
     neg_loss = tf.reduce_sum(
         tf.where(negative, tf.math.log(1.0 - prob) * tf.square(prob) * neg_weight, 0.0)
     )
@@ -200,7 +214,10 @@ def cornernet_loss(
             `tl_offset_{s}`, `br_offset_{s}` `[B, H, W, 2]` for s < num_stacks.
         targets: batched `encode_targets` output: `tl_heatmap`, `br_heatmap`
             `[B, H, W, C]`, `tl_index`, `br_index` `[B, M]`, `tl_offset`,
-            `br_offset` `[B, M, 2]`, `mask` `[B, M]` (other keys are ignored).
+            `br_offset` `[B, M, 2]`, `mask` `[B, M]`; when present (the
+            CornerNet-Saccade sampler), `tl_valid` and `br_valid`
+            `[B, H, W, C]` mask the focal loss of their corner, as the
+            official `CornerNet_Saccade_Loss` does. Other keys are ignored.
         num_stacks: number of hourglass stacks whose heads are supervised.
         pull_weight: weight of the pull loss (official 0.1).
         push_weight: weight of the push loss (official 0.1).
@@ -238,7 +255,9 @@ def cornernet_loss(
     for s in range(num_stacks):
         for corner in ("tl", "br"):
             parts["focal"] += focal_loss(
-                outputs[f"{corner}_heatmap_{s}"], targets[f"{corner}_heatmap"]
+                outputs[f"{corner}_heatmap_{s}"],
+                targets[f"{corner}_heatmap"],
+                targets.get(f"{corner}_valid"),
             )
             pred_offset = gather_at_indices(
                 outputs[f"{corner}_offset_{s}"], targets[f"{corner}_index"]

@@ -157,6 +157,7 @@ def test_bad_overrides_name_the_override(tmp_path, override, expected):
         ({"data": {"rand_scales": 1.0}}, "data.rand_scales must be a list"),
         ({"data": {"rand_scales": [1.0, "x"]}}, "data.rand_scales[1] must be a number"),
         ({"data": {"gaussian_iou": 1.5}}, "data.gaussian_iou must be in (0, 1)"),
+        ({"data": {"sampler": "yolo"}}, "data.sampler must be one of cornernet, saccade"),
         ({"train": {"lr_decay_steps": [5, 3]}}, "train.lr_decay_steps must be increasing"),
         ({"test": {"nms_kernel": 4}}, "test.nms_kernel must be odd"),
         ({"model": {"overrides": [1]}}, "model.overrides must be a mapping"),

@@ -236,16 +236,11 @@ def test_cornernet_convert_writes_a_saccade_model(tmp_path, capsys):
     assert reference["attention_large_2"].shape == (1, 8, 8, 1)
 
 
-def test_attention_needs_three_levels_and_is_not_trained():
+def test_attention_needs_three_levels():
     with pytest.raises(ValueError, match=r"`attention=True` needs 3 hourglass levels"):
         CornerNet.from_preset("tiny_saccade", dims=[16, 24, 32])
     with pytest.raises(ValueError, match="`attention` must be True or False"):
         CornerNet(attention="yes")
-    model = CornerNet(**PRESETS["tiny_saccade"])
-    with pytest.raises(ValueError, match="attention heads .* not supported"):
-        model.compile()
-    with pytest.raises(NotImplementedError, match="attention heads .* not supported"):
-        model.compute_loss(y_pred={}, y={})
 
 
 def test_saccade_config_is_the_official_schedule():
@@ -254,6 +249,7 @@ def test_saccade_config_is_the_official_schedule():
     assert config.model.preset == "saccade"
     data, train, test = config.data, config.train, config.test
     assert (data.input_size, data.output_size, data.gaussian_iou) == (255, 64, 0.5)
+    assert data.sampler == "saccade"
     assert data.rand_scales == (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1)
     assert (train.batch_size, train.base_batch, train.learning_rate) == (48, 48, 2.5e-4)
     assert (train.steps, train.lr_decay_steps, train.lr_decay_factor) == (500_000, (450_000,), 10.0)
@@ -264,10 +260,11 @@ def test_saccade_config_is_the_official_schedule():
     assert CornerNet(**PRESETS["saccade"]).test_config == test
 
 
-def test_training_an_attention_preset_is_refused(shapes_root, tmp_path, capsys):
+def test_training_an_attention_preset_needs_the_saccade_sampler(shapes_root, tmp_path, capsys):
     argv = ["--config", "shapes_tiny", "--data-dir", str(shapes_root)]
     argv += ["--model-dir", str(tmp_path / "m"), "--set", "model.preset=tiny_saccade"]
     assert train_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "model.preset 'tiny_saccade' has attention heads" in err
+    assert "set data.sampler: saccade (got 'cornernet')" in err
     assert "Traceback" not in err

@@ -1,4 +1,4 @@
-"""The tf.data training input pipeline: the official training sampler.
+"""The tf.data training input pipeline: the official training samplers.
 
 Training (`make_train_dataset`), per image, all TensorFlow ops in parallel
 `map`s: read the file → check its header (format, pixel count) → decode to
@@ -6,7 +6,11 @@ Training (`make_train_dataset`), per image, all TensorFlow ops in parallel
 (random scale + border-aware crop, resize, clip, flip, colour jitter, PCA
 lighting) → `cornernet_tf.targets.encode_targets` → batch → prefetch. It
 replaces princeton-vl/CornerNet `sample/coco.py` (`kp_detection`) run in the
-official trainer's prefetch processes.
+official trainer's prefetch processes. With `data.sampler: saccade` the crop
+is CornerNet-Saccade's (`cornernet_tf.data.saccade_augment`, official
+CornerNet-Lite `core/sample/cornernet_saccade.py`): object-centred, with the
+corner-heatmap ignore masks and the attention targets
+(`cornernet_tf.saccade_targets`).
 
 Bad images never stop training silently, nor fatally unless there are too
 many: files that cannot be read or decoded (missing, empty, truncated, corrupt,
@@ -40,9 +44,9 @@ import tensorflow as tf
 
 from cornernet_tf import images
 from cornernet_tf import targets as targets_lib
-from cornernet_tf.data import augment
+from cornernet_tf.data import augment, saccade_augment
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
-from cornernet_tf.spec.config import DataConfig
+from cornernet_tf.spec.config import DATA_SAMPLERS, DataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -430,6 +434,14 @@ def make_train_dataset(
         jit_photometric: compile the colour jitter / lighting / normalisation
             step with XLA (same values up to float rounding, faster).
 
+    With `config.sampler == "saccade"` the crop is CornerNet-Saccade's
+    (`saccade_augment.saccade_geometry`: rescaled by a random object's size,
+    cropped around it; `border` is not used, `rand_scales` only for images
+    without objects), and the targets also hold `tl_valid`, `br_valid`
+    [B, out_h, out_w, C] (0 around the corners of objects that are not
+    targets, which the loss ignores) and the attention maps
+    `attention_large`, `attention_medium`, `attention_small`.
+
     Returns:
         `PipelineData` whose dataset yields `(images, targets)`: images
         [B, in_h, in_w, 3] float32 RGB; targets the `encode_targets` dict
@@ -470,6 +482,10 @@ def make_train_dataset(
         raise ValueError(
             f"`data.rand_scales` {scales!r} give empty crops for data.input_size {in_size}."
         )
+    if config.sampler not in DATA_SAMPLERS:
+        raise ValueError(
+            f"`data.sampler` must be one of {', '.join(DATA_SAMPLERS)}, got {config.sampler!r}."
+        )
     gaussian_iou = config.gaussian_iou
     flip, color, lighting = config.flip, config.color_jitter, config.lighting
 
@@ -483,11 +499,20 @@ def make_train_dataset(
 
     photometric = _photometric_fn(color, lighting and color, normalize, jit_photometric)
 
-    @_no_autograph
-    def augment_and_encode(position, record):
-        image = record["image"]  # [H, W, 3] uint8
+    def encode(boxes, labels):
+        return targets_lib.encode_targets(
+            boxes,
+            labels,
+            input_size=in_size,
+            output_size=out_size,
+            num_classes=num_classes,
+            max_objects=max_objects,
+            gaussian_iou=gaussian_iou,
+        )
+
+    def cornernet_sample(image, record, element):
         draws = augment.draw_train_params(
-            element_seed(seed, position, pipeline_id),
+            element,
             tf.shape(image)[:2],
             input_size=in_size,
             scales=scales,
@@ -497,16 +522,35 @@ def make_train_dataset(
         pixels, boxes, labels = augment.train_geometry(
             image, record["boxes"], record["labels"], draws, input_size=in_size
         )
-        pixels = photometric(pixels, draws)
-        target = targets_lib.encode_targets(
+        return photometric(pixels, draws), boxes, labels, encode(boxes, labels)
+
+    def saccade_sample(image, record, element):
+        draws = saccade_augment.draw_saccade_params(
+            element, num_scales=len(scales), flip_probability=0.5 if flip else 0.0
+        )
+        crop = saccade_augment.saccade_geometry(
+            image, record["boxes"], record["labels"], draws, input_size=in_size, scales=scales
+        )
+        boxes, labels = crop["boxes"], crop["labels"]
+        target = saccade_augment.encode_saccade_targets(
             boxes,
             labels,
+            crop["kept_area"],
             input_size=in_size,
             output_size=out_size,
             num_classes=num_classes,
             max_objects=max_objects,
             gaussian_iou=gaussian_iou,
         )
+        return photometric(crop["image"], draws), boxes, labels, target
+
+    sample = saccade_sample if config.sampler == "saccade" else cornernet_sample
+
+    @_no_autograph
+    def augment_and_encode(position, record):
+        image = record["image"]  # [H, W, 3] uint8
+        element = element_seed(seed, position, pipeline_id)
+        pixels, boxes, labels, target = sample(image, record, element)
         warned = tf.cond(
             target["num_dropped"] > 0,
             lambda: tf.print(

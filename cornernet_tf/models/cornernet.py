@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf import losses as losses_lib
+from cornernet_tf import saccade_losses
 from cornernet_tf.inference.feeding import without_autotune
 from cornernet_tf.inference.image_input import check_image, check_image_batch, check_max_side
 from cornernet_tf.inference.procedure import CornerNetDecoder
@@ -42,10 +43,6 @@ ATTENTION_NAMES = ("large", "medium", "small")
 
 
 CORNERS = ("tl", "br")
-_NO_ATTENTION_LOSS = (
-    "training with attention heads (CornerNet-Saccade) is not supported: the loss has no "
-    "attention term yet; train a preset without them."
-)
 
 
 @keras.saving.register_keras_serializable(package="cornernet_tf")
@@ -254,9 +251,8 @@ class CornerNet(keras.Model):
         }
         self.loss_weights_ = {"pull": 0.1, "push": 0.1, "offset": 1.0}
         self.recompute_stacks = False  # `compile(recompute_stacks=True)`
-        self.part_trackers = {
-            name: keras.metrics.Mean(name=name) for name in ("focal", "pull", "push", "offset")
-        }
+        parts = ("focal", "pull", "push", "offset") + (("attention",) if attention else ())
+        self.part_trackers = {name: keras.metrics.Mean(name=name) for name in parts}
 
     @classmethod
     def presets(cls):
@@ -436,6 +432,12 @@ class CornerNet(keras.Model):
     ):
         """Configures training; the loss is CornerNet's own (official `AELoss`).
 
+        With attention heads the loss is CornerNet-Saccade's (official
+        `CornerNet_Saccade_Loss`): the corner heatmaps' focal loss is masked
+        by the targets' `tl_valid` / `br_valid`, and the attention maps'
+        focal loss is added (`saccade_losses.attention_loss`); the targets
+        must come from the Saccade sampler (`data.sampler: saccade`).
+
         On a built model (every preset is) this also creates the optimizer's
         variables, under the model's distribution strategy, so that the first
         `fit` step is traced once.
@@ -456,8 +458,6 @@ class CornerNet(keras.Model):
         """
         if kwargs.pop("loss", None) is not None:
             raise ValueError("CornerNet.compile: `loss` is built in; set the part weights instead.")
-        if self.attention:
-            raise ValueError(f"CornerNet.compile: {_NO_ATTENTION_LOSS}")
         if not isinstance(recompute_stacks, bool):
             raise ValueError(
                 f"CornerNet.compile: `recompute_stacks` must be True or False, got "
@@ -496,8 +496,6 @@ class CornerNet(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         # `y_pred` holds every stack's heads (`call(training=True)` and
         # `test_step`); `cornernet_loss` names any that are missing.
-        if self.attention:
-            raise NotImplementedError(f"CornerNet: {_NO_ATTENTION_LOSS}")
         parts = losses_lib.cornernet_loss(
             y_pred,
             y,
@@ -506,6 +504,13 @@ class CornerNet(keras.Model):
             push_weight=self.loss_weights_["push"],
             offset_weight=self.loss_weights_["offset"],
         )
+        if self.attention:
+            # Official `CornerNet_Saccade_Loss`: the attention focal loss adds
+            # to the corner terms with weight 1.
+            parts["attention"] = saccade_losses.attention_loss(
+                y_pred, y, num_stacks=self.num_stacks
+            )
+            parts["loss"] = parts["loss"] + parts["attention"]
         for name, tracker in self.part_trackers.items():
             tracker.update_state(parts[name])
         # Each replica's gradients are all-reduced with a sum; dividing by the

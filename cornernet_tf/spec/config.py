@@ -113,6 +113,11 @@ class DataConfig:
             before training stops with an error; 0 means none allowed.
         max_pixels: images with more pixels (read from the file header) are
             skipped as bad, undecoded (guards memory).
+        sampler: the training crop: `cornernet` (princeton-vl/CornerNet
+            `kp_detection`: random scale, crop away from the borders) or
+            `saccade` (CornerNet-Lite `cornernet_saccade`: rescaled by a
+            random object's size and cropped around it, with the attention
+            targets a model with attention heads needs).
         cache_images: keep the training split's decoded images in memory
             after the first pass (`tf.data` cache), so later epochs skip
             reading and decoding; for small datasets (their decoded size,
@@ -136,6 +141,7 @@ class DataConfig:
     max_bad_images: int = 100
     max_pixels: int = 1 << 26
     cache_images: bool = False
+    sampler: str = "cornernet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,6 +341,9 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "test": TestConfig,
 }
+
+# `data.sampler` values: the training crops of CornerNet and CornerNet-Saccade.
+DATA_SAMPLERS = ("cornernet", "saccade")
 
 # Fields that must be > 0 / >= 0; checked after the types.
 _POSITIVE = {
@@ -700,6 +709,8 @@ def _check_ranges(config: Config, source: str, overridden: Mapping[str, str]) ->
             "rand_scales",
             f"must be a non-empty list of scales > 0, got {list(data.rand_scales)}.",
         )
+    if data.sampler not in DATA_SAMPLERS:
+        fail("data", "sampler", f"must be one of {', '.join(DATA_SAMPLERS)}, got {data.sampler!r}.")
     if data.lighting and not data.color_jitter:
         fail(
             "data",

@@ -152,11 +152,12 @@ def _build_model(
             model = CornerNet.from_preset(config.model.preset, **overrides)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model: cannot build preset {config.model.preset!r}: {e}") from None
-        if model.attention:
+        if model.attention and config.data.sampler != "saccade":
             raise ConfigError(
                 f"model.preset {config.model.preset!r} has attention heads (CornerNet-Saccade), "
-                "which the training loss does not cover yet; train a preset without them.",
-                key="model.preset",
+                f"whose targets only the saccade sampler makes; set data.sampler: saccade "
+                f"(got {config.data.sampler!r}).",
+                key="data.sampler",
             )
         size = config.data.input_size
         # Creates every variable: both stacks' heads, as training uses them.
