@@ -230,6 +230,8 @@ def hourglass104_conversion(tmp_path_factory):
             array = np.array(500_000, np.int64)
         else:
             array = values[offset : offset + size].reshape(shape)
+            if key.endswith("running_var"):  # a variance is never negative
+                array = np.abs(array)
         state_dict["module." + key] = array  # as the official trainer saves it
         offset += size
     model = convert_with_console_script(state_dict, tmp_path_factory.mktemp("hg104"))

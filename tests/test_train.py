@@ -8,6 +8,7 @@ plus a few fast steps; they are marked slow (still run in CI).
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -312,7 +313,13 @@ def test_batch_must_divide_over_the_replicas(shapes_root, tmp_path, monkeypatch)
 
 
 def test_an_input_size_the_network_cannot_take_fails_before_any_work(shapes_root, tmp_path):
-    config = load_config(CONFIG, ["data.input_size=100", "data.output_size=25"])
+    with pytest.raises(ConfigError, match="data.input_size 100 .*nearest sizes.*: 95 or 127"):
+        load_config(CONFIG, ["data.input_size=100", "data.output_size=25"])
+    # A config built in Python, not loaded, is checked by `train` itself.
+    config = load_config(CONFIG)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, input_size=100, output_size=25)
+    )
     with pytest.raises(ConfigError, match="data.input_size 100 .*nearest sizes.*: 95 or 127"):
         training.train(config, shapes_root, tmp_path / "out", strategy="one_device")
     assert not (tmp_path / "out").exists()
