@@ -12,6 +12,7 @@ from cornernet_tf import losses as losses_lib
 from cornernet_tf.inference.feeding import without_autotune
 from cornernet_tf.inference.image_input import check_image, check_max_side
 from cornernet_tf.inference.procedure import CornerNetDecoder
+from cornernet_tf.inference.saccade import SaccadeProcedure
 from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
 from cornernet_tf.layers.corner_pooling import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
@@ -301,6 +302,7 @@ class CornerNet(keras.Model):
         if getattr(self, "predict_function", None) is not None:
             self.predict_function = None
         self._detect_one = None
+        self._saccade = None
 
     def _make_decoder(self, test_config) -> CornerNetDecoder:
         try:
@@ -556,6 +558,8 @@ class CornerNet(keras.Model):
                 f"CornerNet.detect: `images` must be a batch [B, H, W, 3] of RGB images, got "
                 f"shape {images.shape}; add a batch axis or convert grayscale/RGBA to RGB."
             )
+        if self.attention:
+            return self._saccade_detect(images, test_config)
         return self.decoder(test_config)(lambda canvas: self(canvas, training=False), images)
 
     def decoder(self, test_config=None) -> CornerNetDecoder:
@@ -618,6 +622,8 @@ class CornerNet(keras.Model):
             # without autotuning (see `inference.feeding`).
             x = tf.data.Dataset.from_tensor_slices(x).batch(_batch_size(batch_size))
             batch_size = None
+        if self.attention:
+            return _in_box_format(self._saccade_predict(x), box_format)
         detections = super().predict(
             without_autotune(x),
             batch_size=batch_size,
@@ -669,12 +675,63 @@ class CornerNet(keras.Model):
         results = []
         for i, image in enumerate(images):
             image = check_image(image, f"CornerNet.predict_images: image {i}", max_side=max_side)
-            detections = self._detect_one(tf.cast(image, tf.float32)[None])
+            if self.attention:
+                detections = self._saccade_detect(tf.cast(image, tf.float32)[None])
+            else:
+                detections = self._detect_one(tf.cast(image, tf.float32)[None])
             detections = {key: value.numpy() for key, value in detections.items()}
             detections["image_size"] = np.array([image.shape[:2]], np.int32)
             results.append(detections)
         stacked = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
         return _in_box_format(stacked, bounding_box_format or self.bounding_box_format)
+
+    def saccade_procedure(self, test_config=None) -> SaccadeProcedure:
+        """CornerNet-Saccade's test procedure around this network (attention heads only).
+
+        Args:
+            test_config: as in `decoder`.
+
+        Returns:
+            The `cornernet_tf.inference.saccade.SaccadeProcedure` that `detect`,
+            `predict` and `predict_images` run for a model with attention heads.
+        """
+        if not self.attention:
+            raise ValueError(
+                "CornerNet.saccade_procedure: the model has no attention heads; build it "
+                "with `attention=True` (the saccade presets) or use `decoder`."
+            )
+        if test_config is not None:
+            return SaccadeProcedure(self._network, self.decoder(test_config).config)
+        if getattr(self, "_saccade", None) is None:
+            self._saccade = SaccadeProcedure(self._network, self.test_config)
+        return self._saccade
+
+    def _network(self, canvases):
+        return self(canvases, training=False)
+
+    def _saccade_detect(self, images, test_config=None):
+        # The crops depend on the attention values: a host step (numpy).
+        if not tf.executing_eagerly():
+            raise ValueError(
+                "CornerNet.detect: CornerNet-Saccade chooses its crops on the host, so its "
+                "test procedure cannot run inside a tf.function or an exported graph; call "
+                "`detect`, `predict` or `predict_images` eagerly."
+            )
+        procedure = self.saccade_procedure(test_config)
+        results = [procedure(image) for image in tf.cast(images, tf.float32).numpy()]
+        return {key: tf.constant(np.concatenate([r[key] for r in results])) for key in results[0]}
+
+    def _saccade_predict(self, dataset):
+        """`predict` of a model with attention heads: `detect` per batch, eagerly."""
+        results = []
+        for batch in dataset:
+            images, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+            detections = self._saccade_detect(tf.convert_to_tensor(images))
+            detections = {key: value.numpy() for key, value in detections.items()}
+            size = np.array(images.shape[1:3], np.int32)
+            detections["image_size"] = np.tile(size[None], [images.shape[0], 1])
+            results.append(detections)
+        return {key: np.concatenate([r[key] for r in results]) for key in results[0]}
 
     # ------------------------------------------------------------ serialisation
 
