@@ -435,3 +435,18 @@ def test_model_entry_points(model):
         tf.function(model.detect)(tf.constant(image[None], tf.float32))
     with pytest.raises(ValueError, match="attention"):
         CornerNet.from_preset("tiny").saccade_procedure()
+
+
+def test_exports_refuse_and_coco_evaluation_runs_it(model, shapes_root, tmp_path):
+    from cornernet_tf import evaluation
+    from cornernet_tf.data.coco import CocoDataset
+    from cornernet_tf.export.saved_model import export_saved_model
+    from cornernet_tf.export.tflite import tflite_function
+
+    with pytest.raises(ValueError, match="export_saved_model: CornerNet-Saccade .* host"):
+        export_saved_model(model, tmp_path)
+    with pytest.raises(ValueError, match="tflite_function: CornerNet-Saccade .* host"):
+        tflite_function(model, (127, 127))
+    dataset = CocoDataset.open(shapes_root, "val2017")
+    result = evaluation.run_coco_evaluation(model, dataset, max_images=1, verbose=0)
+    assert result.image_ids == [dataset.records[0].image_id]
