@@ -433,6 +433,11 @@ def test_model_entry_points(model):
     assert result["boxes"].shape == (1, 100, 4)
     with pytest.raises(ValueError, match="host"):
         tf.function(model.detect)(tf.constant(image[None], tf.float32))
+    # One procedure (one traced graph) per setting, reused call after call.
+    assert model.saccade_procedure({"ae_threshold": 0.5}) is model.saccade_procedure(
+        {"ae_threshold": 0.5}
+    )
+    assert model.saccade_procedure().test_config == model.test_config
     with pytest.raises(ValueError, match="attention"):
         CornerNet.from_preset("tiny").saccade_procedure()
 

@@ -105,9 +105,9 @@ class CornerNet(keras.Model):
         head_kernel: kernel of the heads' first convolution (3, or 1 in
             CornerNet-Squeeze).
         attention: add CornerNet-Saccade's attention heads (needs three
-            hourglass levels, `len(dims) == 4`). `detect` and `predict` still
-            run the whole-image test procedure, and training does not
-            support them yet.
+            hourglass levels, `len(dims) == 4`). `detect` and `predict` then
+            run CornerNet-Saccade's multi-crop test procedure
+            (`inference.saccade`), and training does not support them yet.
         image_mean: RGB mean on the 0-1 scale, subtracted inside the model.
         image_std: RGB standard deviation on the 0-1 scale.
         channel_order: channel order the first convolution expects, "rgb" or
@@ -539,7 +539,9 @@ class CornerNet(keras.Model):
         decoded (`decode_corners`), mapped back to image pixels and reduced by
         per-class Gaussian soft-NMS to the best `max_detections`.
         Graph-friendly: `predict_step`, COCO evaluation and the SavedModel
-        signatures call it.
+        signatures call it. A model with attention heads (CornerNet-Saccade)
+        runs `saccade_procedure()` instead, eagerly: its crops are chosen on
+        the host.
 
         Args:
             images: [B, H, W, 3] RGB, pixel values in [0, 255], any numeric
@@ -609,6 +611,10 @@ class CornerNet(keras.Model):
         Returns:
             Dict of numpy arrays `boxes` [N, M, 4], `confidence` [N, M],
             `classes` [N, M], `num_detections` [N]; unused slots are -1.
+
+        A model with attention heads runs `detect` batch by batch in Python
+        (CornerNet-Saccade chooses its crops on the host); `verbose`, `steps`
+        and `callbacks` are not used then.
         """
         box_format = kwargs.pop("bounding_box_format", None) or self.bounding_box_format
         max_side = check_max_side(
@@ -700,10 +706,10 @@ class CornerNet(keras.Model):
                 "CornerNet.saccade_procedure: the model has no attention heads; build it "
                 "with `attention=True` (the saccade presets) or use `decoder`."
             )
-        if test_config is not None:
-            return SaccadeProcedure(self._network, self.decoder(test_config).config)
-        if getattr(self, "_saccade", None) is None:
-            self._saccade = SaccadeProcedure(self._network, self.test_config)
+        config = self.decoder(test_config).config
+        # One procedure (one traced canvas graph) kept for the latest settings.
+        if getattr(self, "_saccade", None) is None or self._saccade.test_config != config:
+            self._saccade = SaccadeProcedure(self._network, config)
         return self._saccade
 
     def _network(self, canvases):
