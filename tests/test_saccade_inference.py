@@ -455,3 +455,62 @@ def test_exports_refuse_and_coco_evaluation_runs_it(model, shapes_root, tmp_path
     dataset = CocoDataset.open(shapes_root, "val2017")
     result = evaluation.run_coco_evaluation(model, dataset, max_images=1, verbose=0)
     assert result.image_ids == [dataset.records[0].image_id]
+
+
+def official_candidates(image, detect_canvases):
+    """`cornernet_saccade_inference` up to the soft-NMS, official settings.
+
+    `detect_canvases(canvases NHWC) -> (detections [N, D, 8], attention maps
+    NHWC after NMS)` stands for `batch_decode`; crops are cut by the torch
+    transcription of `crop_image_gpu`.
+    """
+    torch = pytest.importorskip("torch")
+    height, width = image.shape[:2]
+    image_chw = torch.from_numpy(image.transpose(2, 0, 1).astype(np.float64))
+
+    def prepare_images(locations):
+        canvases = torch.zeros(len(locations), 3, 255, 255)
+        offsets = np.zeros((len(locations), 2), np.float32)
+        for ind, (y, x, scale) in enumerate(locations[:, :3]):
+            size = [int(255 / scale)] * 2
+            offsets[ind] = official_crop(image_chw, [int(y), int(x)], size, canvases[ind])
+        return canvases.numpy().transpose(0, 2, 3, 1), offsets
+
+    locations = np.array(
+        [[height // 2, width // 2, size / max(height, width)] for size in (192, 255)], np.float32
+    )
+    canvases, offsets = prepare_images(locations)
+    dets, atts = detect_canvases(canvases)
+    scales = locations[:, 2]
+    atts = [att.transpose(0, 3, 1, 2) for att in atts]
+    next_locations = official_decode_atts(
+        atts, [1, 2, 4], scales, offsets, height, width, 0.3, False
+    )
+    dets = official_remap(dets, scales, offsets, 255, 64).reshape(-1, 8)
+    dets = dets[dets[:, 4] > 0.3]
+    next_locations = official_location_nms(
+        np.concatenate((next_locations, official_ref_locs(dets)), axis=0), thresh=16
+    )
+    detections = [dets]
+    locations = next_locations[:30]
+    if len(locations):
+        canvases, offsets = prepare_images(locations)
+        dets, _ = detect_canvases(canvases)
+        dets = official_remap(dets, locations[:, 2], offsets, 255, 64).reshape(-1, 8)
+        detections.append(dets[dets[:, 4] > -1])
+    return np.concatenate(detections, axis=0)
+
+
+@pytest.mark.parametrize("box", [(200, 60, 220, 76), (60, 40, 200, 150)])
+def test_candidates_match_the_official_procedure(procedure, box):
+    image = painted(200, 300, box)
+
+    def detect_canvases(canvases):
+        detections, attentions, _ = procedure._detect_canvases(canvases)
+        return detections, attentions
+
+    expected = official_candidates(image, detect_canvases)
+    actual = procedure.candidates(image)["detections"]
+    assert len(expected) >= 2  # the object, found in crops (and on coarse canvases)
+    assert actual.shape == expected.shape
+    np.testing.assert_array_equal(actual, expected)
