@@ -3,9 +3,10 @@
 The crop geometry, remapping, attention decoding, reference crops and location
 NMS are compared with numpy transcriptions of princeton-vl/CornerNet-Lite
 `core/test/cornernet_saccade.py` (written here from the official functions);
-the whole procedure runs on a tiny_saccade model whose heads are replaced by
-planted values that "see" a painted object, so the detections must come back
-at the object's image coordinates.
+the whole procedure runs on tiny_saccade's outputs replaced by planted values
+that "see" a painted object, so the detections must come back at the object's
+image coordinates, and its pooled detections must equal those of a
+transcription of the official procedure run on the same planted heads.
 """
 
 import math
