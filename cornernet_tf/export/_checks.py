@@ -17,7 +17,7 @@ def check_model(model, caller: str) -> None:
 
     Raises:
         TypeError: not a keras.Model with `detect`.
-        ValueError: the model has no weights yet.
+        ValueError: the model has no weights yet, or has attention heads.
     """
     if not isinstance(model, keras.Model) or not hasattr(model, "detect"):
         raise TypeError(
@@ -28,6 +28,12 @@ def check_model(model, caller: str) -> None:
         raise ValueError(
             f"{caller}: `model` has no weights yet; call it once on an image batch or load a "
             "trained model before exporting."
+        )
+    if getattr(model, "attention", False):
+        # Its crops are chosen on the host (cornernet_tf.inference.saccade).
+        raise ValueError(
+            f"{caller}: CornerNet-Saccade (a model with attention heads) picks its crops on the "
+            "host, which an exported graph cannot do; run it with `predict`/`detect` in Python."
         )
 
 

@@ -43,6 +43,7 @@ def decode_corners(
     ae_threshold: float = 0.5,
     num_dets: int = 1000,
     kernel: int = 3,
+    no_border: bool = False,
 ) -> dict[str, tf.Tensor]:
     """Decodes raw corner head outputs into the best `num_dets` corner pairs.
 
@@ -77,6 +78,9 @@ def decode_corners(
         ae_threshold: largest embedding distance of a kept pair.
         num_dets: pairs returned per image; at most `k`².
         kernel: odd window of the heatmap max-pool NMS (1 disables it).
+        no_border: also reject pairs with a tl corner in the first row or
+            column or a br corner in the last row or column of the map
+            (official `no_border`, used by CornerNet-Saccade's crops).
 
     Returns:
         A dict of float32 tensors unless noted, pairs sorted by score:
@@ -112,6 +116,11 @@ def decode_corners(
         & (br_x[:, None, :] >= tl_x[:, :, None])
         & (br_y[:, None, :] >= tl_y[:, :, None])
     )  # [B, K, K]
+    if no_border:
+        height = shape[1]
+        tl_inside = (tl_pixels // width > 0) & (tl_pixels % width > 0)
+        br_inside = (br_pixels // width < height - 1) & (br_pixels % width < width - 1)
+        keep &= tl_inside[:, :, None] & br_inside[:, None, :]
     scores = tf.where(keep, scores, REJECTED_SCORE)
     scores, pair = tf.math.top_k(tf.reshape(scores, [batch, k * k]), k=num_dets)  # [B, D]
     tl_index, br_index = pair // k, pair % k  # [B, D]

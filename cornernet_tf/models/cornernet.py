@@ -13,6 +13,7 @@ from cornernet_tf import saccade_losses
 from cornernet_tf.inference.feeding import without_autotune
 from cornernet_tf.inference.image_input import check_image, check_image_batch, check_max_side
 from cornernet_tf.inference.procedure import CornerNetDecoder
+from cornernet_tf.inference.saccade import SaccadeProcedure
 from cornernet_tf.layers.conv_bn import ConvBN, batch_norm, conv2d
 from cornernet_tf.layers.corner_pooling import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
@@ -101,9 +102,9 @@ class CornerNet(keras.Model):
         head_kernel: kernel of the heads' first convolution (3, or 1 in
             CornerNet-Squeeze).
         attention: add CornerNet-Saccade's attention heads (needs three
-            hourglass levels, `len(dims) == 4`). `detect` and `predict` still
-            run the whole-image test procedure, and training does not
-            support them yet.
+            hourglass levels, `len(dims) == 4`). `detect` and `predict` then
+            run CornerNet-Saccade's multi-crop test procedure
+            (`inference.saccade`), and training does not support them yet.
         image_mean: RGB mean on the 0-1 scale, subtracted inside the model.
         image_std: RGB standard deviation on the 0-1 scale.
         channel_order: channel order the first convolution expects, "rgb" or
@@ -297,6 +298,7 @@ class CornerNet(keras.Model):
         if getattr(self, "predict_function", None) is not None:
             self.predict_function = None
         self._detect_one = None
+        self._saccade = None
 
     def _make_decoder(self, test_config) -> CornerNetDecoder:
         try:
@@ -542,7 +544,9 @@ class CornerNet(keras.Model):
         decoded (`decode_corners`), mapped back to image pixels and reduced by
         per-class Gaussian soft-NMS to the best `max_detections`.
         Graph-friendly: `predict_step`, COCO evaluation and the SavedModel
-        signatures call it.
+        signatures call it. A model with attention heads (CornerNet-Saccade)
+        runs `saccade_procedure()` instead, eagerly: its crops are chosen on
+        the host.
 
         Args:
             images: [B, H, W, 3] RGB, pixel values in [0, 255], any numeric
@@ -566,6 +570,8 @@ class CornerNet(keras.Model):
                 f"CornerNet.detect: `images` has shape {images.shape}; a batch needs at least "
                 "one image of at least 1x1 pixels."
             )
+        if self.attention:
+            return self._saccade_detect(images, test_config)
         return self.decoder(test_config)(lambda canvas: self(canvas, training=False), images)
 
     def decoder(self, test_config=None) -> CornerNetDecoder:
@@ -618,6 +624,10 @@ class CornerNet(keras.Model):
         Returns:
             Dict of numpy arrays `boxes` [N, M, 4], `confidence` [N, M],
             `classes` [N, M], `num_detections` [N]; unused slots are -1.
+
+        A model with attention heads runs `detect` batch by batch in Python
+        (CornerNet-Saccade chooses its crops on the host); `verbose`, `steps`
+        and `callbacks` are not used then.
         """
         box_format = kwargs.pop("bounding_box_format", None) or self.bounding_box_format
         max_side = check_max_side(
@@ -634,6 +644,8 @@ class CornerNet(keras.Model):
             # without autotuning (see `inference.feeding`).
             x = tf.data.Dataset.from_tensor_slices(x).batch(_batch_size(batch_size))
             batch_size = None
+        if self.attention:
+            return _in_box_format(self._saccade_predict(x), box_format)
         try:
             detections = super().predict(
                 without_autotune(x),
@@ -701,7 +713,10 @@ class CornerNet(keras.Model):
         results = []
         for i, image in enumerate(images):
             image = check_image(image, f"CornerNet.predict_images: image {i}", max_side=max_side)
-            detections = self._detect_one(tf.cast(image, tf.float32)[None])
+            if self.attention:
+                detections = self._saccade_detect(tf.cast(image, tf.float32)[None])
+            else:
+                detections = self._detect_one(tf.cast(image, tf.float32)[None])
             detections = {key: value.numpy() for key, value in detections.items()}
             detections["image_size"] = np.array([image.shape[:2]], np.int32)
             results.append(detections)
@@ -711,6 +726,54 @@ class CornerNet(keras.Model):
             )
         stacked = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
         return _in_box_format(stacked, bounding_box_format or self.bounding_box_format)
+
+    def saccade_procedure(self, test_config=None) -> SaccadeProcedure:
+        """CornerNet-Saccade's test procedure around this network (attention heads only).
+
+        Args:
+            test_config: as in `decoder`.
+
+        Returns:
+            The `cornernet_tf.inference.saccade.SaccadeProcedure` that `detect`,
+            `predict` and `predict_images` run for a model with attention heads.
+        """
+        if not self.attention:
+            raise ValueError(
+                "CornerNet.saccade_procedure: the model has no attention heads; build it "
+                "with `attention=True` (the saccade presets) or use `decoder`."
+            )
+        config = self.decoder(test_config).config
+        # One procedure (one traced canvas graph) kept for the latest settings.
+        if getattr(self, "_saccade", None) is None or self._saccade.test_config != config:
+            self._saccade = SaccadeProcedure(self._network, config)
+        return self._saccade
+
+    def _network(self, canvases):
+        return self(canvases, training=False)
+
+    def _saccade_detect(self, images, test_config=None):
+        # The crops depend on the attention values: a host step (numpy).
+        if not tf.executing_eagerly():
+            raise ValueError(
+                "CornerNet.detect: CornerNet-Saccade chooses its crops on the host, so its "
+                "test procedure cannot run inside a tf.function or an exported graph; call "
+                "`detect`, `predict` or `predict_images` eagerly."
+            )
+        procedure = self.saccade_procedure(test_config)
+        results = [procedure(image) for image in tf.cast(images, tf.float32).numpy()]
+        return {key: tf.constant(np.concatenate([r[key] for r in results])) for key in results[0]}
+
+    def _saccade_predict(self, dataset):
+        """`predict` of a model with attention heads: `detect` per batch, eagerly."""
+        results = []
+        for batch in dataset:
+            images, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
+            detections = self._saccade_detect(tf.convert_to_tensor(images))
+            detections = {key: value.numpy() for key, value in detections.items()}
+            size = np.array(images.shape[1:3], np.int32)
+            detections["image_size"] = np.tile(size[None], [images.shape[0], 1])
+            results.append(detections)
+        return {key: np.concatenate([r[key] for r in results]) for key in results[0]}
 
     # ------------------------------------------------------------ serialisation
 

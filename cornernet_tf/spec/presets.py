@@ -12,14 +12,19 @@ output strides before TensorFlow loads.
 SQUEEZE_TEST_CONFIG = {"top_k": 20, "num_dets": 100, "flip_test": False}
 
 # The test settings of princeton-vl/CornerNet-Lite `configs/CornerNet_Saccade.json`
-# that `CornerNet.detect`'s whole-image procedure has: 12 corners per map,
-# embedding distance 0.3, no flipped copy. Its `num_dets` 12 is per network
-# pass of the official multi-crop procedure (whose 30-odd crops together give
-# the 100 detections per image); one pass here must keep at least
-# `max_detections` (100), so it keeps all 12 x 12 corner pairs. The
-# multi-crop procedure itself (attention peaks, crops, remapping) is not part
-# of `detect`.
-SACCADE_TEST_CONFIG = {"top_k": 12, "num_dets": 144, "ae_threshold": 0.3, "flip_test": False}
+# and `core/test/cornernet_saccade.py` that the Saccade procedure
+# (`cornernet_tf.inference.saccade`) reads from `TestConfig`: 12 corners per
+# map, embedding distance 0.3, no flipped copy, Gaussian soft-NMS with the
+# sigma 0.7 of that script. Its per-canvas `num_dets` 12 is
+# `SaccadeConfig.num_dets`; `num_dets` here (all 12 x 12 pairs) only has to
+# satisfy `TestConfig`'s `max_detections <= num_dets`.
+SACCADE_TEST_CONFIG = {
+    "top_k": 12,
+    "num_dets": 144,
+    "ae_threshold": 0.3,
+    "flip_test": False,
+    "soft_nms_sigma": 0.7,
+}
 
 PRESETS = {
     # The official network (princeton-vl/CornerNet `models/CornerNet.py`):

@@ -1,0 +1,82 @@
+"""`CornerNet.predict` of CornerNet-Saccade against Hourglass-104 and Squeeze, one image.
+
+Each preset runs its own official test procedure on the same image (default
+480x640, a typical COCO size; untrained weights): Hourglass-104 the image on a
+511x767 canvas with the flip test, CornerNet-Squeeze the same canvas without
+it, CornerNet-Saccade two 255x255 coarse canvases then its crops. Untrained
+attention maps stay below the 0.3 threshold, so `saccade` runs no crops; the
+`saccade, N crops` row adds N crops of 255x255 (the official budget is 30)
+at fixed locations, the cost of a busy image. Rows run in turns, repeat by
+repeat; the table gives medians.
+
+    python benchmarks/saccade_predict.py [--size 480,640] [--repeats 3] [--crops 30]
+        [--presets saccade,hourglass104,squeeze]
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from cornernet_tf.inference.saccade import SaccadeProcedure
+from cornernet_tf.models import CornerNet
+
+
+class FixedCrops(SaccadeProcedure):
+    """The Saccade procedure with `crops` extra crop locations, zooms 1 to 4."""
+
+    def __init__(self, *args, crops, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.crops = crops
+
+    def locate(self, image):
+        detections, locations = super().locate(image)
+        height, width = image.shape[:2]
+        rng = np.random.default_rng(0)
+        extra = np.stack(
+            [
+                rng.uniform(0, height, self.crops),
+                rng.uniform(0, width, self.crops),
+                rng.choice([1.0, 2.0, 4.0], self.crops),
+                np.ones(self.crops),
+            ],
+            axis=1,
+        )
+        return detections, np.concatenate([locations, extra])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--size", default="480,640", help="image height,width")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--crops", type=int, default=30)
+    parser.add_argument("--presets", default="saccade,hourglass104,squeeze")
+    args = parser.parse_args()
+
+    height, width = (int(v) for v in args.size.split(","))
+    image = np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)).astype("float32")
+    calls = {}
+    for preset in args.presets.split(","):
+        model = CornerNet.from_preset(preset)
+        calls[preset] = lambda model=model: model.predict(image, verbose=0)
+        if model.attention and args.crops:
+            network = lambda canvases, model=model: model(canvases, training=False)  # noqa: E731
+            procedure = FixedCrops(network, model.test_config, crops=args.crops)
+            calls[f"{preset}, {args.crops} crops"] = lambda p=procedure: p(image[0])
+
+    times = {name: [] for name in calls}
+    for call in calls.values():
+        call()  # tracing
+    for _ in range(args.repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+
+    print(f"\npredict, one {height}x{width} image, {args.repeats} repeats (median seconds):")
+    for name, values in times.items():
+        print(f"{name:<22}{np.median(values):>8.2f}   {' '.join(f'{t:.2f}' for t in values)}")
+
+
+if __name__ == "__main__":
+    main()
