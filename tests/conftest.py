@@ -19,6 +19,7 @@ from cornernet_tf.models.cornernet import CornerNet
 # group; the long training tests spread one by one, except those sharing a
 # module fixture of their file (one traced training step), which form a group.
 _EXPORT_GROUP = {
+    "test_onnx.py",
     "test_runtime.py",
     "test_saved_model.py",
     "test_saved_model_warmup.py",
