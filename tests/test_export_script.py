@@ -41,7 +41,11 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     assert export_script.main([*broken, "--format", "saved_model"]) == 2
     assert "is truncated or corrupt" in capsys.readouterr().err
     for argv, message in [
-        ([*missing, "--format", "onnx"], "invalid choice: 'onnx'"),
+        ([*missing, "--format", "coreml"], "invalid choice: 'coreml'"),
+        ([*missing, "--format", "saved_model", "--version", str(2**63)], "int64"),
+        ([*missing, "--format", "onnx", "--version", "3"], "--version applies"),
+        ([*missing, "--format", "saved_model", "--input-type", "float32"], "apply to --format"),
+        ([*missing, "--form", "tflite"], "required: --format"),  # no abbreviations
         ([*missing, "--format", "saved_model", "--quantize", "int8"], "--quantize applies"),
         ([*missing, "--format", "tflite", "--quantize", "int8"], "needs --data-dir"),
     ]:

@@ -4,6 +4,10 @@ The three conversions (float32, float16, int8) of the tiny preset at 127x127
 are the session fixture `tflite_models` (conftest.py).
 """
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -148,16 +152,25 @@ def test_export_tflite_writes_each_file_in_place(export_model, tmp_path, monkeyp
 
 
 @pytest.fixture(scope="module")
-def detector_files(export_model, calibration_images, tmp_path_factory):
-    """`{quantization: path}` of `export_model`'s detector files (uint8 input, 127x127)."""
-    paths = export.export_tflite(
-        export_model,
-        tmp_path_factory.mktemp("detector"),
-        input_size=(SIZE, SIZE),
-        quantizations=export.QUANTIZATIONS,
-        representative_data=calibration_images,
+def detector_files(export_model, shapes_root, tmp_path_factory):
+    """`{quantization: path}` of `export_model`'s detector files (uint8 input, 127x127).
+
+    Written as users do, by `cornernet-export` in a fresh process from the
+    model saved as a `.keras` file, int8 calibrated on the shapes images.
+    """
+    model_file = tmp_path_factory.mktemp("model") / "tiny.keras"
+    export_model.save(model_file)
+    output = tmp_path_factory.mktemp("detector")
+    argv = ["--model", str(model_file), "--output", str(output), "--format", "tflite"]
+    argv += ["--quantize", "all", "--data-dir", str(shapes_root / "train2017")]
+    argv += ["--num-calibration", "8", "--input-size", str(SIZE), str(SIZE)]
+    script = Path(sys.executable).parent / "cornernet-export"
+    result = subprocess.run(
+        [str(script), *argv], capture_output=True, text=True, timeout=900, check=False
     )
-    return paths
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("TFLite (") == 3
+    return {q: output / export.tflite_file_name("cornernet", q) for q in export.QUANTIZATIONS}
 
 
 def _mediapipe_detections(path, image):
@@ -281,3 +294,21 @@ def test_mediapipe_object_detector_runs_the_int8_file(detector_files, export_det
     np.testing.assert_allclose(np.sort(found_scores), np.sort(own[2]), atol=1e-2)
     top = tuple(values[:20] for values in own)
     assert len(_matched(top, (boxes, classes, found_scores), 1e-2, 4.0)) >= 10
+
+
+def test_models_without_class_names_get_numbered_labels_with_a_warning():
+    from cornernet_tf.export._checks import check_labels
+    from cornernet_tf.models import CornerNet
+
+    unnamed = CornerNet.from_preset("tiny", num_classes=3)
+    with pytest.warns(UserWarning, match="no class names; the label file numbers the 3 classes"):
+        assert check_labels(unnamed, "export_tflite") == ["0", "1", "2"]
+    named = CornerNet.from_preset("tiny", class_names=CLASS_NAMES)
+    assert check_labels(named, "export_tflite") == CLASS_NAMES
+
+
+def test_detector_files_refuse_input_sizes_that_do_not_fit(export_model):
+    with pytest.raises(ValueError, match=r"input width 100 does not fit .* 95 or 127"):
+        export.convert_detector_variants(export_model, input_size=(SIZE, 100))
+    with pytest.raises(ValueError, match="`input_type` must be one of"):
+        export.convert_detector_variants(export_model, input_size=(SIZE, SIZE), input_type="int8")
