@@ -312,3 +312,16 @@ def test_detector_files_refuse_input_sizes_that_do_not_fit(export_model):
         export.convert_detector_variants(export_model, input_size=(SIZE, 100))
     with pytest.raises(ValueError, match="`input_type` must be one of"):
         export.convert_detector_variants(export_model, input_size=(SIZE, SIZE), input_type="int8")
+
+
+def test_tflite_detector_runs_detector_files_like_detect(detector_files, export_detect):
+    from cornernet_tf.runtime import TFLiteDetector
+
+    image = random_image(15)  # the input size: no resizing
+    expected = export_detect(image[None])
+    found = TFLiteDetector(detector_files["none"]).detect_image(image)
+    count = int(expected["num_detections"][0])
+    assert int(found["num_detections"][0]) == count > 0
+    np.testing.assert_allclose(found["confidence"], expected["confidence"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(found["boxes"][0, :count], expected["boxes"][0, :count], atol=1e-2)
+    np.testing.assert_array_equal(found["classes"], expected["classes"].numpy())
