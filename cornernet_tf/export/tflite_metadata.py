@@ -173,6 +173,12 @@ def add_detector_metadata(
             f"{labels!r}."
         )
     interpreter = Interpreter(model_content=flatbuffer)
+    if len(interpreter.get_signature_list()) != 1:
+        raise ValueError(
+            "add_detector_metadata: the model must have one signature (convert it from a "
+            "SavedModel or with its trackable object), got "
+            f"{sorted(interpreter.get_signature_list())}."
+        )
     signature = interpreter.get_signature_runner()
     inputs = signature.get_input_details()
     by_index = {d["index"]: key for key, d in signature.get_output_details().items()}
