@@ -58,13 +58,14 @@ def bench_preset(preset: str, size: int, *, repeats: int, threads: int, calibrat
     image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3)).astype(np.uint8)
     model(image.astype(np.float32), training=False)
     start = time.perf_counter()
+    labels = [str(i) for i in range(model.num_classes)]
     files = export.convert_detector_variants(
         model,
         input_size=(size, size),
         representative_data=_calibration((size, size), calibration),
-        labels=[str(i) for i in range(model.num_classes)],
+        labels=labels,
     )
-    onnx_bytes = convert_onnx(model, input_size=(size, size))
+    onnx_bytes = convert_onnx(model, input_size=(size, size), labels=labels)
     conversion = time.perf_counter() - start
 
     rows = [("Keras predict", None, *_time(lambda: model.predict(image, verbose=0), repeats))]

@@ -44,7 +44,9 @@ def onnx_op_domains(onnx_bytes: bytes) -> set[str]:
     return {node.domain for node in model.graph.node}
 
 
-def convert_onnx(model, *, input_size=(511, 511), flip_test: bool | None = None) -> bytes:
+def convert_onnx(
+    model, *, input_size=(511, 511), flip_test: bool | None = None, labels=None
+) -> bytes:
     """Converts the fixed-size candidates graph to an ONNX model.
 
     Args:
@@ -52,6 +54,8 @@ def convert_onnx(model, *, input_size=(511, 511), flip_test: bool | None = None)
         input_size: (height, width) of the fixed input; each side must fit the
             network (e.g. 511, or 127 for the tiny preset).
         flip_test: run the flip test; default: the model's `test_config`.
+        labels: class names for the metadata; default: the model's
+            `class_names`, or numbered names with a warning when it has none.
 
     Returns:
         The `.onnx` bytes.
@@ -88,7 +92,7 @@ def convert_onnx(model, *, input_size=(511, 511), flip_test: bool | None = None)
         if flip_test is None
         else model.test_config.replace(flip_test=bool(flip_test))
     )
-    labels = check_labels(model, caller)
+    labels = check_labels(model, caller) if labels is None else [str(x) for x in labels]
     properties = {
         "class_names": json.dumps(labels),
         "input_size": json.dumps(list(size)),
