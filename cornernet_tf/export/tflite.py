@@ -369,7 +369,10 @@ def _quantize_network(converter, samples) -> bytes:
     (`tf.lite.experimental.QuantizationDebugger`) keeps float every op whose
     output is outside the network's name scope (`NETWORK_SCOPE`), and the
     decoding's op types in `_FLOAT_DECODING_OPS`. The names are those of the
-    calibrated model, known only once the debugger has calibrated it.
+    calibrated model, known only once the debugger has calibrated it. The
+    quantiser still rounds two decoding tensors through int8 (the corner
+    scores after the sigmoid, 1/256 steps, and the candidate boxes before one
+    unstack); the rest of the decoding and soft-NMS runs in float.
     """
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=_FLOAT_DECODING_OPS)
     try:
@@ -385,13 +388,13 @@ def _quantize_network(converter, samples) -> bytes:
         from ai_edge_litert.interpreter import Interpreter
 
         calibrated = Interpreter(model_content=debugger.calibrated_model)
-        names = {t["index"]: t["name"] for t in calibrated.get_tensor_details()}
+        # Every tensor named outside the network: op outputs among them are the
+        # decoding's nodes (the other names match no op and are ignored).
         options.denylisted_nodes = sorted(
             {
-                names[i]
-                for op in calibrated._get_ops_details()
-                for i in op["outputs"]
-                if not names[i].startswith(f"{NETWORK_SCOPE}/")
+                tensor["name"]
+                for tensor in calibrated.get_tensor_details()
+                if not tensor["name"].startswith(f"{NETWORK_SCOPE}/")
             }
         )
         flatbuffer = debugger.get_nondebug_quantized_model()
