@@ -85,6 +85,7 @@ def test_tflite_conversion_fails_loudly_on_flex_ops(monkeypatch):
 
     monkeypatch.setattr(tflite, "tflite_function", lambda *args, **kwargs: needs_flex)
     monkeypatch.setattr(tflite, "check_model", lambda *args: None)
+    monkeypatch.setattr(tflite, "check_input_fits", lambda *args: None)
     weightless = type("Weightless", (), {"variables": []})()
     with pytest.raises(RuntimeError, match="Flex ops .* not allowed"):
         export.convert_tflite(weightless, input_size=(4, 4))
@@ -97,6 +98,8 @@ def test_tflite_arguments_are_checked(export_model, tmp_path):
         export.convert_tflite(export_model, input_size=(SIZE, SIZE), quantize="int8")
     with pytest.raises(ValueError, match="`input_size` must be"):
         export.convert_tflite(export_model, input_size=(0, 10))
+    with pytest.raises(ValueError, match="input height 130 does not fit .* 127 or 159"):
+        export.convert_tflite(export_model, input_size=(130, SIZE))
     (tmp_path / "cornernet_float32.tflite").write_bytes(b"x")
     with pytest.raises(ValueError, match="already exist"):
         export.export_tflite(export_model, tmp_path, input_size=(SIZE, SIZE))

@@ -527,11 +527,13 @@ def convert_tflite_variants(
         `{quantization: flatbuffer bytes}`.
 
     Raises:
-        ValueError: unknown quantisation, missing or malformed calibration data.
+        ValueError: unknown quantisation, missing or malformed calibration data,
+            an input size that does not fit the network.
         RuntimeError: the conversion failed (e.g. an op needs Flex).
     """
     check_model(model, "convert_tflite")
     height, width = check_input_size(input_size, "convert_tflite")
+    check_input_fits(model, (height, width), "convert_tflite")
     _check_quantizations(quantizations, "convert_tflite")
     samples = _calibration_samples(
         quantizations, representative_data, (height, width), "convert_tflite"
