@@ -27,7 +27,14 @@ from cornernet_tf.spec.exported_io import (
     detection_outputs,
 )
 
-__all__ = ["OnnxDetector", "TFLiteDetector", "host_soft_nms", "letterbox", "soft_nms_numpy"]
+__all__ = [
+    "OnnxDetector",
+    "TFLiteDetector",
+    "detector_to_pixels",
+    "host_soft_nms",
+    "letterbox",
+    "soft_nms_numpy",
+]
 
 CANDIDATE_KEYS = ("boxes", "scores", "classes", "tl_scores", "br_scores")
 
@@ -256,8 +263,10 @@ class TFLiteDetector:
 
     Each image is letterboxed into the file's fixed input (`letterbox`), run
     with `ai_edge_litert`, completed with `host_soft_nms` when the file has no
-    in-graph soft-NMS (int8), and its boxes are mapped back to the image's
-    pixels. `detect` has `CornerNet.detect`'s contract for one image, so
+    in-graph soft-NMS (int8 debug files), and its boxes are mapped back to the
+    image's pixels. Detector files (uint8 or float32 input, normalised boxes,
+    `detector_to_pixels`) and debug files both run. `detect` has
+    `CornerNet.detect`'s contract for one image, so
     `cornernet_tf.evaluation.evaluate_coco` can score a TFLite file.
 
     Args:
