@@ -19,7 +19,6 @@ from cornernet_tf.models.cornernet import CornerNet
 # group; the long training tests spread one by one, except those sharing a
 # module fixture of their file (one traced training step), which form a group.
 _EXPORT_GROUP = {
-    "test_onnx.py",
     "test_runtime.py",
     "test_saved_model.py",
     "test_saved_model_warmup.py",
@@ -35,7 +34,13 @@ _SHARED_STEPS = ("adam_model", "sgd_model")  # test_train_step.py's compiled mod
 # Files of few tests whose module fixtures take most of a minute (models built,
 # converted, exported): handed out with the long training tests, not by their
 # number of tests, so that they do not end the run on one process.
-_LONG_FILES = {"test_convert.py", "test_model.py", "test_squeeze.py", "test_squeeze_pipeline.py"}
+_LONG_FILES = {
+    "test_convert.py",
+    "test_model.py",
+    "test_onnx.py",
+    "test_squeeze.py",
+    "test_squeeze_pipeline.py",
+}
 
 
 # First among the plugins' hooks: pytest-xdist reads the groups in its own
