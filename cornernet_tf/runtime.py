@@ -201,6 +201,24 @@ def soft_nms_numpy(
     }
 
 
+def _detect_with_py_function(detect_image, images):
+    """`CornerNet.detect`'s tensors from a NumPy `detect_image`, usable inside `tf.function`."""
+    images = tf.convert_to_tensor(images)
+
+    def run(batch):
+        result = detect_image(batch.numpy()[0])
+        return [result[key] for key in ("boxes", "confidence", "classes", "num_detections")]
+
+    boxes, scores, classes, count = tf.py_function(
+        run, [images], [tf.float32, tf.float32, tf.int32, tf.int32]
+    )
+    boxes.set_shape([1, None, 4])
+    scores.set_shape([1, None])
+    classes.set_shape([1, None])
+    count.set_shape([1])
+    return {"boxes": boxes, "confidence": scores, "classes": classes, "num_detections": count}
+
+
 class OnnxDetector:
     """Runs a CornerNet ONNX file with ONNX Runtime on images of any size.
 
@@ -256,6 +274,10 @@ class OnnxDetector:
             "classes": detections["detection_classes"],
             "num_detections": detections["num_detections"],
         }
+
+    def detect(self, images):
+        """`CornerNet.detect` for a batch of one image (as `TFLiteDetector.detect`)."""
+        return _detect_with_py_function(self.detect_image, images)
 
 
 class TFLiteDetector:
@@ -347,17 +369,4 @@ class TFLiteDetector:
         Returns:
             `detect_image`'s dict as tensors.
         """
-        images = tf.convert_to_tensor(images)
-
-        def run(batch):
-            result = self.detect_image(batch.numpy()[0])
-            return [result[key] for key in ("boxes", "confidence", "classes", "num_detections")]
-
-        boxes, scores, classes, count = tf.py_function(
-            run, [images], [tf.float32, tf.float32, tf.int32, tf.int32]
-        )
-        boxes.set_shape([1, None, 4])
-        scores.set_shape([1, None])
-        classes.set_shape([1, None])
-        count.set_shape([1])
-        return {"boxes": boxes, "confidence": scores, "classes": classes, "num_detections": count}
+        return _detect_with_py_function(self.detect_image, images)
