@@ -328,3 +328,20 @@ def test_tflite_detector_runs_detector_files_like_detect(detector_files, export_
     np.testing.assert_allclose(found["confidence"], expected["confidence"].numpy(), atol=1e-4)
     np.testing.assert_allclose(found["boxes"][0, :count], expected["boxes"][0, :count], atol=1e-2)
     np.testing.assert_array_equal(found["classes"], expected["classes"].numpy())
+
+
+def test_float32_input_detector_file_matches_the_uint8_one(export_model, detector_files):
+    from cornernet_tf.export.tflite_metadata import read_detector_metadata
+
+    (flatbuffer,) = export.convert_detector_variants(
+        export_model, input_size=(SIZE, SIZE), quantizations=["none"], input_type="float32"
+    ).values()
+    assert read_detector_metadata(flatbuffer)["normalization"] == ([0.0], [1.0])
+    image = random_image(16)[None]
+    found = Interpreter(model_content=flatbuffer).get_signature_runner()(
+        images=image.astype(np.float32)
+    )
+    runner = Interpreter(model_path=str(detector_files["none"])).get_signature_runner()
+    expected = runner(images=image)
+    for name in export.DETECTOR_OUTPUTS:
+        np.testing.assert_allclose(found[name], expected[name], atol=1e-5, err_msg=name)
