@@ -35,7 +35,8 @@ _SHARED_STEPS = ("adam_model", "sgd_model")  # test_train_step.py's compiled mod
 # converted, exported): handed out with the long training tests, not by their
 # number of tests, so that they do not end the run on one process.
 _LONG_FILES = {
-    *("test_convert.py", "test_finetune.py", "test_model.py", "test_saccade_training.py"),
+    *("test_convert.py", "test_finetune.py", "test_model.py", "test_onnx.py"),
+    "test_saccade_training.py",
     "test_squeeze.py",
     "test_squeeze_pipeline.py",
 }

@@ -41,7 +41,11 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     assert export_script.main([*broken, "--format", "saved_model"]) == 2
     assert "is truncated or corrupt" in capsys.readouterr().err
     for argv, message in [
-        ([*missing, "--format", "onnx"], "invalid choice: 'onnx'"),
+        ([*missing, "--format", "coreml"], "invalid choice: 'coreml'"),
+        ([*missing, "--format", "saved_model", "--version", str(2**63)], "int64"),
+        ([*missing, "--format", "onnx", "--version", "3"], "--version applies"),
+        ([*missing, "--format", "saved_model", "--input-type", "float32"], "apply to --format"),
+        ([*missing, "--form", "tflite"], "required: --format"),  # no abbreviations
         ([*missing, "--format", "saved_model", "--quantize", "int8"], "--quantize applies"),
         ([*missing, "--format", "tflite", "--quantize", "int8"], "needs --data-dir"),
     ]:
@@ -67,3 +71,38 @@ def test_cli_exit_code_tells_bad_input_from_failed_work(tmp_path, monkeypatch, c
     argv = ["--model", "m.keras", "--output", str(tmp_path), "--format", "tflite"]
     assert export_script.main(argv) == code
     assert f"export.py: error: {error}" in capsys.readouterr().err
+
+
+def test_cli_wires_tflite_and_onnx_options(tmp_path, monkeypatch, capsys):
+    from cornernet_tf.export import onnx as onnx_export
+
+    model = object()
+    calls = {}
+    monkeypatch.setattr(export_script, "load_model", lambda path: model)
+
+    def fake_tflite(*args, **kwargs):
+        calls["tflite"] = kwargs
+        path = tmp_path / "cornernet_float32.tflite"
+        path.write_bytes(b"x")
+        return {"none": path}
+
+    def fake_onnx(*args, **kwargs):
+        calls["onnx"] = kwargs
+        path = tmp_path / "cornernet.onnx"
+        path.write_bytes(b"x")
+        return path
+
+    monkeypatch.setattr(export, "export_tflite", fake_tflite)
+    monkeypatch.setattr(onnx_export, "export_onnx", fake_onnx)
+    argv = ["--model", "m.keras", "--output", str(tmp_path), "--input-size", "127", "127"]
+    assert export_script.main([*argv, "--format", "tflite", "--input-type", "float32"]) == 0
+    assert calls["tflite"]["input_type"] == "float32" and calls["tflite"]["debug"] is False
+    assert export_script.main([*argv, "--format", "tflite", "--debug-heads"]) == 0
+    assert calls["tflite"]["debug"] is True and calls["tflite"]["input_size"] == (127, 127)
+    assert export_script.main([*argv, "--format", "onnx"]) == 0
+    assert calls["onnx"] == {
+        "name": "cornernet",
+        "input_size": (127, 127),
+        "overwrite": False,
+    }
+    assert "ONNX written to" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from export_helpers import REPO, SIZE, random_image
 
-from cornernet_tf.runtime import TFLiteDetector, host_soft_nms, letterbox
+from cornernet_tf.runtime import TFLiteDetector, host_soft_nms, letterbox, soft_nms_numpy
 
 
 def test_runtime_does_not_import_the_converter():
@@ -97,3 +97,17 @@ def test_tflite_detector_maps_boxes_to_any_image_size(tflite_models, export_mode
         direct = detector.detect_image(image)
         for key, value in direct.items():
             np.testing.assert_array_equal(result[key].numpy(), value, err_msg=key)
+
+
+def test_numpy_soft_nms_edge_cases():
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
+    nothing = soft_nms_numpy(boxes, np.array([-1.0, np.nan, -1.0]), np.zeros(3), max_detections=4)
+    assert int(nothing["num_detections"][0]) == 0
+    assert np.all(nothing["detection_scores"] == -1) and np.all(nothing["detection_classes"] == -1)
+    # Two identical boxes: the second decays by exp(-1 / 0.5); another class never decays.
+    found = soft_nms_numpy(boxes, np.array([0.9, 0.8, 0.7]), np.array([0, 0, 1]))
+    assert int(found["num_detections"][0]) == 3
+    np.testing.assert_allclose(
+        found["detection_scores"][0, :3], [0.9, 0.7, 0.8 * np.exp(-2.0)], rtol=1e-6
+    )
+    np.testing.assert_array_equal(found["detection_classes"][0, :3], [0, 1, 0])

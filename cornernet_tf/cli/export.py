@@ -1,11 +1,15 @@
-"""Exports a trained CornerNet for serving: a TF Serving SavedModel or TFLite files.
+"""Exports a trained CornerNet for serving: a TF Serving SavedModel, TFLite or ONNX files.
 
     # TF Serving SavedModel: exports/cornernet/<version>/
     cornernet-export --model model.keras --output exports --format saved_model
 
-    # TFLite / LiteRT at a fixed input size: exports/cornernet_<float32|float16|int8>.tflite
+    # TFLite detector (MediaPipe / TFLite Task Library contract, metadata, labels)
+    # at a fixed input size: exports/cornernet_<float32|float16|int8>.tflite
     cornernet-export --model model.keras --output exports --format tflite \
         --quantize int8 --data-dir data/shapes/val2017 --input-size 127 127
+
+    # ONNX (network and decoding; soft-NMS on the host): exports/cornernet.onnx
+    cornernet-export --model model.keras --output exports --format onnx --input-size 127 127
 
 (also `python -m cornernet_tf.cli.export` or `python scripts/export.py`).
 
@@ -25,6 +29,9 @@ from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 # `cornernet_tf.export.QUANTIZATIONS`, repeated so that `--help` and argument
 # errors answer without importing TensorFlow.
 QUANTIZATIONS = ("none", "float16", "int8")
+INPUT_TYPES = ("uint8", "float32")
+# TF Serving reads version directory names as int64.
+MAX_VERSION = 2**63 - 1
 
 
 def load_model(path):
@@ -35,15 +42,26 @@ def load_model(path):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--model", required=True, help=".keras file of a trained CornerNet")
     parser.add_argument("--output", required=True, help="export root directory")
-    parser.add_argument("--format", required=True, choices=["saved_model", "tflite"])
+    parser.add_argument("--format", required=True, choices=["saved_model", "tflite", "onnx"])
     parser.add_argument(
         "--quantize",
         default="none",
         choices=[*QUANTIZATIONS, "all"],
         help="TFLite weights: none (float32), float16, int8, or all three",
+    )
+    parser.add_argument(
+        "--input-type",
+        default="uint8",
+        choices=INPUT_TYPES,
+        help="TFLite detector input: uint8 (camera frames) or float32 0-255",
+    )
+    parser.add_argument(
+        "--debug-heads",
+        action="store_true",
+        help="TFLite: write the debug files (pixel boxes, raw heads) instead of detector files",
     )
     parser.add_argument("--version", type=int, default=None, help="SavedModel version (next free)")
     parser.add_argument("--name", default="cornernet", help="served model name / file prefix")
@@ -55,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs=2,
         default=(511, 511),
         metavar=("H", "W"),
-        help="fixed TFLite input size (default 511 511)",
+        help="fixed TFLite/ONNX input size (default 511 511)",
     )
     parser.add_argument(
         "--max-image-side",
@@ -63,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_IMAGE_SIDE,
         help="SavedModel: reject larger decoded images",
     )
-    parser.add_argument("--overwrite", action="store_true", help="TFLite: replace existing files")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="TFLite/ONNX: replace existing files"
+    )
     return parser
 
 
@@ -72,8 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.format == "saved_model" and args.quantize != "none":
         parser.error("--quantize applies to --format tflite only; drop it for saved_model.")
-    if args.format == "tflite" and args.version is not None:
+    if args.format != "saved_model" and args.version is not None:
         parser.error("--version applies to --format saved_model only.")
+    if args.version is not None and not 1 <= args.version <= MAX_VERSION:
+        parser.error(
+            f"--version must be from 1 to {MAX_VERSION} (TF Serving reads versions as int64), "
+            f"got {args.version}."
+        )
+    if args.format == "onnx" and args.quantize != "none":
+        parser.error("--quantize applies to --format tflite only; drop it for onnx.")
+    if args.format != "tflite" and (args.debug_heads or args.input_type != "uint8"):
+        parser.error("--debug-heads and --input-type apply to --format tflite only.")
+    if args.debug_heads and args.input_type != "uint8":
+        parser.error("--input-type applies to the detector files; drop it with --debug-heads.")
     quantizations = QUANTIZATIONS if args.quantize == "all" else (args.quantize,)
     if "int8" in quantizations and args.format == "tflite" and args.data_dir is None:
         parser.error("--quantize int8 needs --data-dir, a folder of images for calibration.")
@@ -94,6 +125,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"SavedModel written to {path}")
             return 0
+        if args.format == "onnx":
+            from cornernet_tf.export.onnx import export_onnx
+
+            path = export_onnx(
+                model,
+                args.output,
+                name=args.name,
+                input_size=tuple(args.input_size),
+                overwrite=args.overwrite,
+            )
+            print(f"ONNX written to {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+            return 0
         calibration = None
         if "int8" in quantizations:
             calibration = export.representative_images(
@@ -106,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             input_size=tuple(args.input_size),
             quantizations=quantizations,
             representative_data=calibration,
+            input_type=args.input_type,
+            debug=args.debug_heads,
             overwrite=args.overwrite,
         )
         for quantization, path in paths.items():

@@ -1,8 +1,11 @@
 """Argument checks shared by the SavedModel and TFLite exporters."""
 
 import re
+import warnings
 
 import keras
+
+from cornernet_tf.spec.presets import input_size_problem
 
 # A served model name or file prefix: no path separators, no hidden names.
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -52,3 +55,46 @@ def check_name(name, caller: str) -> None:
             f"{caller}: `name` must be letters, digits, '_', '.' or '-' (not starting "
             f"with '.' or '-'), got {name!r}."
         )
+
+
+def check_input_fits(model, input_size, caller: str) -> None:
+    """Raises unless each side of a fixed input size fits the model's hourglasses.
+
+    A side that does not fit would be padded to the next test canvas inside
+    the graph (up to twice the pixels for nothing), so it is refused with the
+    nearest sizes that fit (`cornernet_tf.spec.presets.input_size_problem`).
+
+    Args:
+        model: a built CornerNet.
+        input_size: (height, width), already checked by `check_input_size`.
+        caller: the public function's name, for the error message.
+
+    Raises:
+        ValueError: a side does not fit, naming the nearest valid sides.
+    """
+    for axis, side in zip(("height", "width"), input_size, strict=True):
+        problem = input_size_problem(int(side), model.output_stride, len(model.dims) - 1)
+        if problem is not None:
+            raise ValueError(f"{caller}: input {axis} {problem}.")
+
+
+def check_labels(model, caller: str) -> list[str]:
+    """The class names of a model for a label file; numbered names, with a warning, if none.
+
+    Args:
+        model: a built CornerNet.
+        caller: the public function's name, for the warning.
+
+    Returns:
+        `model.class_names`, or `["0", "1", ...]` when the model has none.
+    """
+    if model.class_names:
+        return list(model.class_names)
+    warnings.warn(
+        f"{caller}: the model has no class names; the label file numbers the "
+        f"{model.num_classes} classes 0-{model.num_classes - 1}. Build or train the model with "
+        "`class_names` (the dataset's category names) to name them.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return [str(i) for i in range(model.num_classes)]

@@ -221,6 +221,10 @@ def _detection_specs(max_detections: int) -> dict[str, tf.TensorSpec]:
     }
 
 
+# TF Serving reads version directory names as int64.
+MAX_VERSION = 2**63 - 1
+
+
 def next_version(base_dir: str | os.PathLike) -> int:
     """The next free TF Serving version number under `base_dir` (1 if none).
 
@@ -229,12 +233,21 @@ def next_version(base_dir: str | os.PathLike) -> int:
 
     Returns:
         One more than the highest numeric subdirectory name, or 1.
+
+    Raises:
+        ValueError: the highest version is already TF Serving's largest (int64).
     """
     base_dir = Path(base_dir)
     versions = (
         [int(p.name) for p in base_dir.iterdir() if p.name.isdigit()] if base_dir.is_dir() else []
     )
-    return max(versions, default=0) + 1
+    version = max(versions, default=0) + 1
+    if version > MAX_VERSION:
+        raise ValueError(
+            f"next_version: {str(base_dir)!r} holds version {version - 1}, TF Serving's largest "
+            "(int64); pass a free smaller --version or remove that directory."
+        )
+    return version
 
 
 def export_saved_model(
@@ -276,10 +289,11 @@ def export_saved_model(
     check_model(model, "export_saved_model")
     check_name(name, "export_saved_model")
     if version is not None and (
-        isinstance(version, bool) or not isinstance(version, int) or version < 1
+        isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION
     ):
         raise ValueError(
-            f"export_saved_model: `version` must be a positive integer, got {version!r}."
+            f"export_saved_model: `version` must be a positive integer up to {MAX_VERSION} "
+            f"(TF Serving reads versions as int64), got {version!r}."
         )
     if (
         isinstance(max_image_side, bool)

@@ -2,10 +2,20 @@
 
 A TFLite export runs the detection pipeline of `CornerNet.detect` at one fixed
 input size with builtin ops only (no Flex): float32, float16 weights, or int8
-(full-integer network calibrated on representative images; inputs, outputs and
-the decoding stay float). `export_tflite` writes the files; `convert_tflite`
-and `convert_tflite_variants` return the flatbuffers. The files are run with
-`cornernet_tf.runtime.TFLiteDetector`.
+(full-integer network calibrated on representative images; the decoding stays
+float). Two forms:
+
+- the detector file (`convert_detector_variants`, the default of
+  `export_tflite`): the object-detector contract of the LiteRT/TFLite Task
+  Library and MediaPipe Tasks' `ObjectDetector` -- one [1, H, W, 3] uint8 (or
+  float32 0-255) input, the four outputs `detection_locations` [1, M, 4]
+  (ymin, xmin, ymax, xmax as fractions of the input), `detection_classes`
+  [1, M], `detection_scores` [1, M], `num_detections` [1] (all float32), with
+  metadata (`cornernet_tf.export.tflite_metadata`) and the class names as its
+  label file; soft-NMS runs inside every variant, int8 included;
+- the debug file (`convert_tflite_variants`, `export_tflite(debug=True)`):
+  float32 input, pixel boxes, int32 classes and the raw heads for parity
+  checks, run with `cornernet_tf.runtime.TFLiteDetector`.
 """
 
 import os
@@ -17,16 +27,26 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.export._checks import check_model, check_name
+from cornernet_tf.export._checks import check_input_fits, check_labels, check_model, check_name
 from cornernet_tf.export.saved_model import _class_names
+from cornernet_tf.export.tflite_metadata import add_detector_metadata
 from cornernet_tf.images import OK, image_files, read_image
 from cornernet_tf.runtime import letterbox
-from cornernet_tf.spec.exported_io import INPUT_NAME, check_input_size, detection_outputs
+from cornernet_tf.spec.exported_io import (
+    DETECTOR_OUTPUTS,
+    INPUT_NAME,
+    check_input_size,
+    detection_outputs,
+)
 from cornernet_tf.utils.fs import atomic_write_bytes, atomic_write_json
 
 __all__ = [
+    "DETECTOR_OUTPUTS",
+    "INPUT_TYPES",
     "QUANTIZATIONS",
     "check_builtin_ops",
+    "convert_detector_variants",
+    "detector_function",
     "convert_tflite",
     "convert_tflite_variants",
     "export_tflite",
@@ -37,6 +57,8 @@ __all__ = [
 ]
 
 QUANTIZATIONS = ("none", "float16", "int8")
+INPUT_TYPES = ("uint8", "float32")
+NETWORK_SCOPE = "network"
 
 
 def tflite_function(
@@ -104,6 +126,131 @@ def tflite_function(
     return detect_fixed
 
 
+def _builtin_soft_nms(candidates, config, input_size):
+    """The official soft-NMS as the builtin NON_MAX_SUPPRESSION_V5 op (detector files).
+
+    A detector file must be one TFLite subgraph (MediaPipe Tasks refuses a
+    model with more, and the soft-NMS loop of `cornernet_tf.inference.soft_nms`
+    converts to a WHILE op with two subgraphs of its own); TFLite's calibrator
+    cannot run that loop either (tensorflow/tensorflow#75140). The op computes
+    the same greedy Gaussian soft-NMS: its Gaussian is `exp(-iou**2 / (2 s))`,
+    so s = `soft_nms_sigma / 2`; the official "+1" pixel convention comes from
+    giving it boxes whose far corner is moved by one pixel (then its area and
+    overlap are the official `(x2 - x1 + 1)(y2 - y1 + 1)` and
+    `min(x2) - max(x1) + 1`); classes are kept apart by offsetting each class's
+    boxes beyond the others'. One difference remains: the op drops a box whose
+    *initial* score is at most `score_threshold` (0.001), which the official
+    loop keeps while no decay touches it -- boxes that only ever fill the last
+    slots of an image with fewer confident ones. No `merge_bbox` (multi-scale
+    testing).
+    """
+    boxes = candidates["boxes"][0]  # [D, 4] x1, y1, x2, y2
+    scores = candidates["scores"][0]
+    classes = tf.cast(candidates["classes"][0], tf.float32)
+    offset = (classes * (4.0 * max(input_size)))[:, None]
+    # SPLIT, not UNPACK: the int8 conversion keeps SPLIT float (`_quantize_network`).
+    x1, y1, x2, y2 = tf.split(boxes, 4, axis=-1)
+    corners = tf.concat([y1, x1, y2 + 1.0, x2 + 1.0], axis=-1) + offset
+    indices, selected, count = tf.raw_ops.NonMaxSuppressionV5(
+        boxes=corners,
+        scores=scores,
+        max_output_size=config.max_detections,
+        iou_threshold=1.0,
+        score_threshold=config.score_threshold,
+        soft_nms_sigma=config.soft_nms_sigma / 2.0,
+        pad_to_max_output_size=True,
+    )
+    return {
+        "boxes": tf.gather(boxes, indices)[None],
+        "confidence": selected[None],
+        "classes": tf.gather(candidates["classes"][0], indices)[None],
+        "num_detections": tf.reshape(count, [1]),
+    }
+
+
+def _detector_outputs(detections, input_size):
+    """Detections (`CornerNet.detect` keys, input pixels) in the detector contract."""
+    height, width = (float(v) for v in input_size)
+    boxes = detections["boxes"]
+    count = tf.cast(detections["num_detections"], tf.int32)
+    slots = boxes.shape[1]
+    valid = tf.range(slots)[None, :] < count[:, None]  # [1, M]
+    x1, y1, x2, y2 = tf.split(boxes, 4, axis=-1)
+    locations = tf.clip_by_value(
+        tf.concat([y1 / height, x1 / width, y2 / height, x2 / width], axis=-1), 0.0, 1.0
+    )
+    # Padding rows are zero, as the TF Object Detection API's files.
+    return {
+        "detection_locations": tf.where(valid[..., None], locations, 0.0),
+        "detection_classes": tf.where(valid, tf.cast(detections["classes"], tf.float32), 0.0),
+        "detection_scores": tf.where(valid, tf.cast(detections["confidence"], tf.float32), 0.0),
+        "num_detections": tf.cast(count, tf.float32),
+    }
+
+
+def detector_function(
+    model,
+    input_size=(511, 511),
+    *,
+    input_type: str = "uint8",
+    flip_test: bool | None = None,
+):
+    """The fixed-size detector graph of a TFLite detector file, as a `tf.function`.
+
+    Input `images` [1, H, W, 3] RGB 0-255, uint8 or float32 (`input_type`).
+    The graph is `tflite_function`'s (`CornerNet.detect` at a fixed size: test
+    canvas, network, decoding) with the official soft-NMS as one builtin op
+    (`_builtin_soft_nms`, so that the file is a single subgraph) and its outputs in the
+    object-detector contract (`cornernet_tf.spec.exported_io.DETECTOR_OUTPUTS`,
+    M = `test_config.max_detections`): `detection_locations` [1, M, 4]
+    (ymin, xmin, ymax, xmax as fractions of H and W, clipped to [0, 1]),
+    `detection_classes` [1, M] (class index as float), `detection_scores`
+    [1, M], `num_detections` [1] (float); rows past the count are zero.
+
+    Args:
+        model: a built CornerNet.
+        input_size: (height, width) of the fixed input.
+        input_type: "uint8" or "float32".
+        flip_test: run the flip test; default: the model's `test_config`.
+
+    Returns:
+        A `tf.function` with its input signature set.
+    """
+    check_model(model, "detector_function")
+    height, width = check_input_size(input_size, "detector_function")
+    if input_type not in INPUT_TYPES:
+        raise ValueError(
+            f"detector_function: `input_type` must be one of {INPUT_TYPES}, got {input_type!r}."
+        )
+    config = model.test_config
+    if flip_test is not None:
+        config = config.replace(flip_test=bool(flip_test))
+    if config.merge_bbox:
+        raise ValueError(
+            "detector_function: `merge_bbox` (multi-scale soft-NMS merging) has no builtin "
+            "TFLite form; export with test_config.merge_bbox=False, or export debug files."
+        )
+    decoder = model.decoder(config)
+
+    def network(canvas):
+        # The scope names the network's tensors apart from the decoding's, which the
+        # int8 conversion keeps in float (`_quantize_network`).
+        with tf.name_scope(NETWORK_SCOPE):
+            return model(canvas, training=False)
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([1, height, width, 3], input_type, name=INPUT_NAME)],
+        autograph=False,
+    )
+    def detect_fixed(images):
+        pixels = tf.cast(images, tf.float32)
+        candidates = decoder.candidates(network, pixels)
+        detections = _builtin_soft_nms(candidates, config, (height, width))
+        return _detector_outputs(detections, (height, width))
+
+    return detect_fixed
+
+
 def representative_images(
     data_dir: str | os.PathLike, input_size, max_images: int = 100
 ) -> list[np.ndarray]:
@@ -139,6 +286,206 @@ def representative_images(
     if not images:
         raise ValueError(f"data directory {str(data_dir)!r} holds no readable images.")
     return images
+
+
+def _converter(saved_model_dir, quantization, samples):
+    """A builtin-ops-only TFLite converter for one quantisation."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x] for x in samples)
+        # Int8 kernels where they exist; the decoding keeps float builtins.
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
+    return converter
+
+
+def _convert(converter, quantization) -> bytes:
+    """Runs `converter`; a failure names the quantisation and the converter's error."""
+    try:
+        flatbuffer = converter.convert()
+    except Exception as error:  # noqa: BLE001 - the converter raises several types
+        raise RuntimeError(
+            f"convert_tflite: conversion to TFLite builtin ops failed ({quantization}); "
+            f"Flex ops (SELECT_TF_OPS) are deliberately not allowed. Converter error: "
+            f"{error}"
+        ) from error
+    check_builtin_ops(flatbuffer)
+    return flatbuffer
+
+
+def _save_function(model, function, path):
+    """Traces `function` into a SavedModel the converter reads."""
+    # The converter freezes the tf.Variables tracked by the saved object;
+    # tracking the Keras wrappers' underlying variables keeps none a resource.
+    holder = tf.Module()
+    holder.model_variables = [v.value for v in model.variables]
+    tf.saved_model.save(holder, path, signatures={"serving_default": function})
+
+
+def _calibration_samples(quantizations, representative_data, input_size, caller):
+    """The int8 calibration images as float32 arrays (None without int8)."""
+    if "int8" not in quantizations:
+        return None
+    if representative_data is None:
+        raise ValueError(
+            f"{caller}: int8 needs `representative_data` (calibration images); pass "
+            "--data-dir with a folder of dataset images."
+        )
+    samples = [np.asarray(x, np.float32) for x in representative_data]
+    if not samples or any(x.shape != (1, *input_size, 3) for x in samples):
+        raise ValueError(
+            f"{caller}: `representative_data` must be non-empty [1, H, W, 3] float32 "
+            f"images with (H, W) = {tuple(input_size)}; use `representative_images`."
+        )
+    return samples
+
+
+def _check_quantizations(quantizations, caller):
+    unknown = [q for q in quantizations if q not in QUANTIZATIONS]
+    if unknown or not quantizations or isinstance(quantizations, str):
+        raise ValueError(
+            f"{caller}: quantizations must be a non-empty list of {QUANTIZATIONS}, got "
+            f"{quantizations!r}."
+        )
+
+
+# Decoding ops that have int8 kernels but must keep float scores and pixel
+# coordinates; none of them is in the network.
+_FLOAT_DECODING_OPS = ["LOGISTIC", "TOPK_V2", "SPLIT", "NON_MAX_SUPPRESSION_V5"]
+
+
+def _quantize_network(converter, samples) -> bytes:
+    """Full-integer network, float decoding: the int8 detector file.
+
+    The converter alone quantises every op with an int8 kernel, the decoding's
+    top-k, gathers and box arithmetic included (scores in 1/256 steps, boxes
+    in steps of several pixels). TFLite's selective quantisation
+    (`tf.lite.experimental.QuantizationDebugger`) keeps float every op whose
+    output is outside the network's name scope (`NETWORK_SCOPE`), and the
+    decoding's op types in `_FLOAT_DECODING_OPS`. The names are those of the
+    calibrated model, known only once the debugger has calibrated it. The
+    quantiser still rounds two decoding tensors through int8 (the corner
+    scores after the sigmoid, 1/256 steps, and the candidate boxes before one
+    unstack); the rest of the decoding and soft-NMS runs in float.
+    """
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=_FLOAT_DECODING_OPS)
+    try:
+        with warnings.catch_warnings():
+            # The debugger runs the calibrated model with tf.lite.Interpreter, which
+            # warns that it is deprecated in favour of ai_edge_litert.
+            warnings.filterwarnings("ignore", "(?s).*tf.lite.Interpreter is deprecated")
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter,
+                debug_dataset=lambda: ([x] for x in samples),
+                debug_options=options,
+            )
+        from ai_edge_litert.interpreter import Interpreter
+
+        calibrated = Interpreter(model_content=debugger.calibrated_model)
+        # Every tensor named outside the network: op outputs among them are the
+        # decoding's nodes (the other names match no op and are ignored).
+        options.denylisted_nodes = sorted(
+            {
+                tensor["name"]
+                for tensor in calibrated.get_tensor_details()
+                if not tensor["name"].startswith(f"{NETWORK_SCOPE}/")
+            }
+        )
+        flatbuffer = debugger.get_nondebug_quantized_model()
+    except Exception as error:  # noqa: BLE001 - the converter raises several types
+        raise RuntimeError(
+            f"convert_tflite: int8 quantisation of the network failed. Converter error: {error}"
+        ) from error
+    check_builtin_ops(flatbuffer)
+    return flatbuffer
+
+
+def convert_detector_variants(
+    model,
+    *,
+    input_size=(511, 511),
+    quantizations: Sequence[str] = QUANTIZATIONS,
+    representative_data: Iterable[np.ndarray] | None = None,
+    input_type: str = "uint8",
+    flip_test: bool | None = None,
+    labels: Sequence[str] | None = None,
+) -> dict[str, bytes]:
+    """Converts the detector graph (`detector_function`) to TFLite files with metadata.
+
+    Builtin ops only, as `convert_tflite_variants`, one subgraph, soft-NMS
+    inside every variant (`detector_function`). int8 quantises the network's
+    weights and activations (ranges calibrated on `representative_data`) with
+    the decoding and soft-NMS in float. Every file gets the detector metadata
+    and label file
+    (`cornernet_tf.export.tflite_metadata.add_detector_metadata`).
+
+    Args:
+        model: a built CornerNet.
+        input_size: (height, width) of the fixed input; each side must fit the
+            network (as `CornerNet` inputs, e.g. 511 or 127).
+        quantizations: any of "none", "float16", "int8".
+        representative_data: [1, H, W, 3] float32 0-255 images, required for
+            int8 (`representative_images`).
+        input_type: "uint8" (default; what camera frames are) or "float32"
+            (0-255, identity normalisation in the metadata).
+        flip_test: see `detector_function`.
+        labels: class names for the label file; default: the model's
+            `class_names`, or numbered names with a warning when it has none.
+
+    Returns:
+        `{quantization: .tflite bytes}`.
+
+    Raises:
+        ValueError: bad arguments, an input size that does not fit the network.
+        RuntimeError: the conversion failed, or `mediapipe` (the metadata
+            schema) is not installed.
+    """
+    caller = "convert_detector_variants"
+    check_model(model, caller)
+    size = check_input_size(input_size, caller)
+    check_input_fits(model, size, caller)
+    _check_quantizations(quantizations, caller)
+    if input_type not in INPUT_TYPES:
+        raise ValueError(
+            f"{caller}: `input_type` must be one of {INPUT_TYPES}, got {input_type!r}."
+        )
+    samples = _calibration_samples(quantizations, representative_data, size, caller)
+    if samples is not None and input_type == "uint8":
+        samples = [np.clip(np.rint(x), 0, 255).astype(np.uint8) for x in samples]
+    labels = check_labels(model, caller) if labels is None else [str(x) for x in labels]
+    if len(labels) != model.num_classes:
+        raise ValueError(
+            f"{caller}: `labels` has {len(labels)} names, the model {model.num_classes} classes."
+        )
+
+    results = {}
+    with tempfile.TemporaryDirectory() as saved_models:
+        saved_model_dir = os.path.join(saved_models, "detector")
+        function = detector_function(model, size, input_type=input_type, flip_test=flip_test)
+        _save_function(model, function, saved_model_dir)
+        for quantization in dict.fromkeys(quantizations):
+            converter = _converter(saved_model_dir, quantization, samples)
+            if quantization == "int8":
+                flatbuffer = _quantize_network(converter, samples)
+            else:
+                flatbuffer = _convert(converter, quantization)
+            precision = "float32" if quantization == "none" else quantization
+            results[quantization] = add_detector_metadata(
+                flatbuffer,
+                labels=labels,
+                name=f"CornerNet {precision}",
+                description=(
+                    f"CornerNet detector, {size[0]}x{size[1]} RGB input; soft-NMS in the graph."
+                ),
+            )
+    return results
 
 
 def convert_tflite_variants(
@@ -181,31 +528,17 @@ def convert_tflite_variants(
         `{quantization: flatbuffer bytes}`.
 
     Raises:
-        ValueError: unknown quantisation, missing or malformed calibration data.
+        ValueError: unknown quantisation, missing or malformed calibration data,
+            an input size that does not fit the network.
         RuntimeError: the conversion failed (e.g. an op needs Flex).
     """
     check_model(model, "convert_tflite")
     height, width = check_input_size(input_size, "convert_tflite")
-    unknown = [q for q in quantizations if q not in QUANTIZATIONS]
-    if unknown or not quantizations or isinstance(quantizations, str):
-        raise ValueError(
-            f"convert_tflite: quantizations must be a non-empty list of {QUANTIZATIONS}, got "
-            f"{quantizations!r}."
-        )
-    samples = None
-    if "int8" in quantizations:
-        if representative_data is None:
-            raise ValueError(
-                "convert_tflite: int8 needs `representative_data` (calibration images); pass "
-                "--data-dir with a folder of dataset images."
-            )
-        samples = [np.asarray(x, np.float32) for x in representative_data]
-        if not samples or any(x.shape != (1, height, width, 3) for x in samples):
-            raise ValueError(
-                "convert_tflite: `representative_data` must be non-empty [1, H, W, 3] float32 "
-                f"images with (H, W) = {(height, width)}; use `representative_images`."
-            )
-
+    check_input_fits(model, (height, width), "convert_tflite")
+    _check_quantizations(quantizations, "convert_tflite")
+    samples = _calibration_samples(
+        quantizations, representative_data, (height, width), "convert_tflite"
+    )
     results = {}
     with tempfile.TemporaryDirectory() as saved_models:
         for quantization in dict.fromkeys(quantizations):
@@ -217,38 +550,9 @@ def convert_tflite_variants(
                 function = tflite_function(
                     model, (height, width), flip_test=flip_test, soft_nms=with_nms
                 )
-                # The converter freezes the tf.Variables tracked by the saved object;
-                # tracking the Keras wrappers' underlying variables keeps none a resource.
-                holder = tf.Module()
-                holder.model_variables = [v.value for v in model.variables]
-                tf.saved_model.save(
-                    holder, saved_model_dir, signatures={"serving_default": function}
-                )
-            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-            if quantization == "float16":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter.target_spec.supported_types = [tf.float16]
-            elif quantization == "int8":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-                converter.representative_dataset = lambda: ([x] for x in samples)
-                # Int8 kernels where they exist; the decoding keeps float builtins.
-                converter.target_spec.supported_ops = [
-                    tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                    tf.lite.OpsSet.TFLITE_BUILTINS,
-                ]
-                converter.inference_input_type = tf.float32
-                converter.inference_output_type = tf.float32
-            try:
-                flatbuffer = converter.convert()
-            except Exception as error:  # noqa: BLE001 - the converter raises several types
-                raise RuntimeError(
-                    f"convert_tflite: conversion to TFLite builtin ops failed ({quantization}); "
-                    f"Flex ops (SELECT_TF_OPS) are deliberately not allowed. Converter error: "
-                    f"{error}"
-                ) from error
-            check_builtin_ops(flatbuffer)
-            results[quantization] = flatbuffer
+                _save_function(model, function, saved_model_dir)
+            converter = _converter(saved_model_dir, quantization, samples)
+            results[quantization] = _convert(converter, quantization)
     return results
 
 
@@ -324,17 +628,20 @@ def check_builtin_ops(flatbuffer: bytes) -> None:
         raise RuntimeError(f"the TFLite model needs non-builtin ops {foreign}.")
 
 
-def tflite_file_name(name: str, quantization: str) -> str:
+def tflite_file_name(name: str, quantization: str, *, debug: bool = False) -> str:
     """The file name of one quantisation's `.tflite` file.
 
     Args:
         name: file name prefix.
         quantization: "none", "float16" or "int8".
+        debug: the debug file (raw heads) instead of the detector file.
 
     Returns:
-        `<name>_<float32|float16|int8>.tflite`.
+        `<name>_<float32|float16|int8>.tflite` (`..._debug.tflite` with `debug`).
     """
-    return f"{name}_{'float32' if quantization == 'none' else quantization}.tflite"
+    suffix = "_debug" if debug else ""
+    precision = "float32" if quantization == "none" else quantization
+    return f"{name}_{precision}{suffix}.tflite"
 
 
 def tflite_classes_file_name(name: str) -> str:
@@ -350,13 +657,18 @@ def export_tflite(
     input_size=(511, 511),
     quantizations: Sequence[str] = ("none",),
     representative_data: Iterable[np.ndarray] | None = None,
+    input_type: str = "uint8",
     flip_test: bool | None = None,
+    debug: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Converts (see `convert_tflite_variants`) and writes `.tflite` files atomically.
+    """Converts and writes `.tflite` files atomically.
 
-    Each file is `<output_dir>/<name>_<float32|float16|int8>.tflite`, written
-    to a temporary file in the same directory and renamed into place
+    By default the detector files (`convert_detector_variants`: the
+    object-detector contract with metadata and label file); with `debug`, the
+    files with pixel boxes and raw heads (`convert_tflite_variants`). Each
+    file is `<output_dir>/<name>_<float32|float16|int8>[_debug].tflite`,
+    written to a temporary file in the same directory and renamed into place
     (`cornernet_tf.utils.fs.atomic_write_bytes`); the directory is created if
     needed. The model's class names (ids when it has none) are written beside
     them as `<name>_classes.json`, a JSON list like the SavedModel's
@@ -369,7 +681,9 @@ def export_tflite(
         input_size: (height, width) of the fixed input.
         quantizations: any of "none" (float32), "float16", "int8".
         representative_data: calibration images for int8.
+        input_type: detector files: "uint8" or "float32" input.
         flip_test: see `tflite_function`.
+        debug: write the debug files instead of the detector files.
         overwrite: replace existing files.
 
     Returns:
@@ -386,20 +700,30 @@ def export_tflite(
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"export_tflite: {str(output_dir)!r} exists and is not a directory.")
-    paths = {q: output_dir / tflite_file_name(name, q) for q in quantizations}
+    paths = {q: output_dir / tflite_file_name(name, q, debug=debug) for q in quantizations}
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:
         raise ValueError(
             f"export_tflite: {existing} already exist; pass overwrite=True (--overwrite) or "
             "another output directory or name."
         )
-    flatbuffers = convert_tflite_variants(
-        model,
-        input_size=input_size,
-        quantizations=quantizations,
-        representative_data=representative_data,
-        flip_test=flip_test,
-    )
+    if debug:
+        flatbuffers = convert_tflite_variants(
+            model,
+            input_size=input_size,
+            quantizations=quantizations,
+            representative_data=representative_data,
+            flip_test=flip_test,
+        )
+    else:
+        flatbuffers = convert_detector_variants(
+            model,
+            input_size=input_size,
+            quantizations=quantizations,
+            representative_data=representative_data,
+            input_type=input_type,
+            flip_test=flip_test,
+        )
     for quantization, path in paths.items():
         atomic_write_bytes(path, flatbuffers[quantization])
     # A flatbuffer holds no class names: they travel beside it, in the format

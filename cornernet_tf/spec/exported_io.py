@@ -19,6 +19,15 @@ DETECTION_OUTPUTS = {
     "classes": "detection_classes",
     "num_detections": "num_detections",
 }
+# The outputs of a TFLite detector file (the object-detector contract of the
+# TFLite Task Library and MediaPipe Tasks), in their documented order, with the
+# tensor metadata name by which those readers find each one.
+DETECTOR_OUTPUTS = {
+    "detection_locations": "location",
+    "detection_classes": "category",
+    "detection_scores": "score",
+    "num_detections": "number of detections",
+}
 # Largest image side accepted by default on every detection path: the SavedModel
 # signatures (read from the file header before decoding), `CornerNet.predict`,
 # `predict_images`, `cornernet-predict` and COCO evaluation; also the bound on a
