@@ -40,7 +40,6 @@ import copy
 import dataclasses
 import io
 import logging
-import numbers
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -55,6 +54,7 @@ from cornernet_tf.data.coco import CategoryMap, CocoDataset
 from cornernet_tf.inference.feeding import without_autotune
 from cornernet_tf.spec.config import TestConfig
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
+from cornernet_tf.utils.checks import check_count
 
 logger = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ def run_coco_evaluation(
     """
     source = pipeline.open_source(dataset, split, "run_coco_evaluation")
     if max_images is not None:
-        _check_positive_int("max_images", max_images)
+        check_count(max_images, "max_images")
     records = list(source.records[:max_images] if max_images else source.records)
     categories = source.categories
     num_classes = getattr(model, "num_classes", None)
@@ -472,7 +472,7 @@ def make_evaluate_fn(
         A function `model -> {name: float}`.
     """
     if max_images is not None:
-        _check_positive_int("max_images", max_images)
+        check_count(max_images, "max_images")
     opened: list[CocoDataset] = []
 
     def evaluate_fn(model) -> dict[str, float]:
@@ -557,8 +557,3 @@ def _unique_names(categories: CategoryMap) -> list[str]:
         f"{name} ({cid})" if names.count(name) > 1 else name
         for name, cid in zip(names, categories.category_ids, strict=True)
     ]
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")

@@ -14,6 +14,8 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from cornernet_tf.utils.checks import check_count
+
 __all__ = ["encode_targets", "gaussian_radius"]
 
 TensorLike = tf.Tensor | np.ndarray | float | int
@@ -171,8 +173,8 @@ def encode_targets(
     """
     in_h, in_w = _check_size("input_size", input_size)
     out_h, out_w = _check_size("output_size", output_size)
-    _check_positive_int("num_classes", num_classes)
-    _check_positive_int("max_objects", max_objects)
+    check_count(num_classes, "num_classes", "encode_targets")
+    check_count(max_objects, "max_objects", "encode_targets")
     if not isinstance(gaussian_iou, numbers.Real) or not 0.0 < float(gaussian_iou) < 1.0:
         raise ValueError(
             f"encode_targets: `gaussian_iou` must be a number in (0, 1), got {gaussian_iou!r}."
@@ -310,11 +312,6 @@ def _as_float(value: TensorLike) -> tf.Tensor:
     if isinstance(value, tf.Tensor | tf.Variable | np.ndarray) and tensor.dtype.is_floating:
         return tensor
     return tf.cast(tensor, tf.float64)
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"encode_targets: `{name}` must be a positive integer, got {value!r}.")
 
 
 def _check_size(name: str, value: object) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 The stock `tensorflow_model_server` cannot be installed on the test machines,
 so the contract tests run the REST client (`cornernet_tf.serving.rest`, and
-`serving/client.py` around it) against this stand-in. It
+`tf_serving/client.py` around it) against this stand-in. It
 implements the parts of the documented REST API (tensorflow/serving
 `g3doc/api_rest.md`) that the client uses, on top of the exported SavedModel
 loaded with `tf.saved_model.load`:

@@ -134,3 +134,16 @@ def test_spec_imports_no_tensorflow_or_keras(path):
     # The command-line tools check arguments and configs with these modules
     # before TensorFlow loads.
     assert _third_party_imports(path) & {"tensorflow", "keras", "tf_keras"} == set()
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: _module_name(p))
+def test_private_apis_only_in_their_module(path):
+    # `utils/private_api.py` holds every use of a private Keras/TF module, each
+    # with its reason; the other modules import public APIs only.
+    if path == PACKAGE / "utils" / "private_api.py":
+        return
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    private = {n for n in names if n.startswith(("tensorflow.python", "keras.src", "tf_keras"))}
+    assert private == set()

@@ -1,4 +1,4 @@
-"""`cornernet_tf.serving.rest` and `serving/client.py` against a double of TF Serving's REST API.
+"""`cornernet_tf.serving.rest` and `tf_serving/client.py` against a double of TF Serving's REST API.
 
 The client runs against `tests/serving_double.py`, a test double of TF
 Serving's documented REST API (the real server cannot be installed here),
@@ -36,7 +36,7 @@ def server(saved_model_root):
 
 def _client(server, *args):
     result = subprocess.run(
-        [sys.executable, str(REPO / "serving" / "client.py"), "--url", server.url, *args],
+        [sys.executable, str(REPO / "tf_serving" / "client.py"), "--url", server.url, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -83,7 +83,7 @@ def test_client_predict_row_and_columnar_match_the_signature(server, saved_model
             for name in DETECTION_KEYS.values():
                 np.testing.assert_allclose(result[name], expected[name][i].numpy(), atol=1e-5)
     pixels = [random_image(8).tolist()]
-    result = client.predict(pixels, server.url, "cornernet", signature=client.UINT8_SIGNATURE)
+    result = client.predict(pixels, server.url, "cornernet", signature=client.SIGNATURE_UINT8)
     expected = saved_model.signatures["detect_uint8"](images=tf.constant(random_image(8)[None]))
     np.testing.assert_allclose(result[0]["detection_scores"], expected["detection_scores"][0])
 

@@ -1,4 +1,4 @@
-"""serving/: the compose files' pinned image, GPU reservation and mounted configs.
+"""tf_serving/: the compose files' pinned image, GPU reservation and mounted configs.
 
 Docker cannot run here, so the files are read as data: the image tag must be
 a TF Serving release of the installed TensorFlow's major.minor (TF Serving
@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from tensorflow_serving.config import model_server_config_pb2
 
-SERVING = REPO / "serving"
+SERVING = REPO / "tf_serving"
 TF_MAJOR_MINOR = ".".join(tf.__version__.split(".")[:2])  # "2.21"
 # The image a compose file names: the pinned tag, overridable by TF_SERVING_TAG.
 _IMAGE = re.compile(r"^tensorflow/serving:\$\{TF_SERVING_TAG:-(?P<tag>[^}]+)\}(?P<suffix>.*)$")
@@ -82,7 +82,7 @@ def test_configs_are_mounted_where_the_flags_point():
     assert flags["enable_batching"] == "true" and flags["enable_model_warmup"] == "true"
     for flag in ("model_config_file", "batching_parameters_file"):
         source = mounts[flags[flag]]
-        assert (SERVING / source).is_file(), f"{flag}: {source} is not in serving/"
+        assert (SERVING / source).is_file(), f"{flag}: {source} is not in tf_serving/"
     assert mounts["/models"] == "${EXPORT_DIR:-../exports}"
 
     config = model_server_config_pb2.ModelServerConfig()

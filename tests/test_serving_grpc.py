@@ -52,7 +52,7 @@ def test_grpc_predict_equals_the_saved_model(server, saved_model):
     expected = saved_model.signatures["detect_uint8"](images=tf.constant(pixels))
     with client.GrpcClient(server.address) as channel:  # one channel, several calls
         for batch in (pixels, list(pixels), [image.tolist() for image in pixels]):
-            results = channel.predict(batch, signature=client.UINT8_SIGNATURE, version=1)
+            results = channel.predict(batch, signature=client.SIGNATURE_UINT8, version=1)
             _assert_matches(results, expected)
         results = channel.predict(pixels, signature="detect_uint8", label="stable")
         _assert_matches(results, expected)
@@ -130,7 +130,7 @@ def test_grpc_errors_name_the_cause_and_the_fix(server):
         "send JPEG/PNG file bytes",
     )
     _raises(
-        lambda: client.predict(image, server.address, signature=client.UINT8_SIGNATURE),
+        lambda: client.predict(image, server.address, signature=client.SIGNATURE_UINT8),
         "INVALID_ARGUMENT",
         "Expects arg[0] to be uint8 but string is provided",
     )
@@ -175,7 +175,7 @@ def test_grpc_deadline_and_unreachable_server(server):
 )
 def test_grpc_client_checks_images_before_sending(images, message):
     with pytest.raises(ValueError, match=message):
-        client.predict_request(images, signature=client.UINT8_SIGNATURE)
+        client.predict_request(images, signature=client.SIGNATURE_UINT8)
 
 
 def test_grpc_client_checks_its_arguments():
@@ -239,7 +239,7 @@ def test_client_script_over_grpc(server, tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            str(REPO / "serving" / "client.py"),
+            str(REPO / "tf_serving" / "client.py"),
             "--protocol",
             "grpc",
             "--grpc-address",

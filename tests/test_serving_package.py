@@ -8,7 +8,6 @@ import sys
 import pytest
 from export_helpers import REPO
 
-from cornernet_tf import export
 from cornernet_tf.serving import batching, cli, common, rest
 from cornernet_tf.serving import grpc as grpc_client
 
@@ -53,11 +52,8 @@ def test_importing_cornernet_tf_serving_imports_no_tensorflow():
     assert _heavy_modules_loaded() == []
 
 
-def test_shared_names_agree_with_the_export_and_the_clients():
-    assert common.IMAGES_SIGNATURE == export.SIGNATURE_IMAGES
-    assert common.UINT8_SIGNATURE == export.SIGNATURE_UINT8
-    assert common.INPUT_NAME == export.INPUT_NAME
-    assert common.OUTPUT_NAMES == tuple(export.DETECTION_OUTPUTS.values())
+def test_the_cli_defaults_are_the_clients():
+    # Repeated in the command line so that `--help` imports no network library.
     assert cli._DEFAULT_URL == rest.DEFAULT_URL
     assert cli._DEFAULT_GRPC_ADDRESS == grpc_client.DEFAULT_ADDRESS
 
@@ -118,7 +114,7 @@ def test_batching_config_defaults_to_the_cpu_count(monkeypatch):
 
 
 def test_committed_batching_config_is_the_generated_default(monkeypatch):
-    committed = (REPO / "serving" / "batching.config").read_text()
+    committed = (REPO / "tf_serving" / "batching.config").read_text()
     threads = int(_parse_batching(committed)["num_batch_threads"])
     monkeypatch.setattr(os, "cpu_count", lambda: threads)
     assert committed == batching.batching_config()

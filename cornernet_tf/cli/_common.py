@@ -17,8 +17,23 @@ __all__ = ["CONFIG_HELP", "UsageError", "check_model_file", "load_config", "setu
 CONFIG_HELP = "YAML experiment config: a file, or a packaged config name (e.g. shapes_tiny)"
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     """A bad argument, file or dataset; the message names it and the fix (exit code 2)."""
+
+
+def load_model(path: str):
+    """`cornernet_tf.models.load_model`, TensorFlow imported on first use.
+
+    Raises:
+        UsageError: the file is missing, not a `.keras` file, unreadable or
+            holds another kind of model.
+    """
+    from cornernet_tf.models import load_model as load_cornernet
+
+    try:
+        return load_cornernet(path)
+    except ValueError as e:
+        raise UsageError(f"{e} Pass a .keras file saved by cornernet-train.") from None
 
 
 def check_model_file(path: str) -> None:

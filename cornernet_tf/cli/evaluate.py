@@ -32,6 +32,7 @@ from cornernet_tf.cli._common import (
     UsageError,
     check_model_file,
     load_config,
+    load_model,
     setup_output,
 )
 from cornernet_tf.utils.host_memory import pool_host_memory
@@ -103,15 +104,6 @@ def check_inputs(args, config) -> str:
         if path and os.path.isdir(path):
             raise UsageError(f"{path}: {flag} is a directory; pass a file name ending in .json.")
     return split
-
-
-def load_model(path):
-    from cornernet_tf.models import load_model as load_cornernet
-
-    try:
-        return load_cornernet(path)
-    except ValueError as e:  # missing, not .keras, unreadable, or another model
-        raise UsageError(f"{e} Pass a .keras file saved by scripts/train.py.") from None
 
 
 def print_per_class(per_class_ap) -> None:

@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 
+from cornernet_tf.cli._common import load_model
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 
 # `cornernet_tf.export.QUANTIZATIONS`, repeated so that `--help` and argument
@@ -32,13 +33,6 @@ QUANTIZATIONS = ("none", "float16", "int8")
 INPUT_TYPES = ("uint8", "float32")
 # TF Serving reads version directory names as int64.
 MAX_VERSION = 2**63 - 1
-
-
-def load_model(path):
-    """`cornernet_tf.load_model`, imported (with TensorFlow) on first use."""
-    from cornernet_tf.models import load_model as load_cornernet
-
-    return load_cornernet(path)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -50,7 +50,7 @@ import math
 import os
 import sys
 
-from cornernet_tf.cli._common import UsageError, check_model_file, setup_output
+from cornernet_tf.cli._common import UsageError, check_model_file, load_model, setup_output
 from cornernet_tf.cli._inputs import list_inputs, output_stem
 from cornernet_tf.cli._progress import Progress
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
@@ -135,15 +135,6 @@ def check_args(args) -> None:
         raise UsageError(f"--max-image-side must be a positive integer, got {args.max_image_side}.")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise UsageError(f"{args.output}: --output must be a folder, and this is a file.")
-
-
-def load_model(path):
-    from cornernet_tf.models import load_model as load_cornernet
-
-    try:
-        return load_cornernet(path)
-    except ValueError as e:  # missing, not .keras, unreadable, or another model
-        raise UsageError(f"{e} Pass a .keras file saved by scripts/train.py.") from None
 
 
 def class_names_for(model, model_path) -> tuple[list, str | None]:

@@ -38,9 +38,13 @@ from cornernet_tf.export._checks import check_model, check_name
 from cornernet_tf.export.warmup import DEFAULT_WARMUP_IMAGE_SIZE, write_warmup_requests
 from cornernet_tf.inference.image_input import check_image_batch
 from cornernet_tf.spec.exported_io import (
+    CLASSES_ASSET,
+    CONFIG_ASSET,
     DEFAULT_MAX_IMAGE_SIDE,
     DETECTION_OUTPUTS,
     INPUT_NAME,
+    SIGNATURE_IMAGES,
+    SIGNATURE_UINT8,
     detection_outputs,
 )
 from cornernet_tf.utils.fs import atomic_directory, atomic_write_json
@@ -58,11 +62,6 @@ __all__ = [
     "next_version",
     "serving_functions",
 ]
-
-SIGNATURE_IMAGES = "serving_default"
-SIGNATURE_UINT8 = "detect_uint8"
-CLASSES_ASSET = "classes.json"
-CONFIG_ASSET = "model_config.json"
 
 
 def _class_names(model) -> list[str]:

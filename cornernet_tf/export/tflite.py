@@ -39,6 +39,7 @@ from cornernet_tf.spec.exported_io import (
     detection_outputs,
 )
 from cornernet_tf.utils.fs import atomic_write_bytes, atomic_write_json
+from cornernet_tf.utils.private_api import tflite_operator_names
 
 __all__ = [
     "DETECTOR_OUTPUTS",
@@ -607,7 +608,7 @@ def tflite_ops(flatbuffer: bytes) -> list[str]:
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=flatbuffer)
-    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    return tflite_operator_names(interpreter)
 
 
 def check_builtin_ops(flatbuffer: bytes) -> None:

@@ -76,16 +76,16 @@ def warmup_requests(model_name: str, image_size: tuple[int, int] = DEFAULT_WARMU
     """
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from cornernet_tf.serving.common import IMAGES_SIGNATURE, UINT8_SIGNATURE
-    from cornernet_tf.serving.grpc import predict_request
+    from cornernet_tf.serving.common import SIGNATURE_IMAGES, SIGNATURE_UINT8
+    from cornernet_tf.serving.protocol import predict_request
 
     jpeg = tf.io.encode_jpeg(warmup_image(*image_size), quality=90).numpy()
     jpeg_pixels = image_size[0] * image_size[1]
     pixels, _ = images.decode_checked(tf.constant(jpeg), max_pixels=jpeg_pixels)
     pixels = pixels.numpy()[None]  # what `serving_default` decodes
     requests = [
-        predict_request([jpeg], model_name, signature=IMAGES_SIGNATURE),
-        predict_request(pixels, model_name, signature=UINT8_SIGNATURE),
+        predict_request([jpeg], model_name, signature=SIGNATURE_IMAGES),
+        predict_request(pixels, model_name, signature=SIGNATURE_UINT8),
     ]
     return [
         prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))

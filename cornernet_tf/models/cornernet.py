@@ -27,6 +27,8 @@ from cornernet_tf.spec.presets import (
     input_size_problem,
     output_stride,
 )
+from cornernet_tf.utils.checks import check_count
+from cornernet_tf.utils.private_api import update_loss_tracker
 
 # Official normalisation constants (`db/coco.py`), given there in BGR order.
 OFFICIAL_MEAN_BGR = (0.40789654, 0.44719302, 0.47026115)
@@ -141,9 +143,9 @@ class CornerNet(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        num_classes = _check_positive_int("num_classes", num_classes)
-        num_stacks = _check_positive_int("num_stacks", num_stacks)
-        stem_residuals = _check_positive_int("stem_residuals", stem_residuals)
+        num_classes = check_count(num_classes, "num_classes", "CornerNet")
+        num_stacks = check_count(num_stacks, "num_stacks", "CornerNet")
+        stem_residuals = check_count(stem_residuals, "stem_residuals", "CornerNet")
         if block not in BLOCKS:
             raise ValueError(f"CornerNet: `block` must be one of {list(BLOCKS)}, got {block!r}.")
         if upsample not in UPSAMPLING:
@@ -528,7 +530,7 @@ class CornerNet(keras.Model):
         loss = self.compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
         )
-        self._loss_tracker.update_state(loss * _num_replicas(), sample_weight=tf.shape(x)[0])
+        update_loss_tracker(self, loss * _num_replicas(), sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     # ---------------------------------------------------------------- inference
@@ -834,7 +836,7 @@ def _batch_size(batch_size) -> int:
     """`predict`'s `batch_size` for arrays: Keras' default 32, or a positive integer."""
     if batch_size is None:
         return 32
-    return _check_positive_int("batch_size", batch_size, "CornerNet.predict", "or None (32)")
+    return check_count(batch_size, "batch_size", "CornerNet.predict", hint="or None (32)")
 
 
 def _in_box_format(detections, box_format):
@@ -889,14 +891,3 @@ def _recomputed(stack):
 
 def _num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
-
-
-def _check_positive_int(name, value, where="CornerNet", alternative=""):
-    """`value` as an int; ValueError naming `where` unless it is a positive (NumPy) integer."""
-    integer = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    if not integer or value < 1:
-        alternative = f" {alternative}" if alternative else ""
-        raise ValueError(
-            f"{where}: `{name}` must be a positive integer{alternative}, got {value!r}."
-        )
-    return int(value)

@@ -25,6 +25,8 @@ with builtin operators only.
 
 import tensorflow as tf
 
+from cornernet_tf.utils.private_api import graph_in_xla_context
+
 # (axis in NHWC, True when the window extends toward larger indices).
 _DIRECTIONS = {
     "top": (1, True),
@@ -103,7 +105,7 @@ def _cumulative_max(x: tf.Tensor, axis: int, toward_end: bool) -> tf.Tensor:
     n = x.shape[axis]
     if n == 0:
         return tf.identity(x)
-    if _compiling_with_xla():
+    if graph_in_xla_context():
         return _while_scan(x, axis, toward_end)
     if n is not None and n <= _MAX_CHAIN:
         rows = tf.unstack(x, axis=axis)  # n x [B, W, C] or [B, H, C]
@@ -286,19 +288,6 @@ def _while_scan(x: tf.Tensor, axis: int, toward_end: bool) -> tf.Tensor:
         return y, grad
 
     return tf.transpose(scan(tf.transpose(x, perm)), inverse)
-
-
-def _compiling_with_xla() -> bool:
-    """Whether the op is being traced for XLA (`tf.function(jit_compile=True)`).
-
-    TensorFlow's own control flow asks the same question through this
-    non-public helper; without it the chains are used, which XLA also compiles.
-    """
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:
-        return False
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 def _shift(y: tf.Tensor, offset, axis: int, fill) -> tf.Tensor:

@@ -15,9 +15,9 @@ docs/serving.md documents the outputs and the deployment.
 
 from cornernet_tf.serving.common import (
     DEFAULT_MODEL,
-    IMAGES_SIGNATURE,
     OUTPUT_NAMES,
-    UINT8_SIGNATURE,
+    SIGNATURE_IMAGES,
+    SIGNATURE_UINT8,
     ServingError,
     format_detections,
     load_class_names,
@@ -25,9 +25,9 @@ from cornernet_tf.serving.common import (
 
 __all__ = [
     "DEFAULT_MODEL",
-    "IMAGES_SIGNATURE",
+    "SIGNATURE_IMAGES",
     "OUTPUT_NAMES",
-    "UINT8_SIGNATURE",
+    "SIGNATURE_UINT8",
     "ServingError",
     "format_detections",
     "load_class_names",

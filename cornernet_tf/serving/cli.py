@@ -5,9 +5,9 @@
     python -m cornernet_tf.serving.cli predict a.jpg b.png \
         --classes exports/cornernet/1/assets/classes.json
     python -m cornernet_tf.serving.cli --protocol grpc predict img.jpg --json
-    python -m cornernet_tf.serving.cli batching-config > serving/batching.config
+    python -m cornernet_tf.serving.cli batching-config > tf_serving/batching.config
 
-`serving/client.py` runs the same command line from a checkout. Exit codes: 0
+`tf_serving/client.py` runs the same command line from a checkout. Exit codes: 0
 done, 1 the server failed or could not be reached, 2 bad usage or input.
 REST (`requests`) and gRPC (`grpc`, which imports TensorFlow) are imported
 only by the commands that talk to a server, so `--help` and `batching-config`
@@ -23,8 +23,8 @@ import sys
 
 from cornernet_tf.serving.common import (
     DEFAULT_MODEL,
-    IMAGES_SIGNATURE,
-    UINT8_SIGNATURE,
+    SIGNATURE_IMAGES,
+    SIGNATURE_UINT8,
     ServingError,
     decode_pixels,
     format_detections,
@@ -201,9 +201,9 @@ def _run(args) -> None:
         return
     class_names = load_class_names(args.classes) if args.classes else None
     if args.uint8:
-        images, signature = decode_pixels(args.images), UINT8_SIGNATURE
+        images, signature = decode_pixels(args.images), SIGNATURE_UINT8
     else:
-        images, signature = read_images(args.images), IMAGES_SIGNATURE
+        images, signature = read_images(args.images), SIGNATURE_IMAGES
     results = api.predict(
         images, **common, signature=signature, timeout=args.timeout, **predict_options
     )

@@ -15,14 +15,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE, DETECTION_OUTPUTS, INPUT_NAME
+from cornernet_tf.spec.exported_io import (
+    DEFAULT_MAX_IMAGE_SIDE,
+    DETECTION_OUTPUTS,
+    INPUT_NAME,
+    SIGNATURE_IMAGES,
+    SIGNATURE_UINT8,
+)
+from cornernet_tf.utils.checks import check_count
 
 __all__ = [
     "DEFAULT_MODEL",
-    "IMAGES_SIGNATURE",
+    "SIGNATURE_IMAGES",
     "INPUT_NAME",
     "OUTPUT_NAMES",
-    "UINT8_SIGNATURE",
+    "SIGNATURE_UINT8",
     "ServingError",
     "check_count",
     "check_detections",
@@ -36,10 +43,6 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "cornernet"
-# The SavedModel's signature keys (`cornernet_tf.export.saved_model`, which imports
-# TensorFlow and so cannot be imported here; a test checks that the two agree).
-IMAGES_SIGNATURE = "serving_default"
-UINT8_SIGNATURE = "detect_uint8"
 OUTPUT_NAMES = tuple(DETECTION_OUTPUTS.values())
 
 
@@ -144,13 +147,6 @@ def check_detections(rows: Any, num_images: int) -> list[dict[str, Any]]:
 
 def _count(rows: Any) -> str:
     return str(len(rows)) if isinstance(rows, list) else f"a {type(rows).__name__}, not a list of"
-
-
-def check_count(value: Any, name: str, caller: str, minimum: int = 1) -> int:
-    """Returns `value`, or raises ValueError unless it is an int >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{caller}: `{name}` must be an integer >= {minimum}, got {value!r}.")
-    return value
 
 
 def check_version_label(version: int | None, label: str | None, caller: str) -> None:

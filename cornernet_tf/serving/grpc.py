@@ -17,31 +17,32 @@ the first call, not with this module.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 
 from cornernet_tf.serving.common import (
     DEFAULT_MODEL,
-    IMAGES_SIGNATURE,
-    INPUT_NAME,
-    OUTPUT_NAMES,
-    UINT8_SIGNATURE,
+    SIGNATURE_IMAGES,
+    SIGNATURE_UINT8,
     ServingError,
     check_count,
     check_detections,
     check_timeout,
-    check_version_label,
-    split_batch,
+)
+from cornernet_tf.serving.protocol import (
+    images_tensor,
+    parse_predict_response,
+    predict_request,
+    serving_apis,
+    set_model_spec,
 )
 
 __all__ = [
     "DEFAULT_ADDRESS",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MODEL",
-    "IMAGES_SIGNATURE",
-    "UINT8_SIGNATURE",
+    "SIGNATURE_IMAGES",
+    "SIGNATURE_UINT8",
     "GrpcClient",
     "ServingError",
     "images_tensor",
@@ -60,7 +61,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 # What to do about each gRPC status TF Serving answers with.
 _FIXES = {
     "NOT_FOUND": (
-        "check --model and --version against the served models (serving/models.config); "
+        "check --model and --version against the served models (tf_serving/models.config); "
         "`status` lists the loaded versions"
     ),
     "INVALID_ARGUMENT": (
@@ -79,160 +80,7 @@ _FIXES = {
         "REST on 8501"
     ),
 }
-_DEFAULT_FIX = "see the server's log (`docker compose -f serving/docker-compose.yml logs`)"
-
-
-def _apis() -> SimpleNamespace:
-    """`grpc`, TensorFlow and the TF Serving API modules, imported on first use."""
-    try:
-        import grpc
-        import tensorflow as tf
-        from google.protobuf import json_format
-        from tensorflow_serving.apis import (
-            get_model_metadata_pb2,
-            get_model_status_pb2,
-            model_service_pb2_grpc,
-            predict_pb2,
-            prediction_service_pb2_grpc,
-        )
-    except ImportError as error:
-        raise ImportError(
-            f"the gRPC client needs grpcio and tensorflow-serving-api ({error}); install "
-            "cornernet_tf with its dependencies or `pip install tensorflow-serving-api`, or use "
-            "the REST client (--protocol rest)."
-        ) from error
-    return SimpleNamespace(
-        grpc=grpc,
-        tf=tf,
-        json_format=json_format,
-        get_model_metadata_pb2=get_model_metadata_pb2,
-        get_model_status_pb2=get_model_status_pb2,
-        model_service_pb2_grpc=model_service_pb2_grpc,
-        predict_pb2=predict_pb2,
-        prediction_service_pb2_grpc=prediction_service_pb2_grpc,
-    )
-
-
-def _set_model_spec(
-    spec, model: str, version: int | None, label: str | None, signature: str | None = None
-) -> None:
-    check_version_label(version, label, "grpc")
-    if not isinstance(model, str) or not model:
-        raise ValueError(f"grpc: `model` must be a served model name, got {model!r}.")
-    spec.name = model
-    if version is not None:
-        spec.version.value = int(version)
-    if label is not None:
-        spec.version_label = label
-    if signature is not None:
-        spec.signature_name = signature
-
-
-def images_tensor(images: Sequence[bytes] | Sequence[np.ndarray] | np.ndarray):
-    """The `images` input as a `TensorProto`.
-
-    Args:
-        images: encoded image files (bytes; a [B] `DT_STRING` tensor for
-            `serving_default`), or RGB pixels of one size: [H, W, 3] arrays or
-            nested lists, or one [B, H, W, 3] array (a `DT_UINT8` tensor for
-            `detect_uint8`).
-
-    Returns:
-        A `tensorflow.TensorProto`.
-
-    Raises:
-        ValueError: no images, bytes mixed with pixels, pixels of different
-            sizes or not [H, W, 3], or values that are not uint8.
-    """
-    tf = _apis().tf
-    if len(images) == 0:
-        raise ValueError("predict: `images` is empty; pass at least one image.")
-    if not isinstance(images, np.ndarray):
-        encoded = [isinstance(image, bytes) for image in images]
-        if all(encoded):
-            return tf.make_tensor_proto(list(images), dtype=tf.string, shape=[len(images)])
-        if any(encoded):
-            raise ValueError(
-                "predict: `images` mixes encoded files (bytes) and pixels; send one kind per "
-                "request (serving_default takes files, detect_uint8 pixels)."
-            )
-        arrays = [np.asarray(image) for image in images]
-        shapes = sorted({array.shape for array in arrays})
-        if len(shapes) > 1:
-            raise ValueError(
-                f"predict: detect_uint8 takes one [B, H, W, 3] tensor, but the images have "
-                f"shapes {shapes}; send images of one size, or encoded files to serving_default."
-            )
-        images = np.stack(arrays)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(
-            f"predict: pixels must be RGB [H, W, 3] per image ([B, H, W, 3] in all), got "
-            f"shape {images.shape}."
-        )
-    if images.dtype != np.uint8:
-        if not (
-            np.issubdtype(images.dtype, np.integer)
-            and images.size
-            and images.min() >= 0
-            and images.max() <= 255
-        ):
-            raise ValueError(
-                f"predict: detect_uint8 takes uint8 pixels in [0, 255], got {images.dtype}; "
-                "convert with `np.asarray(image, np.uint8)` or send the encoded file."
-            )
-        images = images.astype(np.uint8)
-    return tf.make_tensor_proto(images)
-
-
-def predict_request(
-    images: Sequence[bytes] | Sequence[np.ndarray] | np.ndarray,
-    model: str = DEFAULT_MODEL,
-    *,
-    signature: str = IMAGES_SIGNATURE,
-    version: int | None = None,
-    label: str | None = None,
-):
-    """A `tensorflow.serving.PredictRequest` for a batch of images.
-
-    Args:
-        images: see `images_tensor`.
-        model: served model name.
-        signature: "serving_default" (encoded files) or "detect_uint8" (pixels).
-        version: a version, or None for the latest.
-        label: a version label instead of `version`.
-
-    Returns:
-        The request, its one input named `images`.
-    """
-    request = _apis().predict_pb2.PredictRequest()
-    _set_model_spec(request.model_spec, model, version, label, signature)
-    request.inputs[INPUT_NAME].CopyFrom(images_tensor(images))
-    return request
-
-
-def parse_predict_response(response) -> list[dict[str, Any]]:
-    """Per-image output dicts from a `PredictResponse`, in the REST client's form.
-
-    Args:
-        response: a `tensorflow.serving.PredictResponse`.
-
-    Returns:
-        One dict per image mapping each output name to that image's value as
-        Python lists and numbers (`num_detections` an int).
-
-    Raises:
-        ServingError: the detection outputs are missing or disagree in batch size.
-    """
-    tf = _apis().tf
-    missing = sorted(set(OUTPUT_NAMES) - set(response.outputs))
-    if missing:
-        raise ServingError(
-            f"the answer lacks the outputs {missing} (it has {sorted(response.outputs)}); "
-            "is --model a CornerNet export?"
-        )
-    return split_batch(
-        {name: tf.make_ndarray(proto).tolist() for name, proto in response.outputs.items()}
-    )
+_DEFAULT_FIX = "see the server's log (`docker compose -f tf_serving/docker-compose.yml logs`)"
 
 
 def _serving_error(error: Exception, method: str, address: str, timeout: float) -> ServingError:
@@ -243,7 +91,7 @@ def _serving_error(error: Exception, method: str, address: str, timeout: float) 
     if name == "UNAVAILABLE":
         message = (
             f"cannot reach TensorFlow Serving's gRPC port at {address} ({details}); start it "
-            "with `docker compose -f serving/docker-compose.yml up` or pass --grpc-address "
+            "with `docker compose -f tf_serving/docker-compose.yml up` or pass --grpc-address "
             "(gRPC is port 8500 in the stock image, REST 8501)."
         )
     elif name == "DEADLINE_EXCEEDED":
@@ -282,7 +130,7 @@ class GrpcClient:
                 f"grpc: `address` must be HOST:PORT, e.g. {DEFAULT_ADDRESS!r}, got {address!r}."
             )
         check_count(max_message_bytes, "max_message_bytes", "grpc")
-        self._apis = _apis()
+        self._apis = serving_apis()
         self.address = address
         options = [
             ("grpc.max_send_message_length", max_message_bytes),
@@ -334,7 +182,7 @@ class GrpcClient:
             "status": {"error_code": "OK", "error_message": ""}}, ...]}`.
         """
         request = self._apis.get_model_status_pb2.GetModelStatusRequest()
-        _set_model_spec(request.model_spec, model, version, label)
+        set_model_spec(request.model_spec, model, version, label)
         response = self._call("GetModelStatus", self._models.GetModelStatus, request, timeout)
         return self._to_dict(response)
 
@@ -360,7 +208,7 @@ class GrpcClient:
         """
         apis = self._apis
         request = apis.get_model_metadata_pb2.GetModelMetadataRequest()
-        _set_model_spec(request.model_spec, model, version, label)
+        set_model_spec(request.model_spec, model, version, label)
         request.metadata_field.append("signature_def")
         response = self._call(
             "GetModelMetadata", self._predictions.GetModelMetadata, request, timeout
@@ -378,7 +226,7 @@ class GrpcClient:
         images: Sequence[bytes] | Sequence[np.ndarray] | np.ndarray,
         model: str = DEFAULT_MODEL,
         *,
-        signature: str = IMAGES_SIGNATURE,
+        signature: str = SIGNATURE_IMAGES,
         version: int | None = None,
         label: str | None = None,
         timeout: float = 60.0,
@@ -444,7 +292,7 @@ def predict(
     address: str = DEFAULT_ADDRESS,
     model: str = DEFAULT_MODEL,
     *,
-    signature: str = IMAGES_SIGNATURE,
+    signature: str = SIGNATURE_IMAGES,
     version: int | None = None,
     label: str | None = None,
     timeout: float = 60.0,

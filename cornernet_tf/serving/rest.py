@@ -22,10 +22,10 @@ import urllib3
 
 from cornernet_tf.serving.common import (
     DEFAULT_MODEL,
-    IMAGES_SIGNATURE,
     INPUT_NAME,
     OUTPUT_NAMES,
-    UINT8_SIGNATURE,
+    SIGNATURE_IMAGES,
+    SIGNATURE_UINT8,
     ServingError,
     check_count,
     check_detections,
@@ -39,10 +39,10 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_RETRIES",
     "DEFAULT_URL",
-    "IMAGES_SIGNATURE",
+    "SIGNATURE_IMAGES",
     "INPUT_NAME",
     "OUTPUT_NAMES",
-    "UINT8_SIGNATURE",
+    "SIGNATURE_UINT8",
     "ServingError",
     "model_metadata",
     "model_status",
@@ -182,7 +182,7 @@ def _request_once(
         raise _Retryable(
             ServingError(
                 f"cannot reach TensorFlow Serving at {address} ({error.__class__.__name__}); "
-                "start it with `docker compose -f serving/docker-compose.yml up` or pass --url."
+                "start it with `docker compose -f tf_serving/docker-compose.yml up` or pass --url."
             )
         ) from error
     except requests.Timeout as error:
@@ -329,7 +329,7 @@ def _json_value(image):
 
 
 def predict_request_body(
-    images: list, *, signature: str = IMAGES_SIGNATURE, columnar: bool = False
+    images: list, *, signature: str = SIGNATURE_IMAGES, columnar: bool = False
 ) -> dict:
     """JSON body of a `:predict` request.
 
@@ -392,7 +392,7 @@ def predict(
     url: str = DEFAULT_URL,
     model: str = DEFAULT_MODEL,
     *,
-    signature: str = IMAGES_SIGNATURE,
+    signature: str = SIGNATURE_IMAGES,
     columnar: bool = False,
     version: int | None = None,
     label: str | None = None,

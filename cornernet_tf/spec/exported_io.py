@@ -12,6 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 
 INPUT_NAME = "images"
+# The SavedModel's signatures: encoded image files of any size, and uint8 pixel batches.
+SIGNATURE_IMAGES = "serving_default"
+SIGNATURE_UINT8 = "detect_uint8"
+# The SavedModel's assets: the class names (a JSON list) and the model's config.
+CLASSES_ASSET = "classes.json"
+CONFIG_ASSET = "model_config.json"
 # `CornerNet.detect` keys → exported output names (TF object-detection names).
 DETECTION_OUTPUTS = {
     "boxes": "detection_boxes",

@@ -52,9 +52,9 @@ Model directory layout:
 Modules: `loop` (`train`), `strategy` (devices, cluster, chief, XLA choice),
 `schedule` (learning rate), `state` (model, optimizer, checkpoints), `finetune`
 (`model.init_from`, `train.freeze_backbone_steps`), `inputs` (dataset checks,
-input pipelines), `model_dir` (lock, remote paths, restart), `callbacks`,
-`errors`, and `keras_compat`
-(every workaround that reaches private Keras/TensorFlow APIs).
+input pipelines), `model_dir` (lock, remote paths, restart), `callbacks` and
+`errors`. The workarounds that reach private Keras/TensorFlow APIs are in
+`cornernet_tf.utils.private_api`.
 """
 
 from cornernet_tf.training.callbacks import (

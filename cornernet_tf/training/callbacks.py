@@ -25,9 +25,9 @@ from collections.abc import Callable, Mapping
 import keras
 import tensorflow as tf
 
-from cornernet_tf.training import keras_compat
 from cornernet_tf.training.errors import CheckpointWriteError, io_error_reason
 from cornernet_tf.training.state import global_step
+from cornernet_tf.utils import private_api
 from cornernet_tf.utils.fs import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -139,12 +139,12 @@ class StepTensorBoard(keras.callbacks.TensorBoard):
 
     Keras numbers batch summaries from 0 at every `fit`; after a resume that
     would overwrite the curves of the interrupted run, so the counter starts
-    at the restored iteration instead (`keras_compat.set_tensorboard_train_step`).
+    at the restored iteration instead (`private_api.set_tensorboard_train_step`).
     """
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        keras_compat.set_tensorboard_train_step(self, global_step(self.model))
+        private_api.set_tensorboard_train_step(self, global_step(self.model))
 
 
 class CheckpointEvery(keras.callbacks.Callback):

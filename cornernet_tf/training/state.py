@@ -25,10 +25,11 @@ import tensorflow as tf
 
 from cornernet_tf.models.cornernet import CornerNet
 from cornernet_tf.spec.config import Config, ConfigError
-from cornernet_tf.training import finetune, keras_compat
+from cornernet_tf.training import finetune
 from cornernet_tf.training.errors import SetupError, first_line
 from cornernet_tf.training.schedule import LearningRate
 from cornernet_tf.training.strategy import use_jit_compile
+from cornernet_tf.utils import private_api
 
 __all__ = [
     "TrainingState",
@@ -119,7 +120,7 @@ def build_training_state(
     restored_from, skipped = restore_newest_complete(checkpoint, checkpoint_dir)
     if restored_from is None and config.model.init_from is not None:
         finetune.load_init_weights(model, config)  # a fresh run only: a resume keeps its own
-    keras_compat.prepare_for_fit(model, strategy)
+    private_api.prepare_for_fit(model, strategy)
     return TrainingState(model, checkpoint, manager, global_step(model), restored_from, skipped)
 
 

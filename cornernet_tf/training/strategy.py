@@ -17,8 +17,8 @@ from collections.abc import Mapping
 import tensorflow as tf
 
 from cornernet_tf.spec.config import ConfigError
-from cornernet_tf.training import keras_compat
 from cornernet_tf.training.errors import SetupError
+from cornernet_tf.utils import private_api
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
-    """True when `strategy` spans several worker processes (see `keras_compat`).
+    """True when `strategy` spans several worker processes (see `cornernet_tf.utils.private_api`).
 
     Args:
         strategy: the strategy.
@@ -207,7 +207,7 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     Returns:
         Whether the workers must synchronise (e.g. at `barrier`).
     """
-    return keras_compat.in_multi_worker_mode(strategy)
+    return private_api.in_multi_worker_mode(strategy)
 
 
 def check_global_batch(batch_size: int, replicas: int) -> None:

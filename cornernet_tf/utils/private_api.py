@@ -1,13 +1,14 @@
-"""Every workaround of the training code that reaches private Keras or TensorFlow APIs.
+"""Every use of a private Keras, TensorFlow or LiteRT API in the package.
 
-The rest of `cornernet_tf.training` uses public APIs only; what they cannot do
-is done here, one function per workaround, each saying which private name it
-touches, why training needs it and which public API is missing. When Keras or
-TensorFlow is upgraded, check these first. `tests/test_train.py` exercises
-them: its resume test checks the TensorBoard step after a restart and runs
-`fit` with `skip_symbolic_build`, its multi-worker test needs all four.
-
-Written against Keras 3.15 and TensorFlow 2.21.
+The rest of `cornernet_tf` uses public APIs only; what they cannot do is done
+here, one function per workaround, each saying which private name it touches,
+why the package needs it and which public API is missing. When Keras,
+TensorFlow or LiteRT is upgraded, check these first: all were checked against
+Keras 3.15, TensorFlow 2.21 and ai-edge-litert 2.1. `tests/test_train.py`
+exercises the training ones (its resume test checks the TensorBoard step after a
+restart and runs `fit` with `skip_symbolic_build`; its multi-worker test needs
+the others), `tests/test_corner_pooling.py` the XLA test and
+`tests/test_tflite.py` the operator listing.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import keras
 import tensorflow as tf
 
 __all__ = [
+    "graph_in_xla_context",
     "in_multi_worker_mode",
     "prepare_for_fit",
     "set_tensorboard_train_step",
     "skip_symbolic_build",
+    "tflite_operator_names",
+    "update_loss_tracker",
     "vector_logs",
 ]
 
@@ -126,3 +130,50 @@ def set_tensorboard_train_step(callback: keras.callbacks.TensorBoard, step: int)
         step: the optimizer's iteration count.
     """
     callback._global_train_batch = step
+
+
+def graph_in_xla_context() -> bool:
+    """Whether the graph being traced is compiled by XLA (`tf.function(jit_compile=True)`).
+
+    Private API: `tensorflow.python.ops.control_flow_util.GraphOrParentsInXlaContext`,
+    which TensorFlow's own control flow asks. Corner pooling builds a
+    `while_loop` for XLA and chains of maxima elsewhere (XLA compiles the chains
+    slowly). Missing public API: a way to ask whether a trace is for XLA.
+
+    Returns:
+        True inside an XLA-compiled function; False when the helper is gone.
+    """
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def update_loss_tracker(model: keras.Model, loss, sample_weight) -> None:
+    """Adds `loss` to the `loss` metric `fit` and `evaluate` report.
+
+    Private API: `model._loss_tracker`, the mean metric Keras' own `train_step`
+    and `test_step` update. CornerNet's `test_step` computes the loss of every
+    stack and must report it under the same name. Missing public API: access to
+    the compiled loss metric.
+
+    Args:
+        model: a compiled Keras model.
+        loss: the batch's loss.
+        sample_weight: the batch's weight in the mean (its size).
+    """
+    model._loss_tracker.update_state(loss, sample_weight=sample_weight)
+
+
+def tflite_operator_names(interpreter) -> list[str]:
+    """The operator names of a LiteRT interpreter's model, sorted and unique.
+
+    Private API: `Interpreter._get_ops_details()`. The export checks that a file
+    holds builtin operators only. Missing public API: listing a model's
+    operators (the flatbuffer schema would need a parser of its own).
+
+    Args:
+        interpreter: an `ai_edge_litert.interpreter.Interpreter`.
+    """
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})

@@ -4,11 +4,11 @@ A thin wrapper around `cornernet_tf.serving.cli` (also run as
 `python -m cornernet_tf.serving.cli` where the package is installed), kept so
 that commands written for a checkout keep working:
 
-    python serving/client.py status
-    python serving/client.py metadata
-    python serving/client.py predict a.jpg b.png --classes exports/cornernet/1/assets/classes.json
-    python serving/client.py --protocol grpc predict img.jpg --json
-    python serving/client.py batching-config > serving/batching.config
+    python tf_serving/client.py status
+    python tf_serving/client.py metadata
+    python tf_serving/client.py predict a.jpg b.png --classes exports/cornernet/1/assets/classes.json
+    python tf_serving/client.py --protocol grpc predict img.jpg --json
+    python tf_serving/client.py batching-config > tf_serving/batching.config
 
 It runs this checkout's package: the one installed in the environment may
 come from another checkout or release. See docs/serving.md.
