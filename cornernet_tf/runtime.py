@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.inference.image_input import check_image
+from cornernet_tf.inference.image_input import check_image, letterbox
 from cornernet_tf.inference.procedure import CornerNetDecoder
 from cornernet_tf.spec.exported_io import (
     DETECTION_OUTPUTS,
     DETECTOR_OUTPUTS,
     INPUT_NAME,
-    check_input_size,
     detection_outputs,
 )
 
@@ -32,7 +31,6 @@ __all__ = [
     "TFLiteDetector",
     "detector_to_pixels",
     "host_soft_nms",
-    "letterbox",
     "soft_nms_numpy",
 ]
 
@@ -71,36 +69,6 @@ def host_soft_nms(outputs: dict, test_config=None) -> dict[str, np.ndarray]:
     candidates = {key: outputs.get(f"candidate_{key}") for key in CANDIDATE_KEYS}
     detections = detection_outputs(decoder.suppress(candidates))
     return {key: np.asarray(value) for key, value in detections.items()}
-
-
-def letterbox(image: np.ndarray, input_size) -> tuple[np.ndarray, float]:
-    """Fits an image into the fixed TFLite input, keeping its aspect ratio.
-
-    The image is resized (bilinear) by `scale = min(H / h, W / w)` and placed
-    at the top-left of a zero canvas of `input_size`; boxes the model returns
-    map back to the original image as `box / scale`.
-
-    Args:
-        image: [h, w, 3] RGB, any numeric dtype.
-        input_size: (H, W) of the TFLite input.
-
-    Returns:
-        `(canvas, scale)`: [1, H, W, 3] float32 and the resize factor.
-
-    Raises:
-        ValueError: a bad `input_size` or an image that is not [h, w, 3].
-    """
-    height, width = check_input_size(input_size, "letterbox")
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
-        raise ValueError(f"letterbox: `image` must be [h, w, 3] RGB, got shape {image.shape}.")
-    scale = min(height / image.shape[0], width / image.shape[1])
-    new_h = max(1, min(height, round(image.shape[0] * scale)))
-    new_w = max(1, min(width, round(image.shape[1] * scale)))
-    resized = tf.image.resize(image.astype(np.float32), (new_h, new_w)).numpy()
-    canvas = np.zeros((1, height, width, 3), np.float32)
-    canvas[0, :new_h, :new_w] = resized
-    return canvas, scale
 
 
 def detector_to_pixels(outputs: dict, input_size) -> dict[str, np.ndarray]:

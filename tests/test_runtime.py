@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 from export_helpers import REPO, SIZE, random_image
 
-from cornernet_tf.runtime import TFLiteDetector, host_soft_nms, letterbox, soft_nms_numpy
+from cornernet_tf.inference.image_input import letterbox
+from cornernet_tf.runtime import TFLiteDetector, host_soft_nms, soft_nms_numpy
 
 
 def test_runtime_does_not_import_the_converter():

@@ -1,4 +1,4 @@
-"""Command line client for CornerNet served by TensorFlow Serving (REST or gRPC).
+r"""Command line client for CornerNet served by TensorFlow Serving (REST or gRPC).
 
 A thin wrapper around `cornernet_tf.serving.cli` (also run as
 `python -m cornernet_tf.serving.cli` where the package is installed), kept so
@@ -6,7 +6,8 @@ that commands written for a checkout keep working:
 
     python tf_serving/client.py status
     python tf_serving/client.py metadata
-    python tf_serving/client.py predict a.jpg b.png --classes exports/cornernet/1/assets/classes.json
+    python tf_serving/client.py predict a.jpg b.png \
+        --classes exports/cornernet/1/assets/classes.json
     python tf_serving/client.py --protocol grpc predict img.jpg --json
     python tf_serving/client.py batching-config > tf_serving/batching.config
 

@@ -24,7 +24,7 @@ import argparse
 import os
 import sys
 
-from cornernet_tf.cli._common import load_model
+from cornernet_tf.cli._common import load_model, setup_output
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 
 # `cornernet_tf.export.QUANTIZATIONS`, repeated so that `--help` and argument
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--model", required=True, help=".keras file of a trained CornerNet")
     parser.add_argument("--output", required=True, help="export root directory")
+    parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's own logs")
     parser.add_argument("--format", required=True, choices=["saved_model", "tflite", "onnx"])
     parser.add_argument(
         "--quantize",
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_calibration < 1:
         parser.error(f"--num-calibration must be >= 1, got {args.num_calibration}.")
     # Imported only now: the arguments are checked without TensorFlow.
+    setup_output(verbose=args.verbose)
     from cornernet_tf import export
 
     try:

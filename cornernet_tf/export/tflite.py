@@ -31,7 +31,7 @@ from cornernet_tf.export._checks import check_input_fits, check_labels, check_mo
 from cornernet_tf.export.saved_model import _class_names
 from cornernet_tf.export.tflite_metadata import add_detector_metadata
 from cornernet_tf.images import OK, image_files, read_image
-from cornernet_tf.runtime import letterbox
+from cornernet_tf.inference.image_input import letterbox
 from cornernet_tf.spec.exported_io import (
     DETECTOR_OUTPUTS,
     INPUT_NAME,

@@ -10,8 +10,8 @@ image would be read as very bright 8-bit pixels, and a very large image would
 exhaust memory, so all are refused with the fix instead. Float images whose
 values all lie in (0, 1] are accepted with a warning: they are most likely
 scaled to [0, 1] and would give meaningless boxes. docs/input.md states the
-whole contract.
-
+whole contract. `letterbox` fits an image into a fixed input (TFLite, ONNX and
+their int8 calibration).
 
 `check_image_batch` is its graph-side counterpart, for batches that arrive
 as tensors (`CornerNet.predict` on a `tf.data.Dataset`, the SavedModel
@@ -26,9 +26,9 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE, check_input_size
 
-__all__ = ["check_image", "check_image_batch", "check_max_side"]
+__all__ = ["check_image", "check_image_batch", "check_max_side", "letterbox"]
 
 
 def check_max_side(max_side, where: str) -> int:
@@ -194,3 +194,33 @@ def check_image_batch(
         # signature is called with any shape): extra axes of size 1 pass the
         # checks above and are dropped here.
         return tf.ensure_shape(tf.reshape(images, padded), [None, None, None, 3])
+
+
+def letterbox(image: np.ndarray, input_size) -> tuple[np.ndarray, float]:
+    """Fits an image into the fixed TFLite input, keeping its aspect ratio.
+
+    The image is resized (bilinear) by `scale = min(H / h, W / w)` and placed
+    at the top-left of a zero canvas of `input_size`; boxes the model returns
+    map back to the original image as `box / scale`.
+
+    Args:
+        image: [h, w, 3] RGB, any numeric dtype.
+        input_size: (H, W) of the TFLite input.
+
+    Returns:
+        `(canvas, scale)`: [1, H, W, 3] float32 and the resize factor.
+
+    Raises:
+        ValueError: a bad `input_size` or an image that is not [h, w, 3].
+    """
+    height, width = check_input_size(input_size, "letterbox")
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
+        raise ValueError(f"letterbox: `image` must be [h, w, 3] RGB, got shape {image.shape}.")
+    scale = min(height / image.shape[0], width / image.shape[1])
+    new_h = max(1, min(height, round(image.shape[0] * scale)))
+    new_w = max(1, min(width, round(image.shape[1] * scale)))
+    resized = tf.image.resize(image.astype(np.float32), (new_h, new_w)).numpy()
+    canvas = np.zeros((1, height, width, 3), np.float32)
+    canvas[0, :new_h, :new_w] = resized
+    return canvas, scale
