@@ -1,7 +1,9 @@
 """Shared pytest fixtures."""
 
 import collections
+import os
 
+import corpus
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,6 +11,9 @@ from export_helpers import CLASS_NAMES, SIZE
 from seeding import seed_weights
 
 from cornernet_tf import export
+from cornernet_tf.cli import evaluate as evaluate_cli
+from cornernet_tf.cli import export as export_cli
+from cornernet_tf.cli import predict as predict_cli
 from cornernet_tf.data import shapes
 from cornernet_tf.models.cornernet import CornerNet
 
@@ -150,3 +155,31 @@ def tflite_models(export_model, calibration_images):
     return export.convert_tflite_variants(
         export_model, input_size=(SIZE, SIZE), representative_data=calibration_images
     )
+
+
+# --- the hostile-input corpus (tests/corpus.py, tests/test_corpus_*.py)
+
+
+@pytest.fixture(scope="module")
+def corpus_inputs(export_model, shapes_root, tmp_path_factory):
+    """The shared tiny model as a .keras file, and a copy of the shapes dataset."""
+    root = tmp_path_factory.mktemp("corpus")
+    model = root / "model.keras"
+    export_model.save(model)
+    return model, shapes_root
+
+
+@pytest.fixture
+def workspace(corpus_inputs, tmp_path, monkeypatch, export_model):
+    model, data = corpus_inputs
+    original = predict_cli.load_model
+
+    def load_shared(path):  # the shared model without reloading it; others load for real
+        return export_model if os.path.samefile(path, model) else original(path)
+
+    for module in (predict_cli, evaluate_cli, export_cli):
+        monkeypatch.setattr(module, "load_model", load_shared)
+    ws_root = tmp_path / "ws"
+    ws_root.mkdir()
+    monkeypatch.chdir(ws_root)
+    return corpus.Workspace(ws_root, model, data)
