@@ -24,6 +24,7 @@ import sys
 from collections import Counter
 
 from cornernet_tf.cli._common import UsageError, setup_output
+from cornernet_tf.utils.console import CurrentStreamHandler
 
 FORMATS = ("voc", "yolo", "csv", "coco")
 # Issues printed per kind; the full list goes to the conversion log file.
@@ -239,7 +240,7 @@ def check(args) -> int:
         raise UsageError(problem.replace("--data-dir", "ROOT"))
     package_logger = logging.getLogger("cornernet_tf")
     if not package_logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStreamHandler("stderr")
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         package_logger.addHandler(handler)
         package_logger.setLevel(logging.WARNING)

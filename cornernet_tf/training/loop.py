@@ -67,6 +67,7 @@ from cornernet_tf.training.strategy import (
     make_strategy,
     task,
 )
+from cornernet_tf.utils.console import CurrentStreamHandler
 from cornernet_tf.utils.fs import atomic_path, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -600,7 +601,7 @@ def default_evaluate_fn(config: Config, data_dir: str | os.PathLike) -> cb.Evalu
 def configure_logging() -> None:
     """Sends the training log lines to stdout, one line each, timestamped in a file or pipe."""
     package_logger = logging.getLogger("cornernet_tf.training")
-    handler = logging.StreamHandler(sys.stdout)
+    handler = CurrentStreamHandler("stdout")
     terminal = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
     handler.setFormatter(
         logging.Formatter(

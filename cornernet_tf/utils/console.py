@@ -13,13 +13,36 @@ import os
 import sys
 import tempfile
 
-__all__ = ["setup_output"]
+__all__ = ["CurrentStreamHandler", "setup_output"]
 
 # The log line format: on a terminal the message alone, in a file or pipe with
 # the time (one line per event, no progress-bar control characters).
 _TERMINAL_FORMAT = "%(levelname)s: %(message)s"
 _FILE_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class CurrentStreamHandler(logging.StreamHandler):
+    """A `StreamHandler` writing to the current `sys.stderr` (or `sys.stdout`), not the
+    one of its creation: a caller that swaps the stream (a test capturing output, an
+    application embedding the tools) still gets the lines, and a closed stream is
+    never written to.
+
+    Args:
+        name: "stderr" or "stdout".
+    """
+
+    def __init__(self, name: str = "stderr"):
+        super().__init__(getattr(sys, name))
+        self.stream_name = name
+
+    @property
+    def stream(self):
+        return getattr(sys, self.stream_name)
+
+    @stream.setter
+    def stream(self, value):  # `StreamHandler.__init__` sets it; the property decides
+        pass
 
 
 def setup_output(verbose: bool = False, *, import_tensorflow: bool = True) -> None:
@@ -48,7 +71,7 @@ def setup_output(verbose: bool = False, *, import_tensorflow: bool = True) -> No
     """
     package_logger = logging.getLogger("cornernet_tf")
     if not package_logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStreamHandler("stderr")
         plain = not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
         handler.setFormatter(
             logging.Formatter(_FILE_FORMAT if plain else _TERMINAL_FORMAT, _TIME_FORMAT)
