@@ -149,3 +149,17 @@ def test_a_model_file_that_cannot_be_written_is_one_message(tmp_path):
         loop._save_model(model, str(path))
     assert str(error.value).startswith(f"{path}: cannot write the model (")
     assert "free disk space or make" in str(error.value)
+
+
+def test_a_batch_that_outgrows_the_machine_is_refused_before_any_work():
+    from cornernet_tf.training.inputs import batch_bytes, check_batch_fits_memory
+
+    config = load_config(CONFIG, ["train.batch_size=64"])  # 127 px, 32x32 maps
+    per_image = 127 * 127 * 3 * 4 + 2 * 32 * 32 * 80 * 4
+    assert batch_bytes(config, 80) == 64 * per_image
+    check_batch_fits_memory(config, 80, memory=64 * per_image)  # exactly fits
+    with pytest.raises(ConfigError) as error:
+        check_batch_fits_memory(config, 80, memory=64 * per_image - 1)
+    assert error.value.key == "train.batch_size"
+    assert "train.batch_size=64 needs" in str(error.value)
+    assert f"at most {(64 * per_image - 1) // (4 * per_image)}" in str(error.value)

@@ -91,6 +91,60 @@ def check_batch_fits_dataset(config: Config, source: CocoDataset) -> None:
         )
 
 
+def batch_bytes(config: Config, num_classes: int) -> int:
+    """Host memory of one training batch: float32 images and their heatmap targets.
+
+    Args:
+        config: the experiment config (`train.batch_size`, `data.input_size`,
+            `data.output_size`).
+        num_classes: heatmap channels.
+
+    Returns:
+        The bytes of one batch's images and two corner heatmaps; the other
+        targets (tags, offsets, masks) are of `max_objects`, negligible.
+    """
+    data = config.data
+    image = data.input_size**2 * 3 * 4
+    heatmaps = 2 * data.output_size**2 * num_classes * 4
+    return config.train.batch_size * (image + heatmaps)
+
+
+def check_batch_fits_memory(config: Config, num_classes: int, memory: int | None = None) -> None:
+    """Refuses a batch whose images and targets alone outgrow this machine's memory.
+
+    The input pipeline holds a few batches at once (the one being built, the
+    prefetched ones), so a batch larger than the physical memory can never
+    run: it is refused before any work, where it would otherwise be killed by
+    the system after minutes of filling the memory.
+
+    Args:
+        config: the experiment config.
+        num_classes: heatmap channels.
+        memory: the machine's physical memory in bytes (default: read from
+            the system; the check is skipped where it cannot be read).
+
+    Raises:
+        ConfigError: naming `train.batch_size`, the estimate and the memory.
+    """
+    if memory is None:
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            return
+    needed = batch_bytes(config, num_classes)
+    if needed > memory:
+        per_image = needed // config.train.batch_size
+        fits = max(1, memory // (4 * per_image))
+        raise ConfigError(
+            f"train.batch_size={config.train.batch_size} needs {needed / 2**30:.1f} GiB of host "
+            f"memory for one batch of {config.data.input_size}x{config.data.input_size} images "
+            f"and their {num_classes}-class heatmaps, more than this machine's "
+            f"{memory / 2**30:.1f} GiB; set train.batch_size to at most {fits} here "
+            "(the global batch is split over the replicas of a multi-worker run).",
+            key="train.batch_size",
+        )
+
+
 def make_train_pipeline(
     config: Config,
     source: CocoDataset | str | os.PathLike,

@@ -41,6 +41,7 @@ from cornernet_tf.training.errors import (
 from cornernet_tf.training.inputs import (
     TrainInput,
     check_batch_fits_dataset,
+    check_batch_fits_memory,
     data_seed,
     distribute_train_input,
     open_training_source,
@@ -178,6 +179,7 @@ def train(
     _set_global_policies(config.train)
     source = open_training_source(config, data_dir)
     check_batch_fits_dataset(config, source)
+    check_batch_fits_memory(config, source.num_classes)
     paths = _RunPaths.create(os.fspath(model_dir), strategy)
     stop = cb.StopOnSignal()
     with paths.lock(), stop.catching():
