@@ -1,8 +1,9 @@
 """The installed console scripts, run as users run them: fresh processes, chained.
 
-One workflow, each step a `cornernet-*` executable of this environment in its
-own process, on files the previous step wrote, under a folder with non-ASCII
-names: make a dataset, train, evaluate, predict, export. Converting official
+The recipe of docs/custom_data.md, each step a `cornernet-*` executable of this
+environment in its own process, on files the previous step wrote, under a
+folder with non-ASCII names: a Pascal VOC folder (made from the shapes
+dataset) converted and split, checked, then train, evaluate, predict, export. Converting official
 checkpoints through `cornernet-convert` is in test_convert.py (Hourglass-104)
 and test_squeeze.py (CornerNet-Squeeze).
 """
