@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/model_throughput.py
 	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/tflite.py
+	$(BIN)/python benchmarks/deploy_latency.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
