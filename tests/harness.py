@@ -92,3 +92,33 @@ def run_model_saving_test(model, image_size, tmp_path, atol=1e-5):
         np.testing.assert_array_equal(again["num_detections"], detections["num_detections"])
         np.testing.assert_allclose(again["boxes"], detections["boxes"], atol=1e-3)
     return loaded
+
+
+def save_small_model(folder, seed, class_names=("rectangle", "ellipse", "triangle")):
+    """An untrained one-stack CornerNet small enough that a command runs in seconds.
+
+    Args:
+        folder: where to write `model.keras`.
+        seed: its weights' seed (`seeding.seed_weights`).
+        class_names: its classes.
+
+    Returns:
+        The `.keras` file's path, as a string.
+    """
+    from seeding import seed_weights
+
+    seed_weights(seed)
+    model = CornerNet.from_preset(
+        "tiny",
+        num_stacks=1,
+        dims=[16, 16, 16, 16],
+        modules=[1, 1, 1, 1],
+        pre_dim=8,
+        cnv_dim=16,
+        pool_dim=8,
+        class_names=list(class_names),
+    )
+    model.build()
+    path = folder / "model.keras"
+    model.save(path)
+    return str(path)

@@ -20,12 +20,11 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
-from seeding import seed_weights
+from harness import save_small_model
 
 from cornernet_tf import evaluation, images
 from cornernet_tf.cli import evaluate as evaluate_cli
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
-from cornernet_tf.models import CornerNet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "shapes_tiny.yaml")
@@ -229,22 +228,7 @@ def test_make_evaluate_fn_returns_float_metrics(shapes_root, val_set):
 
 @pytest.fixture(scope="module")
 def small_model_path(tmp_path_factory):
-    """An untrained CornerNet small enough that the script runs in seconds."""
-    seed_weights(1)
-    model = CornerNet.from_preset(
-        "tiny",
-        num_stacks=1,
-        dims=[16, 16, 16, 16],
-        modules=[1, 1, 1, 1],
-        pre_dim=8,
-        cnv_dim=16,
-        pool_dim=8,
-        class_names=["rectangle", "ellipse", "triangle"],
-    )
-    model.build()
-    path = tmp_path_factory.mktemp("model") / "model.keras"
-    model.save(path)
-    return str(path)
+    return save_small_model(tmp_path_factory.mktemp("model"), seed=1)
 
 
 def test_evaluate_script_end_to_end(shapes_root, small_model_path, tmp_path, capsys):

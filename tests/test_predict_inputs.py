@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from harness import save_small_model
 from seeding import seed_weights
 
 from cornernet_tf import images
@@ -32,22 +33,7 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+/\d+ ", re.MULTILINE
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    """An untrained CornerNet small enough that the command runs in seconds."""
-    seed_weights(3)
-    model = CornerNet.from_preset(
-        "tiny",
-        num_stacks=1,
-        dims=[16, 16, 16, 16],
-        modules=[1, 1, 1, 1],
-        pre_dim=8,
-        cnv_dim=16,
-        pool_dim=8,
-        class_names=NAMES,
-    )
-    model.build()
-    path = tmp_path_factory.mktemp("model") / "model.keras"
-    model.save(path)
-    return str(path)
+    return save_small_model(tmp_path_factory.mktemp("model"), seed=3)
 
 
 @pytest.fixture(scope="module")

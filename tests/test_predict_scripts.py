@@ -12,11 +12,10 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from seeding import seed_weights
+from harness import save_small_model
 
 from cornernet_tf import visualization
 from cornernet_tf.cli import predict as predict_cli
-from cornernet_tf.models import CornerNet
 
 NAMES = ["rectangle", "ellipse", "triangle"]
 
@@ -28,22 +27,7 @@ def predict_script():
 
 @pytest.fixture(scope="module")
 def small_model_path(tmp_path_factory):
-    """An untrained CornerNet small enough that the script runs in seconds."""
-    seed_weights(2)
-    model = CornerNet.from_preset(
-        "tiny",
-        num_stacks=1,
-        dims=[16, 16, 16, 16],
-        modules=[1, 1, 1, 1],
-        pre_dim=8,
-        cnv_dim=16,
-        pool_dim=8,
-        class_names=NAMES,
-    )
-    model.build()
-    path = tmp_path_factory.mktemp("model") / "model.keras"
-    model.save(path)
-    return str(path)
+    return save_small_model(tmp_path_factory.mktemp("model"), seed=2)
 
 
 def test_predict_script_writes_images_and_json_and_reports_bad_files(
