@@ -78,6 +78,12 @@ def check_input_fits(model, input_size, caller: str) -> None:
             raise ValueError(f"{caller}: input {axis} {problem}.")
 
 
+def class_names_or_numbers(model) -> list[str]:
+    """`model.class_names`, or `["0", "1", ...]` when the model has none."""
+    names = getattr(model, "class_names", None)
+    return list(names) if names else [str(i) for i in range(model.num_classes)]
+
+
 def check_labels(model, caller: str) -> list[str]:
     """The class names of a model for a label file; numbered names, with a warning, if none.
 
@@ -89,7 +95,7 @@ def check_labels(model, caller: str) -> list[str]:
         `model.class_names`, or `["0", "1", ...]` when the model has none.
     """
     if model.class_names:
-        return list(model.class_names)
+        return class_names_or_numbers(model)
     warnings.warn(
         f"{caller}: the model has no class names; the label file numbers the "
         f"{model.num_classes} classes 0-{model.num_classes - 1}. Build or train the model with "
@@ -97,4 +103,4 @@ def check_labels(model, caller: str) -> list[str]:
         UserWarning,
         stacklevel=3,
     )
-    return [str(i) for i in range(model.num_classes)]
+    return class_names_or_numbers(model)

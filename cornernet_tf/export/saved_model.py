@@ -34,7 +34,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from cornernet_tf import images as image_io
-from cornernet_tf.export._checks import check_model, check_name
+from cornernet_tf.export._checks import check_model, check_name, class_names_or_numbers
 from cornernet_tf.export.warmup import DEFAULT_WARMUP_IMAGE_SIZE, write_warmup_requests
 from cornernet_tf.inference.image_input import check_image_batch
 from cornernet_tf.spec.exported_io import (
@@ -62,11 +62,6 @@ __all__ = [
     "next_version",
     "serving_functions",
 ]
-
-
-def _class_names(model) -> list[str]:
-    names = getattr(model, "class_names", None)
-    return list(names) if names else [str(i) for i in range(model.num_classes)]
 
 
 def _check_image_format(contents: tf.Tensor, index: tf.Tensor) -> tf.Operation:
@@ -334,7 +329,7 @@ def export_saved_model(
 
     # The staging folder's name is not numeric, so TF Serving ignores it until the rename.
     with atomic_directory(final_dir) as staging, tempfile.TemporaryDirectory() as assets_dir:
-        atomic_write_json(Path(assets_dir) / CLASSES_ASSET, _class_names(model))
+        atomic_write_json(Path(assets_dir) / CLASSES_ASSET, class_names_or_numbers(model))
         atomic_write_json(Path(assets_dir) / CONFIG_ASSET, _model_config(model))
         module = ServingModule(model, assets_dir)
         signatures = serving_functions(model, max_image_side)

@@ -27,8 +27,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cornernet_tf.export._checks import check_input_fits, check_labels, check_model, check_name
-from cornernet_tf.export.saved_model import _class_names
+from cornernet_tf.export._checks import (
+    check_input_fits,
+    check_labels,
+    check_model,
+    check_name,
+    class_names_or_numbers,
+)
 from cornernet_tf.export.tflite_metadata import add_detector_metadata
 from cornernet_tf.images import OK, image_files, read_image
 from cornernet_tf.inference.image_input import letterbox
@@ -729,5 +734,5 @@ def export_tflite(
         atomic_write_bytes(path, flatbuffers[quantization])
     # A flatbuffer holds no class names: they travel beside it, in the format
     # of the SavedModel's `assets/classes.json` (rewritten by every export).
-    atomic_write_json(output_dir / tflite_classes_file_name(name), _class_names(model))
+    atomic_write_json(output_dir / tflite_classes_file_name(name), class_names_or_numbers(model))
     return paths
