@@ -30,7 +30,7 @@ def split_train_val(
         seed: the shuffle's seed.
 
     Returns:
-        (train, val), each a `Conversion` with the same classes; the issues
+        (train, val), each a `Conversion` with the same classes; the reading problems
         stay with train (they were found once, reading the source).
 
     Raises:
