@@ -14,12 +14,12 @@ ONNX Runtime on CPU, plus its host soft-NMS (`cornernet_tf.runtime.soft_nms_nump
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from timing import time_ms
 
 from cornernet_tf import export
 from cornernet_tf.export.onnx import convert_onnx
@@ -27,17 +27,6 @@ from cornernet_tf.models import CornerNet
 from cornernet_tf.runtime import soft_nms_numpy
 
 LABELS = {"none": "TFLite float32", "float16": "TFLite float16", "int8": "TFLite int8"}
-
-
-def _time(function, repeats: int) -> tuple[float, float]:
-    """Median and minimum wall time of `function()` in milliseconds (one warm-up call)."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times), min(times)
 
 
 def _calibration(input_size, count: int) -> list[np.ndarray]:
@@ -68,17 +57,21 @@ def bench_preset(preset: str, size: int, *, repeats: int, threads: int, calibrat
     onnx_bytes = convert_onnx(model, input_size=(size, size), labels=labels)
     conversion = time.perf_counter() - start
 
-    rows = [("Keras predict", None, *_time(lambda: model.predict(image, verbose=0), repeats))]
+    rows = [("Keras predict", None, *time_ms(lambda: model.predict(image, verbose=0), repeats))]
     for quantization, flatbuffer in files.items():
         runner = Interpreter(model_content=flatbuffer, num_threads=threads).get_signature_runner()
-        median, best = _time(lambda r=runner: r(images=image), repeats)
+        median, best = time_ms(lambda r=runner: r(images=image), repeats)
         rows.append((LABELS[quantization], len(flatbuffer) / 2**20, median, best))
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
     feed = {"images": image.astype(np.float32)}
     rows.append(
-        ("ONNX Runtime", len(onnx_bytes) / 2**20, *_time(lambda: session.run(None, feed), repeats))
+        (
+            "ONNX Runtime",
+            len(onnx_bytes) / 2**20,
+            *time_ms(lambda: session.run(None, feed), repeats),
+        )
     )
     names = [output.name for output in session.get_outputs()]
     outputs = dict(zip(names, session.run(None, feed), strict=True))
@@ -94,7 +87,7 @@ def bench_preset(preset: str, size: int, *, repeats: int, threads: int, calibrat
             max_detections=config.max_detections,
         )
 
-    rows.append(("  + host soft-NMS", None, *_time(host_nms, repeats)))
+    rows.append(("  + host soft-NMS", None, *time_ms(host_nms, repeats)))
     return rows, conversion, config.flip_test
 
 

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tflite import _calibration, _time
+from tflite import _calibration
+from timing import time_ms
 
 from cornernet_tf import export
 from cornernet_tf.models.cornernet import CornerNet
@@ -48,7 +49,7 @@ def _measure(name, size, quantizations, repeats, threads, calibration_count):
         "stride": model.output_stride,
         "flip": str(model.test_config.flip_test),
         "keras MiB": keras_mib,
-        "predict ms": _time(lambda: model.predict(image, verbose=0), repeats)[0],
+        "predict ms": time_ms(lambda: model.predict(image, verbose=0), repeats)[0],
     }
     canvas = image.astype(np.float32)
     calibration = None
@@ -62,7 +63,7 @@ def _measure(name, size, quantizations, repeats, threads, calibration_count):
         row[f"{quantization} convert s"] = time.perf_counter() - start
         row[f"{quantization} MiB"] = len(flatbuffer) / 2**20
         detector = TFLiteDetector(flatbuffer, test_config=model.test_config, num_threads=threads)
-        row[f"{quantization} ms"] = _time(lambda d=detector: d.run(canvas), repeats)[0]
+        row[f"{quantization} ms"] = time_ms(lambda d=detector: d.run(canvas), repeats)[0]
         del flatbuffer, detector
         gc.collect()
     return row

@@ -13,10 +13,10 @@ processes falls on all of them; the table gives medians.
 """
 
 import argparse
-import time
 
 import numpy as np
 import tensorflow as tf
+from timing import time_in_turns
 
 from cornernet_tf.models import CornerNet
 
@@ -54,14 +54,7 @@ def main():
 
         calls[f"predict, flip test {flip}"] = predict
 
-    times = {name: [] for name in calls}
-    for call in calls.values():
-        call()  # tracing
-    for _ in range(args.repeats):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
+    times = time_in_turns(calls, args.repeats)
 
     print(f"\n{args.preset}, {args.size}x{args.size}, {args.repeats} repeats (median seconds):")
     median = {name: float(np.median(t)) for name, t in times.items()}

@@ -14,9 +14,9 @@ repeat; the table gives medians.
 """
 
 import argparse
-import time
 
 import numpy as np
+from timing import time_in_turns
 
 from cornernet_tf.inference.saccade import SaccadeProcedure
 from cornernet_tf.models import CornerNet
@@ -64,14 +64,7 @@ def main():
             procedure = FixedCrops(network, model.test_config, crops=args.crops)
             calls[f"{preset}, {args.crops} crops"] = lambda p=procedure: p(image[0])
 
-    times = {name: [] for name in calls}
-    for call in calls.values():
-        call()  # tracing
-    for _ in range(args.repeats):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
+    times = time_in_turns(calls, args.repeats)
 
     print(f"\npredict, one {height}x{width} image, {args.repeats} repeats (median seconds):")
     for name, values in times.items():

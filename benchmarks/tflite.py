@@ -16,12 +16,12 @@ AP points of float32, which needs a trained model.
 """
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from timing import time_ms
 
 from cornernet_tf import export
 from cornernet_tf.models import load_model
@@ -29,17 +29,6 @@ from cornernet_tf.models.cornernet import CornerNet
 from cornernet_tf.runtime import TFLiteDetector, host_soft_nms
 
 LABELS = {"none": "TFLite float32", "float16": "TFLite float16", "int8": "TFLite int8"}
-
-
-def _time(function, repeats: int) -> tuple[float, float]:
-    """Median and minimum wall time of `function()` in milliseconds (one warm-up call)."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times), min(times)
 
 
 def _calibration(data_dir, input_size, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -114,18 +103,22 @@ def main(argv=None) -> None:
         model.save(keras_path)
         keras_size = keras_path.stat().st_size / 2**20
     rows = [
-        ("Keras predict", keras_size, *_time(lambda: model.predict(image, verbose=0), args.repeats))
+        (
+            "Keras predict",
+            keras_size,
+            *time_ms(lambda: model.predict(image, verbose=0), args.repeats),
+        )
     ]
     canvas = image.astype(np.float32)
     for quantization, flatbuffer in flatbuffers.items():
         detector = TFLiteDetector(
             flatbuffer, test_config=model.test_config, num_threads=args.threads
         )
-        median, best = _time(lambda d=detector: d.run(canvas), args.repeats)
+        median, best = time_ms(lambda d=detector: d.run(canvas), args.repeats)
         rows.append((LABELS[quantization], len(flatbuffer) / 2**20, median, best))
         if quantization == "int8":
             outputs = detector.run(canvas)
-            nms = _time(lambda o=outputs: host_soft_nms(o, model.test_config), args.repeats)
+            nms = time_ms(lambda o=outputs: host_soft_nms(o, model.test_config), args.repeats)
             rows.append(("  + host soft-NMS", 0.0, *nms))
 
     print(

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from cornernet_tf.losses import focal_loss
 from cornernet_tf.saccade_targets import ATTENTION_RANGES
+from cornernet_tf.utils.checks import check_count
 
 __all__ = ["attention_loss"]
 
@@ -42,10 +43,7 @@ def attention_loss(
     Returns:
         A float32 scalar.
     """
-    if not isinstance(num_stacks, int) or isinstance(num_stacks, bool) or num_stacks < 1:
-        raise ValueError(
-            f"attention_loss: `num_stacks` must be a positive int, got {num_stacks!r}."
-        )
+    num_stacks = check_count(num_stacks, "num_stacks", "attention_loss")
     names = [f"attention_{name}" for name in ATTENTION_RANGES]
     missing = [f"{name}_{s}" for name in names for s in range(num_stacks)]
     missing = [key for key in missing if key not in outputs]

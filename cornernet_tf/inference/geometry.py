@@ -24,6 +24,8 @@ import numbers
 
 import tensorflow as tf
 
+from cornernet_tf.utils.checks import check_count
+
 # Official `test/coco.py`: the canvas is `size | 127`, the output map
 # `(size + 1) // stride`; 127 is one less than the official networks' granule.
 OFFICIAL_GRANULE = 128
@@ -69,10 +71,7 @@ def test_geometry(
     """
     image_hw = _as_image_hw(image_hw, "test_geometry")
     mask = _size_mask(granule, "test_geometry")
-    if isinstance(output_stride, bool) or not isinstance(output_stride, int) or output_stride < 1:
-        raise ValueError(
-            f"test_geometry: `output_stride` must be a positive int, got {output_stride!r}."
-        )
+    output_stride = check_count(output_stride, "output_stride", "test_geometry")
     scale = _as_scale(scale, "test_geometry")
     # float64 as Python's `int(height * scale)`.
     resized = tf.cast(tf.floor(tf.cast(image_hw, tf.float64) * scale), tf.int32)  # [2]

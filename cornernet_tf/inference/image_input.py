@@ -27,15 +27,14 @@ import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE, check_input_size
+from cornernet_tf.utils.checks import check_count
 
 __all__ = ["check_image", "check_image_batch", "check_max_side", "letterbox"]
 
 
 def check_max_side(max_side, where: str) -> int:
     """Returns `max_side` as an int after checking it is a positive integer."""
-    if isinstance(max_side, bool) or not isinstance(max_side, int | np.integer) or max_side < 1:
-        raise ValueError(f"{where}: `max_image_side` must be a positive integer, got {max_side!r}.")
-    return int(max_side)
+    return check_count(max_side, "max_image_side", where)
 
 
 def check_image(
