@@ -237,6 +237,19 @@ def test_dynamic_shapes_in_a_graph():
     assert fn.get_concrete_function().structured_outputs["scores"].shape.as_list() == [None, 20]
 
 
+def test_a_map_of_fewer_values_than_k_decodes_what_it_has():
+    # A small image's canvas can hold fewer than k corner candidates; a graph
+    # of unknown map size cannot refuse that up front.
+    spec = [tf.TensorSpec([None, None, None, c], tf.float32) for c in (1, 1, 1, 1, 2, 2)]
+    fn = tf.function(lambda *x: decode_corners(*x, k=40, num_dets=50), input_signature=spec)
+    outputs = random_outputs(seed=4, batch=2, height=4, width=5, num_classes=1)  # 20 < 40
+    padded = fn(*outputs)
+    exact = decode_corners(*outputs, k=20, num_dets=50)  # static shapes: every value
+    for key in exact:
+        np.testing.assert_array_equal(padded[key].numpy(), exact[key].numpy())
+    assert (padded["scores"].numpy() > -1).any()
+
+
 def test_mixed_precision_inputs_are_decoded_in_float32():
     outputs = [tf.cast(x, tf.float16) for x in random_outputs(seed=4, batch=1)]
     decoded = decode_corners(*outputs, k=10, num_dets=20)

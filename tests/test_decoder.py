@@ -183,6 +183,20 @@ def test_detect_with_a_test_config_leaves_the_model_alone(tiny):
         np.testing.assert_allclose(override[key].numpy(), expected[key].numpy(), atol=1e-5)
 
 
+def test_a_top_k_above_a_small_image_s_corners_takes_them_all():
+    # A 5x7 image's canvas gives 8x8 maps: 64 corners of one class, < top_k 100.
+    model = CornerNet.from_preset("tiny", num_classes=1, test_config={"num_dets": 1000})
+    image = np.random.default_rng(1).integers(0, 255, (1, 5, 7, 3)).astype(np.uint8)
+    every = model.detect(image, test_config={"top_k": 100})
+    exact = model.detect(image, test_config={"top_k": 64})
+    for key in ("boxes", "confidence", "classes", "num_detections"):
+        np.testing.assert_array_equal(every[key].numpy(), exact[key].numpy())
+    # Unknown image sizes: the map's size is known only when the graph runs.
+    model.test_config = model.test_config.replace(top_k=100)
+    dynamic = tf.function(model.detect, input_signature=[tf.TensorSpec([1, None, None, 3])])
+    np.testing.assert_array_equal(dynamic(image)["boxes"].numpy(), exact["boxes"].numpy())
+
+
 def test_model_config_stores_the_test_config_as_plain_data(tiny):
     config = tiny.get_config()["test_config"]
     assert config == {**TestConfig().to_dict(), "top_k": 10, "num_dets": 100}

@@ -121,6 +121,9 @@ def decode_corners(
         tl_inside = (tl_pixels // width > 0) & (tl_pixels % width > 0)
         br_inside = (br_pixels // width < height - 1) & (br_pixels % width < width - 1)
         keep &= tl_inside[:, :, None] & br_inside[:, None, :]
+    if tl_heat.shape[1:].num_elements() is None:
+        # Corners of `_top_corners`' padding (score -1) pair with nothing.
+        keep &= (tl_scores >= 0)[:, :, None] & (br_scores >= 0)[:, None, :]
     scores = tf.where(keep, scores, REJECTED_SCORE)
     scores, pair = tf.math.top_k(tf.reshape(scores, [batch, k * k]), k=num_dets)  # [B, D]
     tl_index, br_index = pair // k, pair % k  # [B, D]
@@ -161,7 +164,15 @@ def _top_corners(heat: tf.Tensor, k: int, kernel: int) -> tuple[tf.Tensor, tf.Te
         heat = tf.where(tf.equal(pooled, heat), heat, tf.zeros_like(heat))
     shape = tf.shape(heat)
     batch, num_classes = shape[0], shape[3]
-    scores, flat = tf.math.top_k(tf.reshape(heat, [batch, -1]), k=k)  # [B, K]
+    heat = tf.reshape(heat, [batch, -1])
+    if heat.shape[1] is None:
+        # A map of unknown size may hold fewer than k values (a small image's
+        # canvas): -1 fills the rest, below every real score, and
+        # `decode_corners` rejects the pairs of such corners. (A known size
+        # below k is refused by `_validate_inputs`.)
+        heat = tf.pad(heat, [[0, 0], [0, tf.maximum(k - tf.shape(heat)[1], 0)]], constant_values=-1)
+    scores, flat = tf.math.top_k(heat, k=k)  # [B, K]
+    flat = tf.where(scores < 0, tf.zeros_like(flat), flat)  # padding: any real pixel
     # HWC flat index (y*W + x)*C + c; the official CHW one is c*H*W + y*W + x.
     return scores, flat % num_classes, flat // num_classes
 

@@ -92,12 +92,17 @@ class CornerNetDecoder:
             outputs = network(canvas)
             if heads is None:
                 heads = {key: outputs[key][:batch] for key in OUTPUT_KEYS}
+            k, num_dets = config.top_k, config.num_dets
+            size = tf.TensorShape(outputs["tl_heatmap"].shape)[1:].num_elements()
+            if size is not None and size < k:
+                # A small image's map holds fewer corners than `top_k`: all of them.
+                k, num_dets = size, min(num_dets, size * size)
             decoded = decode_outputs(
                 outputs,
                 flip_test=config.flip_test,
-                k=config.top_k,
+                k=k,
                 ae_threshold=config.ae_threshold,
-                num_dets=config.num_dets,
+                num_dets=num_dets,
                 kernel=config.nms_kernel,
             )
             decoded["boxes"] = geometry.rescale_detections(
