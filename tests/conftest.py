@@ -30,7 +30,6 @@ _EXPORT_GROUP = {
     "test_serving_client.py",
     "test_serving_grpc.py",
     "test_tflite.py",
-    "test_wrong_results.py",
 }
 
 

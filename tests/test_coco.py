@@ -8,9 +8,11 @@ import os
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cornernet_tf.data import coco
 from cornernet_tf.data.coco import CategoryMap, CocoDataset
+from cornernet_tf.evaluation import run_coco_evaluation
 
 
 def write_dataset(root, images, annotations, categories, split="train2017", files=None):
@@ -274,3 +276,105 @@ def test_duplicate_category_ids_are_refused_naming_the_file(tmp_path):
         ValueError, match=r"instances_train2017.json'?: duplicate category ids \[18\]"
     ):
         CocoDataset.open(tmp_path, "train2017")
+
+
+# ------------------------------------------- the ground truth training keeps
+
+
+def _coco(tmp_path, extra_annotations=(), **changes):
+    """Two 64x48 images with three good boxes, plus `extra_annotations`."""
+    image_dir = tmp_path / "val"
+    image_dir.mkdir(exist_ok=True)
+    data = {
+        "images": [
+            {"id": 1, "file_name": "a.png", "height": 48, "width": 64},
+            {"id": 2, "file_name": "b.png", "height": 48, "width": 64},
+        ],
+        "categories": [{"id": 1, "name": "circle"}, {"id": 2, "name": "square"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 20, 18], "area": 360},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [30, 10, 25, 30], "area": 750},
+            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [10, 8, 40, 30], "area": 1200},
+            *extra_annotations,
+        ],
+    }
+    data.update(changes)
+    for k, image in enumerate(data["images"]):
+        if isinstance(image, dict) and "file_name" in image:
+            cv2.imwrite(str(image_dir / image["file_name"]), np.full((48, 64, 3), k, np.uint8))
+    return data, str(tmp_path / "instances_val.json"), str(image_dir)
+
+
+class _GroundTruthDetector:
+    """Detects exactly the boxes training keeps: image k is filled with the value k."""
+
+    def __init__(self, dataset):
+        rows = [(r.boxes, r.labels) for r in dataset.records]
+        width = max(len(b) for b, _ in rows)
+        self.boxes = np.full((len(rows), width, 4), -1, np.float32)
+        self.classes = np.full((len(rows), width), -1, np.int32)
+        for k, (boxes, labels) in enumerate(rows):
+            self.boxes[k, : len(boxes)], self.classes[k, : len(labels)] = boxes, labels
+
+    def detect(self, image):
+        k = tf.cast(image[0, 0, 0, 0], tf.int32)
+        classes = tf.gather(tf.constant(self.classes), k)[None]
+        return {
+            "boxes": tf.gather(tf.constant(self.boxes), k)[None],
+            "confidence": tf.where(classes >= 0, 1.0, -1.0),
+            "classes": classes,
+        }
+
+
+def _ann(ann_id, bbox, image_id=1, category_id=1, **extra):
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "bbox": bbox, **extra}
+
+
+GROUND_TRUTH_CASES = [
+    # (id, extra annotations, excluded kinds {kind: count})
+    ("nan-box", [_ann(10, [float("nan"), 3, 10, 10])], {"non_finite_bbox": 1}),
+    ("negative-size", [_ann(11, [5, 5, -10, 10])], {"negative_size": 1}),
+    ("zero-size", [_ann(12, [5, 5, 0, 10], image_id=2)], {"empty_box": 1}),
+    ("outside-image", [_ann(13, [70, 5, 10, 10])], {"outside_image": 1}),
+    ("unknown-category", [_ann(14, [1, 1, 8, 8], category_id=9)], {"unknown_category": 1}),
+    ("malformed-bbox", [_ann(15, [1, 1, 8])], {"malformed_bbox": 1}),
+    ("duplicate-annotation-id", [_ann(2, [40, 30, 12, 12], image_id=2)], {}),
+    ("missing-area", [_ann(16, [40, 2, 12, 12], category_id=2)], {}),
+    ("crowd-region", [_ann(17, [0, 0, 64, 48], iscrowd=1, area=3072)], {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "excluded"),
+    [pytest.param(extra, excluded, id=name) for name, extra, excluded in GROUND_TRUTH_CASES],
+)
+def test_the_ground_truth_itself_scores_ap_one(tmp_path, extra, excluded):
+    # Evaluation scores against the boxes training keeps: the ground truth scores AP 1.
+    data, ann_file, image_dir = _coco(tmp_path, extra)
+    dataset = CocoDataset.from_dict(data, ann_file, image_dir)
+    evaluation = run_coco_evaluation(_GroundTruthDetector(dataset), dataset, verbose=0)
+    assert evaluation.stats["AP"] == pytest.approx(1.0)
+    assert evaluation.excluded_annotations == excluded
+
+
+@pytest.mark.parametrize(
+    ("section", "entry", "message"),
+    [
+        ("images", {"id": 1, "file_name": "b.png", "height": 48, "width": 64}, "image ids \\[1\\]"),
+        ("categories", {"id": 2, "name": "again"}, "category ids \\[2\\]"),
+    ],
+)
+def test_duplicate_ids_are_refused_naming_the_file(tmp_path, section, entry, message):
+    data, ann_file, image_dir = _coco(tmp_path)
+    data[section].append(entry)
+    with pytest.raises(ValueError, match=f"instances_val.json.*duplicate {message}"):
+        CocoDataset.from_dict(data, ann_file, image_dir)
+
+
+def test_a_dataset_image_that_is_no_regular_file_is_excluded_by_name(tmp_path):
+    data, ann_file, image_dir = _coco(tmp_path)
+    os.remove(os.path.join(image_dir, "b.png"))
+    os.mkfifo(os.path.join(image_dir, "b.png"))  # reading it would block for ever
+    dataset = CocoDataset.from_dict(data, ann_file, image_dir)
+    assert [r.image_id for r in dataset.records] == [1]
+    assert dataset.report.counts == {"not_a_file": 1}

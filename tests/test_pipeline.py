@@ -1,7 +1,6 @@
 """The tf.data training pipeline: batches, official geometry end to end, determinism, bad input."""
 
 import dataclasses
-import io
 import json
 import os
 import shutil
@@ -11,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from image_files import jpeg
 from PIL import Image
 from test_augment import OFFICIAL_SCALES, ref_clip, ref_flip, ref_random_crop, ref_resize
 
@@ -363,18 +363,10 @@ def test_a_split_without_annotations_is_refused_naming_the_file(tmp_path):
         small_train(root)
 
 
-def _exif_jpeg(image, orientation):
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG", exif=exif.tobytes())
-    return buffer.getvalue()
-
-
 def test_images_of_another_size_than_annotated_are_bad_images(tmp_path):
     # Boxes are in the pixels of the annotated size; another size would train on wrong boxes.
     rgb = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    turned = _exif_jpeg(rgb, 6)  # stored 40 x 50, displayed 50 high and 40 wide
+    turned = jpeg(rgb, 6)  # stored 40 x 50, displayed 50 high and 40 wide
     files = {
         "right.png": _png(rgb),
         "claimed.png": _png(rgb),
@@ -430,7 +422,6 @@ def test_empty_dataset_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP"])
 def test_header_size_and_decoding_per_format(tmp_path, fmt):
-    from PIL import Image
 
     rgb = np.random.default_rng(1).integers(0, 256, (37, 53, 3), dtype=np.uint8)
     path = tmp_path / f"x.{fmt.lower()}"

@@ -14,6 +14,7 @@ import tensorflow as tf
 from seeding import seed_weights
 
 from cornernet_tf.models import CornerNet
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 
 MAX_DETECTIONS = 100
 
@@ -117,6 +118,70 @@ def test_bad_images_raise_clear_errors(model, images):
 def test_unsupported_images_are_refused_with_the_fix(model, image, error, match):
     with pytest.raises(error, match=match):
         model.predict_images([image])
+
+
+def _float_with(value):
+    image = np.full((40, 48, 3), 100.0, np.float32)
+    image[3, 4, 0] = value
+    return image
+
+
+LIMIT = DEFAULT_MAX_IMAGE_SIDE
+OUTSIDE_THE_CONTRACT = [
+    # (id, call on the model, error type, message)
+    ("nan-pixel", lambda m: m.predict(_float_with(np.nan)[None], verbose=0), ValueError, "NaN"),
+    (
+        "inf-in-a-tensor",
+        lambda m: m.predict(tf.constant(_float_with(np.inf)[None]), verbose=0),
+        ValueError,
+        "non-finite",
+    ),
+    ("1e30-pixel", lambda m: m.predict_images([_float_with(1e30)]), ValueError, r"\[0, 255\]"),
+    ("negative-float", lambda m: m.predict_images([_float_with(-3.0)]), ValueError, "np.clip"),
+    (
+        "batch-of-0",
+        lambda m: m.predict(np.zeros((0, 32, 32, 3), np.uint8), verbose=0),
+        ValueError,
+        "holds no images",
+    ),
+    (
+        "ragged-list",
+        lambda m: m.predict([np.zeros((8, 8, 3)), np.zeros((9, 8, 3))], verbose=0),
+        TypeError,
+        "different sizes; pass them to predict_images",
+    ),
+    ("none-to-predict", lambda m: m.predict(None, verbose=0), TypeError, "NoneType"),
+    ("path-string", lambda m: m.predict("photo.jpg", verbose=0), TypeError, "read files"),
+    (
+        "side-above-limit",
+        lambda m: m.predict_images([np.zeros((1, LIMIT + 1, 3), np.uint8)]),
+        ValueError,
+        f"sides above {LIMIT} pixels are refused",
+    ),
+    (
+        "side-above-given-limit",
+        lambda m: m.predict(np.zeros((1, 40, 50, 3), np.uint8), verbose=0, max_image_side=49),
+        ValueError,
+        "sides above 49 pixels",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [pytest.param(*case[1:], id=case[0]) for case in OUTSIDE_THE_CONTRACT],
+)
+def test_arrays_outside_the_contract_are_refused(model, call, error, match):
+    with pytest.raises(error, match=match):
+        call(model)
+
+
+def test_a_larger_side_limit_is_the_callers_choice(model):
+    image = np.full((20, 70, 3), 90, np.uint8)
+    with pytest.raises(ValueError, match="sides above 64"):
+        model.predict_images([image], max_image_side=64)
+    result = model.predict_images([image], max_image_side=70)
+    assert result["boxes"].shape[0] == 1
 
 
 def test_non_finite_pixels_are_refused_instead_of_removing_every_detection(model, images):

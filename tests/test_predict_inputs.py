@@ -20,12 +20,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from harness import save_small_model
+from image_files import jpeg, png_bomb, stored_image
 from seeding import seed_weights
 
 from cornernet_tf import images
 from cornernet_tf.cli import _inputs, _progress
 from cornernet_tf.cli import predict as predict_cli
 from cornernet_tf.models import CornerNet
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 
 NAMES = ["rectangle", "ellipse", "triangle"]
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+/\d+ ", re.MULTILINE)
@@ -333,3 +335,71 @@ def test_a_model_without_class_names_labels_ids_with_a_warning(pictures, tmp_pat
     )
     detections = _read_json(out / "a.json")["detections"]
     assert detections and all(d["class_name"] == str(d["class_id"]) for d in detections)
+
+
+# ------------------------------------------------------ what cannot be read
+
+
+@pytest.fixture(scope="module")
+def unreadable_run(model_path, tmp_path_factory):
+    """One `cornernet-predict` run over inputs it cannot read; (exit code, output, files)."""
+    folder = tmp_path_factory.mktemp("predict_inputs")
+    files = {
+        "fifo": folder / "pipe.png",
+        "dev-zero": folder / "zero.png",
+        "folder": folder / "album.png",
+        "missing": folder / "missing.png",
+        "bomb": folder / "bomb.png",
+        "summary-name": folder / "detections.jpg",
+        "exif": folder / "phone.jpg",
+    }
+    os.mkfifo(files["fifo"])
+    os.symlink("/dev/zero", files["dev-zero"])
+    files["folder"].mkdir()
+    files["bomb"].write_bytes(png_bomb(8000, 8000))  # 200 KB that decode to 192 MB
+    files["summary-name"].write_bytes(jpeg(stored_image(40, 60)))
+    files["exif"].write_bytes(jpeg(stored_image(128, 64), 6))
+    output = folder / "out"
+    code = predict_cli.main(
+        ["--model", model_path, "--output", str(output), "--score-threshold", "0"]
+        + [str(p) for p in files.values()]
+    )
+    return code, output, files
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("fifo", r"is a named pipe \(FIFO\), not a file"),
+        ("dev-zero", "is a device, not a file"),
+        ("folder", "the folder holds no image or video files"),
+        ("missing", "not found"),
+        (
+            "bomb",
+            f"too large.*resize it to at most {DEFAULT_MAX_IMAGE_SIDE} pixels a side"
+            ".*--max-image-side",
+        ),
+    ],
+)
+def test_unreadable_inputs_are_named_in_the_summary(unreadable_run, case, message):
+    code, output, files = unreadable_run
+    assert code == 1
+    summary = json.loads((output / "detections.json").read_text())
+    errors = {e["file"]: e["error"] for e in summary["errors"]}
+    assert re.search(message, errors[str(files[case])]), errors[str(files[case])]
+
+
+def test_the_summary_stays_apart_from_an_image_named_detections(unreadable_run):
+    _, output, files = unreadable_run
+    summary = json.loads((output / "detections.json").read_text())
+    assert {"images", "errors"} <= set(summary)
+    own = json.loads((output / "detections_2.json").read_text())
+    assert own["file"] == str(files["summary-name"]) and (output / "detections_2.png").is_file()
+
+
+def test_a_rotated_photo_is_reported_at_its_displayed_size(unreadable_run):
+    _, output, _ = unreadable_run
+    entry = json.loads((output / "phone.json").read_text())
+    assert (entry["width"], entry["height"]) == (128, 64)
+    assert all(d["box"][2] <= 128 and d["box"][3] <= 64 for d in entry["detections"])
+    assert cv2.imread(str(output / "phone.png")).shape[:2] == (64, 128)

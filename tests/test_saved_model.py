@@ -6,6 +6,7 @@ tiny preset exported once with the defaults; `saved_model` is it loaded.
 
 import json
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from export_helpers import CLASS_NAMES, png, random_image
+from image_files import displayed, jpeg, png_bomb, stored_image
 
 from cornernet_tf import export
 from cornernet_tf.models.cornernet import CornerNet
+from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 from cornernet_tf.spec.presets import PRESETS
 
 DETECTION_KEYS = dict(export.DETECTION_OUTPUTS)  # detect key → exported name
@@ -196,3 +199,46 @@ def test_signatures_hold_the_model_s_max_detections(export_model):
         assert outputs["detection_scores"].shape == (1, 7)
         assert outputs["detection_classes"].shape == (1, 7)
     np.testing.assert_allclose(encoded["detection_scores"], raw["detection_scores"], atol=1e-6)
+
+
+# ------------------------------------------------- what the signatures accept
+
+
+def test_serving_default_detects_on_the_displayed_image(saved_model):
+    contents = jpeg(stored_image(128, 64), 6)
+    served = saved_model.signatures["serving_default"](images=tf.constant([contents]))
+    pixels = saved_model.signatures["detect_uint8"](images=tf.constant(displayed(contents)[None]))
+    assert int(served["num_detections"][0]) > 0
+    for key in ("detection_boxes", "detection_scores", "detection_classes", "num_detections"):
+        np.testing.assert_allclose(served[key].numpy(), pixels[key].numpy(), atol=1e-4)
+    boxes = served["detection_boxes"].numpy()[0, : int(served["num_detections"][0])]
+    assert boxes[:, 2].max() <= 128 and boxes[:, 3].max() <= 64  # x within the 128 displayed
+
+
+def test_savedmodel_takes_no_float_pixels(saved_model):
+    # Non-finite pixels cannot reach the SavedModel: its inputs are uint8 or encoded files.
+    signature = saved_model.signatures["detect_uint8"]
+    image = np.full((1, 40, 48, 3), 100.0, np.float32)
+    image[0, 3, 4, 0] = np.inf
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
+        signature(images=tf.constant(image))
+    assert signature.structured_input_signature[1]["images"].dtype == tf.uint8
+
+
+def test_serving_default_refuses_a_bomb_from_its_header(saved_model):
+    # A 20000x20000 PNG of under 200 KB (1.2 GB of pixels): "too large" is the
+    # header check's verdict, so the decoder never runs.
+    bomb = png_bomb(20000, 20000)
+    assert len(bomb) < 200_000
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="too large.*read from the file header"
+    ):
+        saved_model.signatures["serving_default"](images=tf.constant([bomb]))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 600 * 1024
+
+
+def test_detect_uint8_refuses_a_side_above_the_limit(saved_model):
+    limit = DEFAULT_MAX_IMAGE_SIDE
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"sides above {limit} pixels"):
+        saved_model.signatures["detect_uint8"](images=tf.zeros([1, 1, limit + 1, 3], tf.uint8))

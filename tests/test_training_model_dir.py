@@ -11,6 +11,7 @@ import keras
 import pytest
 
 from cornernet_tf import training
+from cornernet_tf.data import shapes
 from cornernet_tf.data.coco import CategoryMap
 from cornernet_tf.spec.config import ConfigError, load_config
 from cornernet_tf.training import loop, model_dir
@@ -163,3 +164,33 @@ def test_a_batch_that_outgrows_the_machine_is_refused_before_any_work():
     assert error.value.key == "train.batch_size"
     assert "train.batch_size=64 needs" in str(error.value)
     assert f"at most {(64 * per_image - 1) // (4 * per_image)}" in str(error.value)
+
+
+def test_restarting_a_finished_run_keeps_its_summary(shapes_root, tmp_path):
+    # A finished run restarted trains nothing and keeps its summary (not images_per_sec 0).
+    overrides = [
+        "train.steps=2",
+        "train.eval_every=0",
+        "data.input_size=63",
+        "data.output_size=16",
+        "train.batch_size=2",
+        "train.jit_compile=false",
+        "model.overrides={num_stacks: 1, dims: [8, 8], modules: [1, 1], pre_dim: 8, "
+        "cnv_dim: 8, pool_dim: 8}",
+    ]
+    config = load_config(CONFIG, overrides)
+    run = tmp_path / "run"
+    state = training.build_training_state(
+        config,
+        list(shapes.CLASSES),
+        str(run / "checkpoints"),
+        learning_rate=training.LearningRate.from_config(config.train),
+    )
+    state.model.optimizer.iterations.assign(config.train.steps)  # a run that has finished
+    state.manager.save(checkpoint_number=config.train.steps)
+    finished = {"step": 2, "images_per_sec": 12.5, "model_path": str(run / "model.keras")}
+    (run / "summary.json").write_text(json.dumps(finished))
+    result = training.train(config, shapes_root, run, strategy="one_device", verbose=0)
+    assert result.step == config.train.steps and result.images_per_sec == 12.5
+    assert json.loads((run / "summary.json").read_text()) == finished
+    assert (run / "model.keras").is_file()
