@@ -379,6 +379,138 @@ def _read_stage(tracker: BadSampleTracker, max_pixels: int):
     return read
 
 
+@dataclasses.dataclass(frozen=True)
+class _SampleSettings:
+    """The `data` settings one training sample is made with, checked."""
+
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+    num_classes: int
+    max_objects: int
+    shuffle_buffer: int
+    max_pixels: int
+    border: int
+    scales: tuple[float, ...]
+    gaussian_iou: float
+    flip: bool
+    sampler: str
+
+    @classmethod
+    def of(cls, config: DataConfig, num_classes: int) -> _SampleSettings:
+        """Raises ValueError naming the `data.` field that is out of range."""
+        in_size = augment.size_pair(config.input_size, "data.input_size")
+        scales = config.rand_scales
+        if not scales or not all(isinstance(s, numbers.Real) and s > 0 for s in scales):
+            raise ValueError(f"`data.rand_scales` must be positive numbers, got {scales!r}.")
+        if min(int(in_size[0] * min(scales)), int(in_size[1] * min(scales))) < 1:
+            raise ValueError(
+                f"`data.rand_scales` {scales!r} give empty crops for data.input_size {in_size}."
+            )
+        if config.sampler not in DATA_SAMPLERS:
+            raise ValueError(
+                f"`data.sampler` must be one of {', '.join(DATA_SAMPLERS)}, got {config.sampler!r}."
+            )
+        return cls(
+            input_size=in_size,
+            output_size=augment.size_pair(config.output_size, "data.output_size"),
+            num_classes=num_classes,
+            max_objects=_check_int("data.max_objects", config.max_objects),
+            shuffle_buffer=_check_int("data.shuffle_buffer", config.shuffle_buffer),
+            max_pixels=_check_int("data.max_pixels", config.max_pixels),
+            border=_check_int("data.border", config.border, minimum=0),
+            scales=tuple(scales),
+            gaussian_iou=config.gaussian_iou,
+            flip=config.flip,
+            sampler=config.sampler,
+        )
+
+
+def _sample_fn(settings: _SampleSettings, photometric):
+    """`(image, record, element seed) -> (pixels, boxes, labels, targets)` of the sampler."""
+    in_size, out_size = settings.input_size, settings.output_size
+    flip_probability = 0.5 if settings.flip else 0.0
+    target_settings = {
+        "input_size": in_size,
+        "output_size": out_size,
+        "num_classes": settings.num_classes,
+        "max_objects": settings.max_objects,
+        "gaussian_iou": settings.gaussian_iou,
+    }
+
+    def cornernet_sample(image, record, element):
+        draws = augment.draw_train_params(
+            element,
+            tf.shape(image)[:2],
+            input_size=in_size,
+            scales=settings.scales,
+            border=settings.border,
+            flip_probability=flip_probability,
+        )
+        pixels, boxes, labels = augment.train_geometry(
+            image, record["boxes"], record["labels"], draws, input_size=in_size
+        )
+        target = targets_lib.encode_targets(boxes, labels, **target_settings)
+        return photometric(pixels, draws), boxes, labels, target
+
+    def saccade_sample(image, record, element):
+        draws = saccade_augment.draw_saccade_params(
+            element, num_scales=len(settings.scales), flip_probability=flip_probability
+        )
+        crop = saccade_augment.saccade_geometry(
+            image,
+            record["boxes"],
+            record["labels"],
+            draws,
+            input_size=in_size,
+            scales=settings.scales,
+        )
+        boxes, labels = crop["boxes"], crop["labels"]
+        target = saccade_augment.encode_saccade_targets(
+            boxes, labels, crop["kept_area"], **target_settings
+        )
+        return photometric(crop["image"], draws), boxes, labels, target
+
+    return saccade_sample if settings.sampler == "saccade" else cornernet_sample
+
+
+def _augment_and_encode_fn(settings, photometric, seed, pipeline_id, include_boxes):
+    """The map from `(position, record)` to `(pixels, targets)`: one training sample."""
+    sample = _sample_fn(settings, photometric)
+    max_objects = settings.max_objects
+
+    @_no_autograph
+    def augment_and_encode(position, record):
+        image = record["image"]  # [H, W, 3] uint8
+        element = element_seed(seed, position, pipeline_id)
+        pixels, boxes, labels, target = sample(image, record, element)
+        warned = tf.cond(
+            target["num_dropped"] > 0,
+            lambda: tf.print(
+                "cornernet_tf.data:",
+                record["path"],
+                "has",
+                target["num_dropped"],
+                f"objects beyond max_objects={max_objects}; they were left out of the targets.",
+                output_stream=tf.compat.v1.logging.warning,
+            ),
+            tf.no_op,
+        )
+        with tf.control_dependencies([warned]):
+            pixels = tf.identity(pixels)
+        if include_boxes:
+            kept = tf.minimum(tf.shape(labels)[0], max_objects)
+            pad = max_objects - kept
+            target["boxes"] = tf.ensure_shape(
+                tf.pad(boxes[:kept], [[0, pad], [0, 0]]), [max_objects, 4]
+            )  # [M, 4]
+            target["labels"] = tf.ensure_shape(
+                tf.pad(labels[:kept], [[0, pad]], constant_values=-1), [max_objects]
+            )  # [M]
+        return pixels, target
+
+    return augment_and_encode
+
+
 def make_train_dataset(
     source: str | os.PathLike | CocoDataset,
     config: DataConfig,
@@ -454,8 +586,7 @@ def make_train_dataset(
     if not isinstance(config, DataConfig):
         raise TypeError(
             "make_train_dataset: `config` must be a cornernet_tf.spec.config.DataConfig (the "
-            "`data` "
-            f"section of the experiment config), got {type(config).__name__}."
+            f"`data` section of the experiment config), got {type(config).__name__}."
         )
     caller = "make_train_dataset"
     dataset = open_source(source, config.train_split, caller)
@@ -467,27 +598,9 @@ def make_train_dataset(
             "annotated split."
         )
     batch_size = _check_int("batch_size", batch_size)
-    in_size = augment.size_pair(config.input_size, "data.input_size")
-    out_size = augment.size_pair(config.output_size, "data.output_size")
-    max_objects = _check_int("data.max_objects", config.max_objects)
-    shuffle_buffer = _check_int("data.shuffle_buffer", config.shuffle_buffer)
-    max_pixels = _check_int("data.max_pixels", config.max_pixels)
-    border = _check_int("data.border", config.border, minimum=0)
     if seed is not None:
         _check_int("seed", seed, minimum=0)
-    scales = config.rand_scales
-    if not scales or not all(isinstance(s, numbers.Real) and s > 0 for s in scales):
-        raise ValueError(f"`data.rand_scales` must be positive numbers, got {scales!r}.")
-    if min(int(in_size[0] * min(scales)), int(in_size[1] * min(scales))) < 1:
-        raise ValueError(
-            f"`data.rand_scales` {scales!r} give empty crops for data.input_size {in_size}."
-        )
-    if config.sampler not in DATA_SAMPLERS:
-        raise ValueError(
-            f"`data.sampler` must be one of {', '.join(DATA_SAMPLERS)}, got {config.sampler!r}."
-        )
-    gaussian_iou = config.gaussian_iou
-    flip, color, lighting = config.flip, config.color_jitter, config.lighting
+    settings = _SampleSettings.of(config, dataset.num_classes)
 
     tracker = _tracker_for(dataset, config.max_bad_images, caller)
     records, num_records, pipelines, pipeline_id = _records_dataset(dataset, input_context, caller)
@@ -495,89 +608,15 @@ def make_train_dataset(
     deterministic = seed is not None
     if seed is None:
         seed = secrets.randbelow(2**31)
-    num_classes = dataset.num_classes
+    photometric = _photometric_fn(
+        config.color_jitter, config.lighting and config.color_jitter, normalize, jit_photometric
+    )
+    augment_and_encode = _augment_and_encode_fn(
+        settings, photometric, seed, pipeline_id, include_boxes
+    )
 
-    photometric = _photometric_fn(color, lighting and color, normalize, jit_photometric)
-
-    def encode(boxes, labels):
-        return targets_lib.encode_targets(
-            boxes,
-            labels,
-            input_size=in_size,
-            output_size=out_size,
-            num_classes=num_classes,
-            max_objects=max_objects,
-            gaussian_iou=gaussian_iou,
-        )
-
-    def cornernet_sample(image, record, element):
-        draws = augment.draw_train_params(
-            element,
-            tf.shape(image)[:2],
-            input_size=in_size,
-            scales=scales,
-            border=border,
-            flip_probability=0.5 if flip else 0.0,
-        )
-        pixels, boxes, labels = augment.train_geometry(
-            image, record["boxes"], record["labels"], draws, input_size=in_size
-        )
-        return photometric(pixels, draws), boxes, labels, encode(boxes, labels)
-
-    def saccade_sample(image, record, element):
-        draws = saccade_augment.draw_saccade_params(
-            element, num_scales=len(scales), flip_probability=0.5 if flip else 0.0
-        )
-        crop = saccade_augment.saccade_geometry(
-            image, record["boxes"], record["labels"], draws, input_size=in_size, scales=scales
-        )
-        boxes, labels = crop["boxes"], crop["labels"]
-        target = saccade_augment.encode_saccade_targets(
-            boxes,
-            labels,
-            crop["kept_area"],
-            input_size=in_size,
-            output_size=out_size,
-            num_classes=num_classes,
-            max_objects=max_objects,
-            gaussian_iou=gaussian_iou,
-        )
-        return photometric(crop["image"], draws), boxes, labels, target
-
-    sample = saccade_sample if config.sampler == "saccade" else cornernet_sample
-
-    @_no_autograph
-    def augment_and_encode(position, record):
-        image = record["image"]  # [H, W, 3] uint8
-        element = element_seed(seed, position, pipeline_id)
-        pixels, boxes, labels, target = sample(image, record, element)
-        warned = tf.cond(
-            target["num_dropped"] > 0,
-            lambda: tf.print(
-                "cornernet_tf.data:",
-                record["path"],
-                "has",
-                target["num_dropped"],
-                f"objects beyond max_objects={max_objects}; they were left out of the targets.",
-                output_stream=tf.compat.v1.logging.warning,
-            ),
-            tf.no_op,
-        )
-        with tf.control_dependencies([warned]):
-            pixels = tf.identity(pixels)
-        if include_boxes:
-            kept = tf.minimum(tf.shape(labels)[0], max_objects)
-            pad = max_objects - kept
-            target["boxes"] = tf.ensure_shape(
-                tf.pad(boxes[:kept], [[0, pad], [0, 0]]), [max_objects, 4]
-            )  # [M, 4]
-            target["labels"] = tf.ensure_shape(
-                tf.pad(labels[:kept], [[0, pad]], constant_values=-1), [max_objects]
-            )  # [M]
-        return pixels, target
-
-    read = _read_stage(tracker, max_pixels)
-    buffer = min(shuffle_buffer, num_records)
+    read = _read_stage(tracker, settings.max_pixels)
+    buffer = min(settings.shuffle_buffer, num_records)
     if config.cache_images:
         _check_cache_fits(dataset, caller)
         # Read once in record order and cache; then the same shuffle, repeat
