@@ -44,6 +44,25 @@ def official_listing(name):
     return rows
 
 
+def assert_weight_map_is_the_listing(model, listing, naming="lite"):
+    """The converter's names and PyTorch shapes for `model` equal the listing's rows.
+
+    Args:
+        model: a built CornerNet.
+        listing: `official_listing` rows.
+        naming: the converter's naming ("lite" for CornerNet-Lite checkpoints).
+    """
+    from cornernet_tf import convert
+
+    targets, counters = convert.official_weight_map(model, naming)
+    expected = {
+        key: convert._torch_shape(tuple(variable.shape), layout)
+        for key, (variable, layout) in targets.items()
+    }
+    assert expected == {k: s for k, s in listing if not k.endswith("num_batches_tracked")}
+    assert set(counters) == {k for k, _ in listing if k.endswith("num_batches_tracked")}
+
+
 @functools.cache
 def modules():
     """The official building blocks as PyTorch modules (built lazily: torch is optional)."""

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from official_torch import (
     assert_heads_match,
+    assert_weight_map_is_the_listing,
     modules,
     numpy_state_dict,
     official_listing,
@@ -184,13 +185,7 @@ def test_saccade_preset_is_the_official_network():
     assert model.output_stride == 4 == preset_output_stride("saccade")
     assert model.input_size_granule == 32  # 255x255 → 64x64, the official training size
     listing = official_listing(SACCADE_LISTING)
-    targets, counters = convert.official_weight_map(model, "lite")
-    expected = {
-        key: convert._torch_shape(tuple(variable.shape), layout)
-        for key, (variable, layout) in targets.items()
-    }
-    assert expected == {k: s for k, s in listing if not k.endswith("num_batches_tracked")}
-    assert set(counters) == {k for k, _ in listing if k.endswith("num_batches_tracked")}
+    assert_weight_map_is_the_listing(model, listing)
     assert convert.detect_preset({k: None for k, _ in listing}) == "saccade"
     assert convert.detect_naming({k: None for k, _ in listing}) == "lite"
     config = model.test_config  # configs/CornerNet_Saccade.json, as far as `detect` has it

@@ -15,6 +15,7 @@ import pytest
 from official_torch import (
     SMALL,
     assert_heads_match,
+    assert_weight_map_is_the_listing,
     convert_with_console_script,
     modules,
     numpy_state_dict,
@@ -191,13 +192,7 @@ def test_squeeze_preset_is_the_official_network(squeeze_pair):
     assert sum(int(np.prod(w.shape)) for w in model.non_trainable_weights) == 77_568
     assert model.output_stride == 8 == preset_output_stride("squeeze")
     listing = official_listing(SQUEEZE_LISTING)
-    targets, counters = convert.official_weight_map(model, "lite")
-    expected = {
-        key: convert._torch_shape(tuple(variable.shape), layout)
-        for key, (variable, layout) in targets.items()
-    }
-    assert expected == {k: s for k, s in listing if not k.endswith("num_batches_tracked")}
-    assert set(counters) == {k for k, _ in listing if k.endswith("num_batches_tracked")}
+    assert_weight_map_is_the_listing(model, listing)
     config = model.test_config  # the official CornerNet_Squeeze.json test procedure
     assert (config.top_k, config.num_dets, config.flip_test) == (20, 100, False)
     assert (config.ae_threshold, config.max_detections, config.scales) == (0.5, 100, (1.0,))
