@@ -181,33 +181,8 @@ def encode_targets(
         )
     boxes, labels = _check_boxes_and_labels(boxes, labels, num_classes)
     num_slots = max_objects
-
-    boxes = tf.cast(boxes, tf.float64)  # [N, 4]
-    labels = tf.cast(labels, tf.int32)  # [N]
-    x1, y1, x2, y2 = tf.unstack(boxes, num=4, axis=1)
-    valid = (
-        tf.reduce_all(tf.math.is_finite(boxes), axis=1)
-        & (x2 >= x1)
-        & (y2 >= y1)
-        & (labels >= 0)
-        & (labels < num_classes)
-    )  # [N]
-    num_boxes = tf.shape(labels)[0]
-    num_valid = tf.reduce_sum(tf.cast(valid, tf.int32))
-
-    # Valid boxes first, in their original order; keep at most M rows (static
-    # when N is static, so XLA sees fixed shapes).
-    order = tf.argsort(tf.cast(~valid, tf.int32), stable=True)  # [N]
-    static_n = boxes.shape[0]
-    num_rows = (
-        min(static_n, num_slots) if static_n is not None else tf.minimum(num_boxes, num_slots)
-    )
-    order = order[:num_rows]  # [K]
-    kept = tf.range(tf.shape(order)[0]) < num_valid  # [K]
-    # Zero the invalid rows so no NaN/inf reaches the arithmetic below.
-    kept_boxes = tf.where(kept[:, None], tf.gather(boxes, order), 0.0)  # [K, 4]
-    kept_labels = tf.where(kept, tf.gather(labels, order), -1)  # [K], -1 = no box
-
+    rows = _kept_rows(boxes, labels, num_classes, num_slots)
+    kept, kept_boxes = rows["kept"], rows["boxes"]
     ratio_w = out_w / in_w
     ratio_h = out_h / in_h
     kx1, ky1, kx2, ky2 = tf.unstack(kept_boxes, num=4, axis=1)
@@ -217,53 +192,19 @@ def encode_targets(
     # equals clamp(int(f)) (see the docstring for when the clamp can fire).
     ix = tf.floor(tf.clip_by_value(fx, 0.0, out_w - 1.0))  # [K, 2]
     iy = tf.floor(tf.clip_by_value(fy, 0.0, out_h - 1.0))  # [K, 2]
-
     box_w = tf.math.ceil((kx2 - kx1) * ratio_w)  # [K]
     box_h = tf.math.ceil((ky2 - ky1) * ratio_h)  # [K]
     radius = tf.floor(tf.maximum(gaussian_radius(box_h, box_w, gaussian_iou), 0.0))  # [K]
-    sigma = (2.0 * radius + 1.0) / 6.0  # [K]
-    # Only the cells that can be non-zero are drawn: each corner's window,
-    # placed inside the map, of the largest kept radius (a square of side
-    # 2 r_max + 1, or the map side if smaller). With static shapes (XLA needs
-    # them) the window is the whole map.
-    if tf.executing_eagerly() or static_n is None:
-        largest = tf.reduce_max(tf.where(kept, radius, 0.0))  # -inf when K = 0
-        r_max = tf.cast(tf.clip_by_value(largest, 0.0, max(out_h, out_w)), tf.int32)
-        side_y, side_x = tf.minimum(2 * r_max + 1, out_h), tf.minimum(2 * r_max + 1, out_w)
-    else:
-        r_max, side_y, side_x = max(out_h, out_w), out_h, out_w
-    cell_y, gauss_y = _window_1d(out_h, side_y, iy, r_max, radius, sigma)  # [K, 2, Dy]
-    cell_x, gauss_x = _window_1d(out_w, side_x, ix, r_max, radius, sigma)  # [K, 2, Dx]
-    # The official draw_gaussian takes the elementwise max of each box's window
-    # with its class channel: a scatter-max of the window values onto zeros.
-    # Cells outside a Gaussian (or of a dropped box) carry 0, a no-op for the max.
-    gauss = gauss_y[:, :, :, None] * gauss_x[:, :, None, :]  # [K, 2, Dy, Dx]
-    gauss = tf.where(kept[:, None, None, None], gauss, 0.0)
-    shape = tf.shape(gauss)
-    cells = tf.stack(
-        [
-            tf.broadcast_to(cell_y[:, :, :, None], shape),
-            tf.broadcast_to(cell_x[:, :, None, :], shape),
-            tf.broadcast_to(tf.maximum(kept_labels, 0)[:, None, None, None], shape),
-        ],
-        axis=-1,
-    )  # [K, 2, Dy, Dx, 3] (y, x, class)
-    tl_heatmap, br_heatmap = (
-        tf.tensor_scatter_nd_max(
-            tf.zeros([out_h, out_w, num_classes]),
-            tf.reshape(cells[:, corner], [-1, 3]),
-            tf.reshape(gauss[:, corner], [-1]),
-        )
-        for corner in (0, 1)
+    tl_heatmap, br_heatmap = _corner_heatmaps(
+        ix, iy, radius, kept, rows["labels"], (out_h, out_w, num_classes), rows["static"]
     )
-
     kept_i = tf.cast(kept, tf.int32)[None, :]  # [1, K]
     kept_f = tf.cast(kept, tf.float64)[None, :]  # [1, K]
     index = tf.cast(tf.transpose(iy * out_w + ix), tf.int32) * kept_i  # [2, K]
     offset = tf.stack([tf.transpose(fx - ix) * kept_f, tf.transpose(fy - iy) * kept_f], axis=-1)
     offset = tf.cast(offset, tf.float32)  # [2, K, 2]
 
-    pad = num_slots - tf.shape(order)[0]
+    pad = num_slots - tf.shape(kept)[0]
     index = tf.reshape(tf.pad(index, [[0, 0], [0, pad]]), [2, num_slots])  # [2, M]
     offset = tf.reshape(tf.pad(offset, [[0, 0], [0, pad], [0, 0]]), [2, num_slots, 2])
     mask = tf.reshape(tf.pad(tf.cast(kept, tf.float32), [[0, pad]]), [num_slots])  # [M]
@@ -276,9 +217,97 @@ def encode_targets(
         "tl_offset": offset[0],
         "br_offset": offset[1],
         "mask": mask,
-        "num_dropped": tf.maximum(num_valid - num_slots, 0),
-        "num_invalid": num_boxes - num_valid,
+        "num_dropped": tf.maximum(rows["num_valid"] - num_slots, 0),
+        "num_invalid": rows["num_boxes"] - rows["num_valid"],
     }
+
+
+def _kept_rows(boxes, labels, num_classes: int, num_slots: int) -> dict:
+    """The valid boxes first, in their order, at most `num_slots` rows (K).
+
+    Returns:
+        `kept` [K] bool (a valid box in the row), `boxes` [K, 4] float64 (0
+        in other rows, so no NaN/inf reaches the arithmetic), `labels` [K]
+        int32 (-1 in other rows), `num_boxes` and `num_valid` int32 scalars,
+        and `static`: whether the number of boxes is known when tracing.
+    """
+    boxes = tf.cast(boxes, tf.float64)  # [N, 4]
+    labels = tf.cast(labels, tf.int32)  # [N]
+    x1, y1, x2, y2 = tf.unstack(boxes, num=4, axis=1)
+    valid = (
+        tf.reduce_all(tf.math.is_finite(boxes), axis=1)
+        & (x2 >= x1)
+        & (y2 >= y1)
+        & (labels >= 0)
+        & (labels < num_classes)
+    )  # [N]
+    num_boxes = tf.shape(labels)[0]
+    num_valid = tf.reduce_sum(tf.cast(valid, tf.int32))
+    # K is static when N is, so XLA sees fixed shapes.
+    order = tf.argsort(tf.cast(~valid, tf.int32), stable=True)  # [N]
+    static_n = boxes.shape[0]
+    num_rows = (
+        min(static_n, num_slots) if static_n is not None else tf.minimum(num_boxes, num_slots)
+    )
+    order = order[:num_rows]  # [K]
+    kept = tf.range(tf.shape(order)[0]) < num_valid  # [K]
+    return {
+        "kept": kept,
+        "boxes": tf.where(kept[:, None], tf.gather(boxes, order), 0.0),
+        "labels": tf.where(kept, tf.gather(labels, order), -1),
+        "num_boxes": num_boxes,
+        "num_valid": num_valid,
+        "static": static_n is not None,
+    }
+
+
+def _corner_heatmaps(ix, iy, radius, kept, labels, shape, static: bool):
+    """The tl and br heatmaps [H, W, C]: each kept corner's Gaussian, by elementwise max.
+
+    Args:
+        ix, iy: [K, 2] corner cells (tl, br).
+        radius: [K] Gaussian radii.
+        kept: [K] rows that hold a box.
+        labels: [K] classes (-1 in other rows).
+        shape: (H, W, C) of the maps.
+        static: the number of rows is fixed (XLA): the windows are the whole map.
+    """
+    out_h, out_w, num_classes = shape
+    sigma = (2.0 * radius + 1.0) / 6.0  # [K]
+    # Only the cells that can be non-zero are drawn: each corner's window,
+    # placed inside the map, of the largest kept radius (a square of side
+    # 2 r_max + 1, or the map side if smaller). With static shapes (XLA needs
+    # them) the window is the whole map.
+    if tf.executing_eagerly() or not static:
+        largest = tf.reduce_max(tf.where(kept, radius, 0.0))  # -inf when K = 0
+        r_max = tf.cast(tf.clip_by_value(largest, 0.0, max(out_h, out_w)), tf.int32)
+        side_y, side_x = tf.minimum(2 * r_max + 1, out_h), tf.minimum(2 * r_max + 1, out_w)
+    else:
+        r_max, side_y, side_x = max(out_h, out_w), out_h, out_w
+    cell_y, gauss_y = _window_1d(out_h, side_y, iy, r_max, radius, sigma)  # [K, 2, Dy]
+    cell_x, gauss_x = _window_1d(out_w, side_x, ix, r_max, radius, sigma)  # [K, 2, Dx]
+    # The official draw_gaussian takes the elementwise max of each box's window
+    # with its class channel: a scatter-max of the window values onto zeros.
+    # Cells outside a Gaussian (or of a dropped box) carry 0, a no-op for the max.
+    gauss = gauss_y[:, :, :, None] * gauss_x[:, :, None, :]  # [K, 2, Dy, Dx]
+    gauss = tf.where(kept[:, None, None, None], gauss, 0.0)
+    grid = tf.shape(gauss)
+    cells = tf.stack(
+        [
+            tf.broadcast_to(cell_y[:, :, :, None], grid),
+            tf.broadcast_to(cell_x[:, :, None, :], grid),
+            tf.broadcast_to(tf.maximum(labels, 0)[:, None, None, None], grid),
+        ],
+        axis=-1,
+    )  # [K, 2, Dy, Dx, 3] (y, x, class)
+    return tuple(
+        tf.tensor_scatter_nd_max(
+            tf.zeros([out_h, out_w, num_classes]),
+            tf.reshape(cells[:, corner], [-1, 3]),
+            tf.reshape(gauss[:, corner], [-1]),
+        )
+        for corner in (0, 1)
+    )
 
 
 def _window_1d(size: int, side, center: tf.Tensor, r_max, radius: tf.Tensor, sigma: tf.Tensor):
