@@ -547,8 +547,7 @@ class CornerNet(keras.Model):
         per-class Gaussian soft-NMS to the best `max_detections`.
         Graph-friendly: `predict_step`, COCO evaluation and the SavedModel
         signatures call it. A model with attention heads (CornerNet-Saccade)
-        runs `saccade_procedure()` instead, eagerly: its crops are chosen on
-        the host.
+        runs `saccade_procedure()` instead, graph-friendly as well.
 
         Args:
             images: [B, H, W, 3] RGB, pixel values in [0, 255], any numeric
@@ -626,10 +625,6 @@ class CornerNet(keras.Model):
         Returns:
             Dict of numpy arrays `boxes` [N, M, 4], `confidence` [N, M],
             `classes` [N, M], `num_detections` [N]; unused slots are -1.
-
-        A model with attention heads runs `detect` batch by batch in Python
-        (CornerNet-Saccade chooses its crops on the host); `verbose`, `steps`
-        and `callbacks` are not used then.
         """
         box_format = kwargs.pop("bounding_box_format", None) or self.bounding_box_format
         max_side = check_max_side(
@@ -646,8 +641,6 @@ class CornerNet(keras.Model):
             # without autotuning (see `inference.feeding`).
             x = tf.data.Dataset.from_tensor_slices(x).batch(_batch_size(batch_size))
             batch_size = None
-        if self.attention:
-            return _in_box_format(self._saccade_predict(x), box_format)
         try:
             detections = super().predict(
                 without_autotune(x),
@@ -715,10 +708,7 @@ class CornerNet(keras.Model):
         results = []
         for i, image in enumerate(images):
             image = check_image(image, f"CornerNet.predict_images: image {i}", max_side=max_side)
-            if self.attention:
-                detections = self._saccade_detect(tf.cast(image, tf.float32)[None])
-            else:
-                detections = self._detect_one(tf.cast(image, tf.float32)[None])
+            detections = self._detect_one(tf.cast(image, tf.float32)[None])
             detections = {key: value.numpy() for key, value in detections.items()}
             detections["image_size"] = np.array([image.shape[:2]], np.int32)
             results.append(detections)
@@ -754,28 +744,7 @@ class CornerNet(keras.Model):
         return self(canvases, training=False)
 
     def _saccade_detect(self, images, test_config=None):
-        # The crops depend on the attention values: a host step (numpy).
-        if not tf.executing_eagerly():
-            raise ValueError(
-                "CornerNet.detect: CornerNet-Saccade chooses its crops on the host, so its "
-                "test procedure cannot run inside a tf.function or an exported graph; call "
-                "`detect`, `predict` or `predict_images` eagerly."
-            )
-        procedure = self.saccade_procedure(test_config)
-        results = [procedure(image) for image in tf.cast(images, tf.float32).numpy()]
-        return {key: tf.constant(np.concatenate([r[key] for r in results])) for key in results[0]}
-
-    def _saccade_predict(self, dataset):
-        """`predict` of a model with attention heads: `detect` per batch, eagerly."""
-        results = []
-        for batch in dataset:
-            images, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
-            detections = self._saccade_detect(tf.convert_to_tensor(images))
-            detections = {key: value.numpy() for key, value in detections.items()}
-            size = np.array(images.shape[1:3], np.int32)
-            detections["image_size"] = np.tile(size[None], [images.shape[0], 1])
-            results.append(detections)
-        return {key: np.concatenate([r[key] for r in results]) for key in results[0]}
+        return self.saccade_procedure(test_config)(images)
 
     # ------------------------------------------------------------ serialisation
 
