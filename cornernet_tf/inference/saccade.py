@@ -30,9 +30,7 @@ may be ordered differently (`location_nms`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,7 +38,7 @@ import tensorflow as tf
 
 from cornernet_tf.inference.decode import OUTPUT_KEYS, REJECTED_SCORE, decode_corners
 from cornernet_tf.inference.soft_nms import soft_nms
-from cornernet_tf.spec.config import TestConfig
+from cornernet_tf.spec.config import SaccadeConfig, TestConfig
 
 __all__ = [
     "ATTENTION_KEYS",
@@ -67,105 +65,6 @@ MAX_PASS_SCALE = 2  # no crops from a pass zoomed by more (`decode_atts`)
 MAX_CROP_SCALE = 4  # no crops zoomed by more (`decode_atts`)
 
 Network = Callable[[tf.Tensor], Mapping[str, tf.Tensor]]
-
-
-@dataclasses.dataclass(frozen=True)
-class SaccadeConfig:
-    """Settings of the Saccade procedure (official `CornerNet_Saccade.json`).
-
-    The corner decoding reads `top_k`, `ae_threshold` and `nms_kernel`, the
-    merge `soft_nms_sigma`, `score_threshold` and `max_detections` from the
-    model's `TestConfig`; these are the Saccade-only settings.
-
-    Attributes:
-        init_sizes: longer side of the whole image in the coarse passes.
-        crop_size: side of every canvas (the network's input).
-        num_dets: corner pairs kept per canvas (official `num_dets`).
-        att_threshold: attention peaks above it become crops.
-        att_scales: zoom of the crops from the large, medium and small
-            objects' map, relative to the coarse pass.
-        att_max_crops: most crops per image.
-        att_nms_kernel: max-pool window of the attention-map NMS (odd).
-        ref_dets: also crop around confident coarse detections.
-    """
-
-    init_sizes: tuple[int, ...] = (192, 255)
-    crop_size: int = 255
-    num_dets: int = 12
-    att_threshold: float = 0.3
-    att_scales: tuple[float, ...] = (1.0, 2.0, 4.0)
-    att_max_crops: int = 30
-    att_nms_kernel: int = 3
-    ref_dets: bool = True
-
-    def __post_init__(self):
-        def fail(field, message):
-            raise ValueError(f"SaccadeConfig: `{field}` {message}")
-
-        def integer(field, value, minimum):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                fail(field, f"must be an integer, got {value!r}.")
-            if value < minimum:
-                fail(field, f"must be >= {minimum}, got {value}.")
-            return int(value)
-
-        object.__setattr__(self, "crop_size", integer("crop_size", self.crop_size, 1))
-        object.__setattr__(self, "num_dets", integer("num_dets", self.num_dets, 1))
-        object.__setattr__(self, "att_max_crops", integer("att_max_crops", self.att_max_crops, 0))
-        kernel = integer("att_nms_kernel", self.att_nms_kernel, 1)
-        if kernel % 2 != 1:
-            fail("att_nms_kernel", f"must be odd (the NMS window is centred), got {kernel}.")
-        sizes = _sequence(self.init_sizes, "init_sizes", fail)
-        if not sizes:
-            fail("init_sizes", "must list at least one size, e.g. [192, 255].")
-        object.__setattr__(
-            self, "init_sizes", tuple(integer("init_sizes", size, 1) for size in sizes)
-        )
-        scales = _sequence(self.att_scales, "att_scales", fail)
-        if len(scales) != len(ATTENTION_KEYS) or not all(_positive(s) for s in scales):
-            fail(
-                "att_scales",
-                f"must be {len(ATTENTION_KEYS)} zooms > 0 (large, medium, small objects), "
-                f"got {list(scales)}.",
-            )
-        object.__setattr__(self, "att_scales", tuple(float(s) for s in scales))
-        threshold = self.att_threshold
-        if not _real(threshold) or not 0 <= threshold < 1:
-            fail("att_threshold", f"must be a number in [0, 1), got {threshold!r}.")
-        object.__setattr__(self, "att_threshold", float(threshold))
-        if not isinstance(self.ref_dets, bool):
-            fail("ref_dets", f"must be true or false, got {self.ref_dets!r}.")
-
-    @classmethod
-    def coerce(cls, value: SaccadeConfig | Mapping[str, Any] | None) -> SaccadeConfig:
-        """A `SaccadeConfig` from itself, a mapping of fields or None (the defaults)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, Mapping):
-            unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-            if unknown:
-                raise ValueError(
-                    f"SaccadeConfig: unknown setting(s) {unknown}; known: "
-                    f"{[f.name for f in dataclasses.fields(cls)]}."
-                )
-            return cls(**value)
-        raise TypeError(f"SaccadeConfig: expected a SaccadeConfig or a dict, got {value!r}.")
-
-
-def _real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _positive(value) -> bool:
-    return _real(value) and value > 0
-
-
-def _sequence(value, field, fail) -> tuple:
-    if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
-        fail(field, f"must be a list, got {value!r}.")
-    return tuple(value)
 
 
 # ------------------------------------------------------------------ geometry
@@ -454,21 +353,29 @@ class SaccadeProcedure:
         test_config: the corner decoding and merge settings (`TestConfig` or
             a dict); `num_dets`, `scales` and `flip_test` are not used.
         config: the Saccade settings (`SaccadeConfig` or a dict).
+        canvas_detector: instead of `network`, a callable doing
+            `_run_canvases`' work (network, decoding and attention NMS), such
+            as an exported canvas graph
+            (`cornernet_tf.export.saccade_tflite.LiteRTCanvasDetector`).
     """
 
     def __init__(
         self,
-        network: Network,
+        network: Network | None,
         test_config: TestConfig | Mapping[str, Any] | None = None,
         config: SaccadeConfig | Mapping[str, Any] | None = None,
+        canvas_detector: Network | None = None,
     ):
+        if (network is None) == (canvas_detector is None):
+            raise ValueError("SaccadeProcedure: pass either `network` or `canvas_detector`.")
         self.network = network
+        self.canvas_detector = canvas_detector
         self.test_config = TestConfig.coerce(test_config)
         self.config = SaccadeConfig.coerce(config)
         side = self.config.crop_size
         # autograph off: the procedure uses explicit TF control flow.
         self.run_canvases = tf.function(
-            self._run_canvases,
+            self._run_canvases if canvas_detector is None else canvas_detector,
             input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)],
             autograph=False,
         )

@@ -19,7 +19,7 @@ from cornernet_tf.layers.corner_pooling import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
 from cornernet_tf.layers.hourglass import BLOCKS, UPSAMPLING, HourglassModule
 from cornernet_tf.layers.residual import Residual
-from cornernet_tf.spec.config import ConfigError, TestConfig
+from cornernet_tf.spec.config import ConfigError, SaccadeConfig, TestConfig
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 from cornernet_tf.spec.presets import (
     PRESETS,
@@ -117,6 +117,9 @@ class CornerNet(keras.Model):
             ones take the official defaults).
         bounding_box_format: box format `predict` returns ("xyxy" by default;
             any `keras.utils.bounding_boxes` format).
+        saccade_config: CornerNet-Saccade's test settings (attention heads
+            only): a `cornernet_tf.spec.config.SaccadeConfig` or a dict of its
+            fields (missing ones take the official defaults).
     """
 
     def __init__(
@@ -140,6 +143,7 @@ class CornerNet(keras.Model):
         class_names=None,
         test_config=None,
         bounding_box_format="xyxy",
+        saccade_config=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -195,6 +199,7 @@ class CornerNet(keras.Model):
         # is `size | (granule - 1)`, the official `| 127` for 128.
         self.input_size_granule = input_size_granule(self.output_stride, len(self.dims) - 1)
         self.test_config = test_config
+        self.saccade_config = saccade_config
         self.bounding_box_format = bounding_box_format
 
         curr_dim = self.dims[0]
@@ -301,6 +306,19 @@ class CornerNet(keras.Model):
             self.predict_function = None
         self._detect_one = None
         self._saccade = None
+
+    @property
+    def saccade_config(self) -> SaccadeConfig:
+        """CornerNet-Saccade's settings (`SaccadeConfig`); assign a SaccadeConfig or a dict."""
+        return self._saccade_config
+
+    @saccade_config.setter
+    def saccade_config(self, value):
+        self._saccade_config = _saccade_settings(value, self)
+        # The compiled functions hold the procedure they were traced with.
+        if getattr(self, "predict_function", None) is not None:
+            self.predict_function = None
+        self._detect_one = self._saccade = None
 
     def _make_decoder(self, test_config) -> CornerNetDecoder:
         try:
@@ -737,7 +755,7 @@ class CornerNet(keras.Model):
         config = self.decoder(test_config).config
         # One procedure (one traced canvas graph) kept for the latest settings.
         if getattr(self, "_saccade", None) is None or self._saccade.test_config != config:
-            self._saccade = SaccadeProcedure(self._network, config)
+            self._saccade = SaccadeProcedure(self._network, config, self.saccade_config)
         return self._saccade
 
     def _network(self, canvases):
@@ -771,6 +789,8 @@ class CornerNet(keras.Model):
             test_config=self.test_config.to_dict(),
             bounding_box_format=self.bounding_box_format,
         )
+        if self.attention:
+            config["saccade_config"] = self.saccade_config.to_dict()
         return config
 
 
@@ -830,6 +850,21 @@ def _in_box_format(detections, box_format):
     valid = (np.asarray(detections["classes"]) >= 0)[..., None]
     detections["boxes"] = np.where(valid, np.asarray(boxes), -1.0).astype(np.float32)
     return detections
+
+
+def _saccade_settings(value, model) -> SaccadeConfig:
+    """`SaccadeConfig.coerce(value)`, its canvas checked against the network's input rule."""
+    try:
+        config = SaccadeConfig.coerce(value)
+    except ConfigError as error:
+        raise ValueError(
+            f"CornerNet: invalid saccade setting: {error} Fix it in `saccade_config` (a "
+            "SaccadeConfig or dict) or the config file's `saccade` section."
+        ) from None
+    problem = input_size_problem(config.crop_size, model.output_stride, len(model.dims) - 1)
+    if model.attention and problem is not None:
+        raise ValueError(f"CornerNet: saccade.crop_size {problem}.")
+    return config
 
 
 def _head_keys():
