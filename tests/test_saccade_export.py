@@ -117,6 +117,7 @@ def test_saved_model_runs_the_whole_procedure(model_file, image, expected, tmp_p
 
 
 def test_tflite_canvas_graph_with_the_host_step(keras_model, image, expected, tmp_path):
+    from cornernet_tf.export import export_tflite
     from cornernet_tf.export.saccade_tflite import (
         LiteRTCanvasDetector,
         export_saccade_tflite,
@@ -139,3 +140,8 @@ def test_tflite_canvas_graph_with_the_host_step(keras_model, image, expected, tm
     np.testing.assert_array_equal(result["classes"], expected["classes"])
     with pytest.raises(ValueError, match="already exist"):
         export_saccade_tflite(keras_model, tmp_path)
+    # The fixed-size detector files cannot hold the crops: refused, naming this export.
+    with pytest.raises(
+        ValueError, match="export_tflite: CornerNet-Saccade .*export_saccade_tflite"
+    ):
+        export_tflite(keras_model, tmp_path / "detector")

@@ -292,9 +292,20 @@ def test_no_border_rejects_pairs_touching_the_map_border():
 
 @pytest.fixture(scope="module")
 def model():
+    """tiny_saccade narrowed to one stack: the same map sizes, a smaller graph to trace."""
     seed_weights(3)  # weights whose crops give detections
-    # Every attention peak counts: random weights still choose crops.
-    return CornerNet.from_preset("tiny_saccade", saccade_config={"att_threshold": 0.0})
+    return CornerNet.from_preset(
+        "tiny_saccade",
+        num_stacks=1,
+        dims=[16, 16, 16, 16],
+        modules=[1, 1, 1, 1],
+        pre_dim=8,
+        cnv_dim=16,
+        pool_dim=8,
+        head_dim=16,
+        # Every attention peak counts: random weights still choose crops.
+        saccade_config={"att_threshold": 0.0},
+    )
 
 
 @pytest.fixture(scope="module")

@@ -425,7 +425,8 @@ class SaccadeProcedure:
 
         Returns:
             detections [N, D, 8] (x1, y1, x2, y2, score, tl_score, br_score,
-            class; image pixels) and the attention maps of the canvases.
+            class; image pixels), the attention maps of the canvases and their
+            offsets [N, 2] (`prepare_crops`).
         """
         side = self.config.crop_size
         canvases, offsets = prepare_crops(image, locations, side)

@@ -1,6 +1,6 @@
 """Experiment configuration: YAML files mapped onto frozen dataclasses.
 
-A config file has four sections, each a frozen dataclass whose defaults are the
+A config file has five sections, each a frozen dataclass whose defaults are the
 official CornerNet settings (princeton-vl/CornerNet `config/CornerNet.json`,
 `config.py` and `db/detection.py`):
 
@@ -8,6 +8,7 @@ official CornerNet settings (princeton-vl/CornerNet `config/CornerNet.json`,
     data:   input/output sizes, target and augmentation settings
     train:  global batch, schedule, checkpointing, precision, logging
     test:   the test procedure (`TestConfig`), stored in the trained model
+    saccade: CornerNet-Saccade's crop settings (`SaccadeConfig`), stored too
 
 Unknown keys and values of the wrong type are errors naming the key and the
 file. `--set section.key=value` overrides are parsed like the file (YAML's safe
@@ -475,8 +476,8 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Confi
     """Reads a YAML config file and applies `--set` overrides.
 
     Args:
-        path: the YAML file (sections `model`, `data`, `train`, `test`; every
-            key optional, defaults are the official settings).
+        path: the YAML file (sections `model`, `data`, `train`, `test`,
+            `saccade`; every key optional, defaults are the official settings).
         overrides: strings `section.key=value` (e.g. `train.steps=100`); the
             value is parsed with `yaml.safe_load`.
 
