@@ -5,9 +5,9 @@ Each preset runs its own official test procedure on the same image (default
 511x767 canvas with the flip test, CornerNet-Squeeze the same canvas without
 it, CornerNet-Saccade two 255x255 coarse canvases then its crops. Untrained
 attention maps stay below the 0.3 threshold, so `saccade` runs no crops; the
-`saccade, N crops` row adds N crops of 255x255 (the official budget is 30)
-at fixed locations, the cost of a busy image. Rows run in turns, repeat by
-repeat; the table gives medians.
+`saccade, N crops` row counts every attention peak (`att_threshold` 0) with a
+budget of N crops of 255x255 (the official budget is 30), the cost of a busy
+image. Rows run in turns, repeat by repeat; the table gives medians.
 
     python benchmarks/saccade_predict.py [--size 480,640] [--repeats 3] [--crops 30]
         [--presets saccade,hourglass104,squeeze]
@@ -18,31 +18,7 @@ import argparse
 import numpy as np
 from timing import time_in_turns
 
-from cornernet_tf.inference.saccade import SaccadeProcedure
 from cornernet_tf.models import CornerNet
-
-
-class FixedCrops(SaccadeProcedure):
-    """The Saccade procedure with `crops` extra crop locations, zooms 1 to 4."""
-
-    def __init__(self, *args, crops, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.crops = crops
-
-    def locate(self, image):
-        detections, locations = super().locate(image)
-        height, width = image.shape[:2]
-        rng = np.random.default_rng(0)
-        extra = np.stack(
-            [
-                rng.uniform(0, height, self.crops),
-                rng.uniform(0, width, self.crops),
-                rng.choice([1.0, 2.0, 4.0], self.crops),
-                np.ones(self.crops),
-            ],
-            axis=1,
-        )
-        return detections, np.concatenate([locations, extra])
 
 
 def main():
@@ -60,9 +36,12 @@ def main():
         model = CornerNet.from_preset(preset)
         calls[preset] = lambda model=model: model.predict(image, verbose=0)
         if model.attention and args.crops:
-            network = lambda canvases, model=model: model(canvases, training=False)  # noqa: E731
-            procedure = FixedCrops(network, model.test_config, crops=args.crops)
-            calls[f"{preset}, {args.crops} crops"] = lambda p=procedure: p(image[0])
+            busy = CornerNet.from_preset(
+                preset, saccade_config={"att_threshold": 0.0, "att_max_crops": args.crops}
+            )
+            busy.set_weights(model.get_weights())
+            crops = len(busy.saccade_procedure().candidates(image[0])["locations"])
+            calls[f"{preset}, {crops} crops"] = lambda busy=busy: busy.predict(image, verbose=0)
 
     times = time_in_turns(calls, args.repeats)
 

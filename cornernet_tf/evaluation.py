@@ -362,13 +362,11 @@ def run_coco_evaluation(
     # `detect` uses explicit TF control flow (tf.while_loop, static Python
     # loops over settings): autograph's source conversion only adds tracing time.
     detect = model.detect if test_config is None else _with_test_config(model, test_config)
-    # CornerNet-Saccade picks its crops on the host: its `detect` runs eagerly.
-    if not getattr(model, "attention", False):
-        detect = tf.function(
-            detect,
-            input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)],
-            autograph=False,
-        )
+    detect = tf.function(
+        detect,
+        input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)],
+        autograph=False,
+    )
     progbar = keras.utils.Progbar(len(records), verbose=verbose, unit_name="image")
     excluded = source.report.excluded_annotations
     if excluded:

@@ -1,8 +1,9 @@
 """CornerNet-Saccade's test procedure (`cornernet_tf.inference.saccade`).
 
-The crop geometry, remapping, attention decoding, reference crops and location
-NMS are compared with numpy transcriptions of princeton-vl/CornerNet-Lite
-`core/test/cornernet_saccade.py` (written here from the official functions);
+The TensorFlow crop geometry, remapping, attention decoding, reference crops
+and location NMS are compared with numpy transcriptions of
+princeton-vl/CornerNet-Lite `core/test/cornernet_saccade.py` (written here from
+the official functions);
 the whole procedure runs on tiny_saccade's outputs replaced by planted values
 that "see" a painted object, so the detections must come back at the object's
 image coordinates, and its pooled detections must equal those of a
@@ -10,10 +11,12 @@ transcription of the official procedure run on the same planted heads.
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from seeding import seed_weights
 
 from cornernet_tf.inference.decode import decode_corners
 from cornernet_tf.inference.saccade import (
@@ -28,6 +31,8 @@ from cornernet_tf.inference.saccade import (
     remap_detections,
 )
 from cornernet_tf.models import CornerNet
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # ------------------------------------------------- official transcriptions
 
@@ -151,13 +156,18 @@ def official_location_nms(locations, thresh=16):
 
 def test_crop_window_matches_official_arithmetic():
     rng = np.random.default_rng(0)
-    for _ in range(500):
-        image_hw = tuple(int(v) for v in rng.integers(20, 700, size=2))
-        scale = float(rng.uniform(0.2, 4.5))
-        side = int(255 / np.float32(scale))
-        center = (int(rng.integers(0, image_hw[0])), int(rng.integers(0, image_hw[1])))
-        expected = official_window(image_hw, center, (side, side), (255, 255))
-        assert crop_window(image_hw, center, (side, side), (255, 255)) == expected
+    for image_hw in [(20, 700), (333, 500), (700, 41)]:
+        scales = rng.uniform(0.2, 4.5, size=200).astype(np.float32)
+        sides = (255 / scales).astype(np.int32)
+        # Centres inside the image and a few outside (reference crops of boxes past the edge).
+        centers = np.stack(
+            [rng.integers(-30, image_hw[0] + 30, 200), rng.integers(-30, image_hw[1] + 30, 200)], 1
+        )
+        source, target, offsets = (t.numpy() for t in crop_window(image_hw, centers, sides, 255))
+        for i in range(200):
+            center, size = tuple(int(v) for v in centers[i]), (int(sides[i]),) * 2
+            expected = official_window(image_hw, center, size, (255, 255))
+            assert (tuple(source[i]), tuple(target[i]), tuple(offsets[i])) == expected
 
 
 def test_prepare_crops_matches_official_crop_image():
@@ -169,7 +179,7 @@ def test_prepare_crops_matches_official_crop_image():
         [[45, 70, 96 / 140], [45, 70, 127 / 140], [30, 100, 2.0], [3, 2, 3.5], [80, 130, 1.3]],
         np.float32,
     )
-    canvases, offsets = prepare_crops(image, locations, 127)
+    canvases, offsets = (t.numpy() for t in prepare_crops(image, locations, 127))
     image_chw = torch.from_numpy(image.transpose(2, 0, 1).astype(np.float64))
     for i, (y, x, scale) in enumerate(locations):
         out = torch.zeros(3, 127, 127)
@@ -180,13 +190,40 @@ def test_prepare_crops_matches_official_crop_image():
         np.testing.assert_allclose(canvases[i], out.numpy().transpose(1, 2, 0), atol=5e-3)
 
 
+def test_prepare_crops_resizes_as_tf_image_resize():
+    # The gather sampler against `tf.image.resize` of each clipped window.
+    rng = np.random.default_rng(7)
+    image = rng.uniform(0, 255, size=(75, 110, 3)).astype(np.float32)
+    locations = np.stack(
+        [rng.uniform(-5, 80, 40), rng.uniform(-5, 115, 40), rng.uniform(0.3, 4, 40)], 1
+    )
+    canvases, offsets = (t.numpy() for t in prepare_crops(image, locations, 127))
+    checked = 0
+    for i, (y, x, scale) in enumerate(locations):
+        side = int(127 / scale)
+        source, target, _ = (
+            t.numpy()[0] for t in crop_window(image.shape[:2], [[int(y), int(x)]], [side], 127)
+        )
+        (y0, y1, x0, x1), (ty0, ty1, tx0, tx1) = source, target
+        expected = np.zeros((127, 127, 3), np.float32)
+        if min(y1 - y0, x1 - x0, ty1 - ty0, tx1 - tx0) > 0:
+            expected[ty0:ty1, tx0:tx1] = tf.image.resize(
+                image[y0:y1, x0:x1], (ty1 - ty0, tx1 - tx0), "bilinear", antialias=False
+            ).numpy()
+            checked += 1
+        np.testing.assert_allclose(canvases[i], expected, atol=1e-4, rtol=0)
+    assert checked > 30
+
+
 def test_remap_matches_official():
     rng = np.random.default_rng(2)
     dets = rng.uniform(0, 64, size=(5, 12, 8)).astype(np.float32)
     scales = rng.uniform(0.3, 4, size=5).astype(np.float32)
     offsets = rng.integers(-100, 300, size=(5, 2)).astype(np.float32)
-    expected = official_remap(dets, scales, offsets, 255, 64)
-    np.testing.assert_array_equal(remap_detections(dets, scales, offsets, 64 / 255), expected)
+    for zooms in (scales, scales.astype(np.float64)):  # coarse (float32) and crop zooms
+        expected = official_remap(dets, zooms, offsets, 255, 64)
+        actual = remap_detections(dets, zooms, offsets, 64 / 255).numpy()
+        np.testing.assert_array_equal(actual, expected)
 
 
 @pytest.mark.parametrize("ignore_same", [False, True])
@@ -200,6 +237,7 @@ def test_decode_attention_matches_official(ignore_same):
     nchw = [m.transpose(0, 3, 1, 2) for m in maps]
     expected = official_decode_atts(nchw, [1, 2, 4], scales, offsets, 300, 400, 0.3, ignore_same)
     actual = decode_attention(maps, scales, offsets, (300, 400), 0.3, (1, 2, 4), ignore_same)
+    actual = actual.numpy()
     assert len(expected) > 5
     np.testing.assert_array_equal(actual, expected)
 
@@ -211,7 +249,7 @@ def test_reference_locations_and_location_nms_match_official():
     dets = np.zeros((60, 8), np.float32)
     dets[:, 0:2], dets[:, 2:4] = xy, xy + wh
     dets[:, 4] = rng.uniform(0.2, 1, size=60)
-    ref = reference_locations(dets)
+    ref = reference_locations(dets).numpy()
     np.testing.assert_array_equal(ref, official_ref_locs(dets))
     peaks = np.stack(
         [
@@ -225,7 +263,9 @@ def test_reference_locations_and_location_nms_match_official():
     locations = np.concatenate([peaks, ref])
     expected = official_location_nms(locations)
     assert 5 < len(expected) < len(locations)
-    np.testing.assert_array_equal(location_nms(locations), expected)
+    np.testing.assert_array_equal(location_nms(locations).numpy(), expected)
+    # Stopping at a budget keeps the same first locations.
+    np.testing.assert_array_equal(location_nms(locations, max_kept=4).numpy(), expected[:4])
     assert location_nms(np.zeros((0, 4))).shape == (0, 4)
 
 
@@ -252,7 +292,20 @@ def test_no_border_rejects_pairs_touching_the_map_border():
 
 @pytest.fixture(scope="module")
 def model():
-    return CornerNet.from_preset("tiny_saccade")
+    """tiny_saccade narrowed to one stack: the same map sizes, a smaller graph to trace."""
+    seed_weights(3)  # weights whose crops give detections
+    return CornerNet.from_preset(
+        "tiny_saccade",
+        num_stacks=1,
+        dims=[16, 16, 16, 16],
+        modules=[1, 1, 1, 1],
+        pre_dim=8,
+        cnv_dim=16,
+        pool_dim=8,
+        head_dim=16,
+        # Every attention peak counts: random weights still choose crops.
+        saccade_config={"att_threshold": 0.0},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -333,11 +386,11 @@ def painted(height, width, box):
 def test_small_object_is_found_through_a_zoomed_crop(procedure):
     box = (200, 60, 220, 76)  # 20 x 16 pixels in a 200 x 300 image
     image = painted(200, 300, box)
-    coarse, locations = procedure.locate(image)
+    coarse, locations = (t.numpy() for t in procedure.locate(image))
     assert len(coarse) == 0  # too small on the coarse canvases: score 0.2 < 0.3
     # One attention peak per coarse pass (small-object map, zoom 4 x the pass).
     np.testing.assert_allclose(np.sort(locations[:, 2]), [4 * 192 / 300, 4 * 255 / 300], rtol=1e-6)
-    found = procedure(image)
+    found = {key: value.numpy() for key, value in procedure(image[None]).items()}
     assert found["num_detections"][0] >= 1
     assert found["classes"][0, 0] == 1
     assert found["confidence"][0, 0] > 0.99
@@ -347,24 +400,24 @@ def test_small_object_is_found_through_a_zoomed_crop(procedure):
 def test_large_object_from_the_coarse_pass_and_a_reference_crop(procedure):
     box = (60, 40, 200, 150)
     image = painted(200, 300, box)
-    coarse, locations = procedure.locate(image)
+    coarse, locations = (t.numpy() for t in procedure.locate(image))
     assert len(coarse) == 2  # found on both coarse canvases
     np.testing.assert_allclose(coarse[:, :4], [box, box], atol=2.5)
     # The confident coarse detections give one crop (the two coincide), scored 1,
     # zoomed so that the object spans 192 pixels.
     assert locations[0, 3] == 1
     np.testing.assert_allclose(locations[0, 2], 192 / 140, rtol=0.05)
-    found = procedure(image)
+    found = procedure(image[None])
     np.testing.assert_allclose(found["boxes"][0, 0], box, atol=1.5)
 
 
 def test_detections_touching_the_canvas_border_are_dropped(procedure):
     # The image's width fills the 255 canvas: an object at its left edge has
     # its tl corner in the first map column there; on the 192 canvas it does not.
-    coarse, _ = procedure.locate(painted(200, 300, (0, 40, 140, 150)))
+    coarse = procedure.locate(painted(200, 300, (0, 40, 140, 150)))[0].numpy()
     assert len(coarse) == 1
     np.testing.assert_allclose(coarse[0, :4], (0, 40, 140, 150), atol=2.5)
-    coarse, _ = procedure.locate(painted(200, 300, (12, 40, 152, 150)))
+    coarse = procedure.locate(painted(200, 300, (12, 40, 152, 150)))[0].numpy()
     assert len(coarse) == 2
 
 
@@ -396,9 +449,9 @@ def test_crop_budget(model, layout):
 
     for budget in (30, 4):
         procedure = SaccadeProcedure(counting, model.test_config, {"att_max_crops": budget})
-        _, located = procedure.locate(image)
+        located = procedure.locate(image)[1].numpy()
         assert len(located) > 30
-        ran = procedure.candidates(image)["locations"]
+        ran = procedure.candidates(image)["locations"].numpy()
         np.testing.assert_array_equal(ran, located[:budget])  # the best first
     assert calls == [-1, -1]  # one trace of the canvas graph per procedure
 
@@ -418,6 +471,8 @@ def test_crop_budget(model, layout):
         ({"crop_size": "255"}, "crop_size"),
         ({"ref_dets": "yes"}, "ref_dets"),
         ({"max_crops": 3}, "max_crops"),
+        ({"att_max_crops": 300}, "att_max_crops"),
+        ({"init_sizes": [192, 300]}, "init_sizes"),
     ],
 )
 def test_bad_settings_name_the_setting(settings, field):
@@ -426,33 +481,58 @@ def test_bad_settings_name_the_setting(settings, field):
 
 
 def test_model_entry_points(model):
-    image = np.random.default_rng(5).integers(0, 255, size=(60, 90, 3)).astype(np.uint8)
+    image = np.random.default_rng(5).uniform(0, 255, size=(100, 150, 3)).astype(np.float32)
+    ran = model.saccade_procedure().candidates(image)["locations"]
+    assert 0 < len(ran) <= 30  # crops ran, within the budget
+    expected = {key: value.numpy() for key, value in model.detect(image[None]).items()}
+    assert expected["num_detections"][0] > 0
+    # Keras' predict loop runs detect in a tf.function (as predict_images and evaluation do).
     result = model.predict(image[None], verbose=0)
-    assert result["boxes"].shape == (1, 100, 4)
-    assert result["num_detections"].shape == (1,)
-    result = model.predict_images([image[:40]])
-    assert result["boxes"].shape == (1, 100, 4)
-    with pytest.raises(ValueError, match="host"):
-        tf.function(model.detect)(tf.constant(image[None], tf.float32))
+    for key, value in expected.items():
+        np.testing.assert_allclose(result[key], value, atol=1e-4)
     # One procedure (one traced graph) per setting, reused call after call.
     assert model.saccade_procedure({"ae_threshold": 0.5}) is model.saccade_procedure(
         {"ae_threshold": 0.5}
     )
     assert model.saccade_procedure().test_config == model.test_config
+    assert model.saccade_procedure().config == model.saccade_config
     with pytest.raises(ValueError, match="attention"):
         CornerNet.from_preset("tiny").saccade_procedure()
 
 
-def test_exports_refuse_and_coco_evaluation_runs_it(model, shapes_root, tmp_path):
+def test_saccade_config_is_saved_with_the_model(model, tmp_path):
+    from cornernet_tf.models import load_model
+
+    assert model.get_config()["saccade_config"]["att_threshold"] == 0.0
+    assert "saccade_config" not in CornerNet.from_preset("tiny").get_config()
+    path = tmp_path / "saccade.keras"
+    model.save(path)
+    assert load_model(path).saccade_config == model.saccade_config
+    with pytest.raises(ValueError, match="saccade.att_max_crops"):
+        CornerNet.from_preset("tiny_saccade", saccade_config={"att_max_crops": -1})
+    with pytest.raises(ValueError, match="saccade.crop_size 250"):
+        CornerNet.from_preset(
+            "tiny_saccade", saccade_config={"crop_size": 250, "init_sizes": [250]}
+        )
+
+
+def test_saccade_section_of_the_yaml_config(tmp_path):
+    from cornernet_tf.spec.config import ConfigError, load_config
+
+    path = CONFIG_DIR / "cornernet_saccade_coco.yaml"
+    assert load_config(path).saccade == SaccadeConfig()  # the official values, written out
+    config = load_config(path, ["saccade.att_max_crops=10", "saccade.att_scales=[1, 2, 3]"])
+    assert (config.saccade.att_max_crops, config.saccade.att_scales) == (10, (1.0, 2.0, 3.0))
+    with pytest.raises(ConfigError, match="saccade.att_threshold must be in"):
+        load_config(path, ["saccade.att_threshold=1.5"])
+    with pytest.raises(ConfigError, match="unknown key 'crops' in section 'saccade'"):
+        load_config(path, ["saccade.crops=3"])
+
+
+def test_coco_evaluation_runs_it(model, shapes_root):
     from cornernet_tf import evaluation
     from cornernet_tf.data.coco import CocoDataset
-    from cornernet_tf.export.saved_model import export_saved_model
-    from cornernet_tf.export.tflite import tflite_function
 
-    with pytest.raises(ValueError, match="export_saved_model: CornerNet-Saccade .* host"):
-        export_saved_model(model, tmp_path)
-    with pytest.raises(ValueError, match="tflite_function: CornerNet-Saccade .* host"):
-        tflite_function(model, (127, 127))
     dataset = CocoDataset.open(shapes_root, "val2017")
     result = evaluation.run_coco_evaluation(model, dataset, max_images=1, verbose=0)
     assert result.image_ids == [dataset.records[0].image_id]
@@ -507,11 +587,15 @@ def test_candidates_match_the_official_procedure(procedure, box):
     image = painted(200, 300, box)
 
     def detect_canvases(canvases):
-        detections, attentions, _ = procedure._detect_canvases(canvases)
-        return detections, attentions
+        result = {key: value.numpy() for key, value in procedure.run_canvases(canvases).items()}
+        columns = [result["boxes"]] + [
+            result[key][..., None].astype(np.float32)
+            for key in ("scores", "tl_scores", "br_scores", "classes")
+        ]
+        return np.concatenate(columns, -1), [result[key] for key in ATTENTION_KEYS]
 
     expected = official_candidates(image, detect_canvases)
-    actual = procedure.candidates(image)["detections"]
+    actual = procedure.candidates(image)["detections"].numpy()
     assert len(expected) >= 2  # the object, found in crops (and on coarse canvases)
     assert actual.shape == expected.shape
     np.testing.assert_array_equal(actual, expected)

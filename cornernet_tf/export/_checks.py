@@ -11,16 +11,19 @@ from cornernet_tf.spec.presets import input_size_problem
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def check_model(model, caller: str) -> None:
+def check_model(model, caller: str, attention: bool = False) -> None:
     """Raises unless `model` is a built CornerNet.
 
     Args:
         model: the object to export.
         caller: the public function's name, for the error message.
+        attention: whether the format carries CornerNet-Saccade's procedure
+            (the SavedModel does; the fixed-size TFLite and ONNX graphs do not).
 
     Raises:
         TypeError: not a keras.Model with `detect`.
-        ValueError: the model has no weights yet, or has attention heads.
+        ValueError: the model has no weights yet, or has attention heads the
+            format cannot carry.
     """
     if not isinstance(model, keras.Model) or not hasattr(model, "detect"):
         raise TypeError(
@@ -32,11 +35,13 @@ def check_model(model, caller: str) -> None:
             f"{caller}: `model` has no weights yet; call it once on an image batch or load a "
             "trained model before exporting."
         )
-    if getattr(model, "attention", False):
-        # Its crops are chosen on the host (cornernet_tf.inference.saccade).
+    if getattr(model, "attention", False) and not attention:
+        # The fixed-size graph of one image would leave out the crops.
         raise ValueError(
-            f"{caller}: CornerNet-Saccade (a model with attention heads) picks its crops on the "
-            "host, which an exported graph cannot do; run it with `predict`/`detect` in Python."
+            f"{caller}: CornerNet-Saccade (a model with attention heads) runs crops chosen from "
+            "its attention maps, which this fixed-size graph cannot carry; export a SavedModel "
+            "(--format saved_model), or its canvas network for TFLite with "
+            "cornernet_tf.export.saccade_tflite.export_saccade_tflite."
         )
 
 

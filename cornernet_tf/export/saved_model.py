@@ -21,7 +21,8 @@ Both return (M = the model's `test_config.max_detections`, 100 officially)
 image's pixels), `detection_scores` [B, M] float32, `detection_classes`
 [B, M] int32 and `num_detections` [B] int32, padded with -1 after
 `num_detections` (`CornerNet.detect`: preprocessing, network, decoding and the
-official soft-NMS, all inside the graph). `assets/classes.json` lists the
+official soft-NMS, all inside the graph; for CornerNet-Saccade its whole
+multi-crop procedure, `cornernet_tf.inference.saccade`). `assets/classes.json` lists the
 class names; `assets/model_config.json` the model's configuration;
 `assets.extra/tf_serving_warmup_requests` holds one request per signature that
 TF Serving runs when it loads the version (`cornernet_tf.export.warmup`).
@@ -280,7 +281,7 @@ def export_saved_model(
             `warmup_image_size`, an existing version directory, or an unbuilt
             model.
     """
-    check_model(model, "export_saved_model")
+    check_model(model, "export_saved_model", attention=True)
     check_name(name, "export_saved_model")
     if version is not None and (
         isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION

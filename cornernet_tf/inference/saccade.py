@@ -19,29 +19,26 @@ Follows princeton-vl/CornerNet-Lite `core/test/cornernet_saccade.py`
                  ones (score > 0.3), per-class Gaussian soft-NMS, the best
                  `max_detections`
 
-Where it runs: the network and the decoding of one batch of canvases
-(`SaccadeProcedure.run_canvases`) are one fixed-shape TensorFlow graph, which a
-SavedModel or TFLite file can carry as a "detect in canvases" function; the
-choice of crops depends on the attention values (how many crops, where, how
-large), so locating, cropping and remapping are a host step in numpy, as the
-official code does them. Soft-NMS is the TensorFlow `soft_nms` of the
-whole-image procedure.
+All of it is TensorFlow ops with static ranks (`SaccadeProcedure.detect`), so
+`CornerNet.detect` of a model with attention heads runs in a `tf.function`, in
+Keras' predict loop and in a SavedModel. The official numpy steps keep their
+arithmetic: the integer crop windows, float64 crop locations, masks over the
+fixed-size attention maps instead of `np.where`. Differences: the crops run as
+one batch (the official code runs batches of 32), and locations of equal score
+may be ordered differently (`location_nms`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from cornernet_tf.inference.decode import OUTPUT_KEYS, REJECTED_SCORE, decode_corners
 from cornernet_tf.inference.soft_nms import soft_nms
-from cornernet_tf.spec.config import TestConfig
+from cornernet_tf.spec.config import SaccadeConfig, TestConfig
 
 __all__ = [
     "ATTENTION_KEYS",
@@ -66,212 +63,175 @@ REFERENCE_SCORE_THRESHOLD = 0.5  # coarse detections that also become crops (`ge
 LOCATION_NMS_DISTANCE = 16  # `location_nms(..., thresh=16)`
 MAX_PASS_SCALE = 2  # no crops from a pass zoomed by more (`decode_atts`)
 MAX_CROP_SCALE = 4  # no crops zoomed by more (`decode_atts`)
-BATCH_SIZE = 32  # canvases per network call (official `batch_decode`)
 
 Network = Callable[[tf.Tensor], Mapping[str, tf.Tensor]]
 
 
-@dataclasses.dataclass(frozen=True)
-class SaccadeConfig:
-    """Settings of the Saccade procedure (official `CornerNet_Saccade.json`).
-
-    The corner decoding reads `top_k`, `ae_threshold` and `nms_kernel`, the
-    merge `soft_nms_sigma`, `score_threshold` and `max_detections` from the
-    model's `TestConfig`; these are the Saccade-only settings.
-
-    Attributes:
-        init_sizes: longer side of the whole image in the coarse passes.
-        crop_size: side of every canvas (the network's input).
-        num_dets: corner pairs kept per canvas (official `num_dets`).
-        att_threshold: attention peaks above it become crops.
-        att_scales: zoom of the crops from the large, medium and small
-            objects' map, relative to the coarse pass.
-        att_max_crops: most crops per image.
-        att_nms_kernel: max-pool window of the attention-map NMS (odd).
-        ref_dets: also crop around confident coarse detections.
-    """
-
-    init_sizes: tuple[int, ...] = (192, 255)
-    crop_size: int = 255
-    num_dets: int = 12
-    att_threshold: float = 0.3
-    att_scales: tuple[float, ...] = (1.0, 2.0, 4.0)
-    att_max_crops: int = 30
-    att_nms_kernel: int = 3
-    ref_dets: bool = True
-
-    def __post_init__(self):
-        def fail(field, message):
-            raise ValueError(f"SaccadeConfig: `{field}` {message}")
-
-        def integer(field, value, minimum):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                fail(field, f"must be an integer, got {value!r}.")
-            if value < minimum:
-                fail(field, f"must be >= {minimum}, got {value}.")
-            return int(value)
-
-        object.__setattr__(self, "crop_size", integer("crop_size", self.crop_size, 1))
-        object.__setattr__(self, "num_dets", integer("num_dets", self.num_dets, 1))
-        object.__setattr__(self, "att_max_crops", integer("att_max_crops", self.att_max_crops, 0))
-        kernel = integer("att_nms_kernel", self.att_nms_kernel, 1)
-        if kernel % 2 != 1:
-            fail("att_nms_kernel", f"must be odd (the NMS window is centred), got {kernel}.")
-        sizes = _sequence(self.init_sizes, "init_sizes", fail)
-        if not sizes:
-            fail("init_sizes", "must list at least one size, e.g. [192, 255].")
-        object.__setattr__(
-            self, "init_sizes", tuple(integer("init_sizes", size, 1) for size in sizes)
-        )
-        scales = _sequence(self.att_scales, "att_scales", fail)
-        if len(scales) != len(ATTENTION_KEYS) or not all(_positive(s) for s in scales):
-            fail(
-                "att_scales",
-                f"must be {len(ATTENTION_KEYS)} zooms > 0 (large, medium, small objects), "
-                f"got {list(scales)}.",
-            )
-        object.__setattr__(self, "att_scales", tuple(float(s) for s in scales))
-        threshold = self.att_threshold
-        if not _real(threshold) or not 0 <= threshold < 1:
-            fail("att_threshold", f"must be a number in [0, 1), got {threshold!r}.")
-        object.__setattr__(self, "att_threshold", float(threshold))
-        if not isinstance(self.ref_dets, bool):
-            fail("ref_dets", f"must be true or false, got {self.ref_dets!r}.")
-
-    @classmethod
-    def coerce(cls, value: SaccadeConfig | Mapping[str, Any] | None) -> SaccadeConfig:
-        """A `SaccadeConfig` from itself, a mapping of fields or None (the defaults)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, Mapping):
-            unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-            if unknown:
-                raise ValueError(
-                    f"SaccadeConfig: unknown setting(s) {unknown}; known: "
-                    f"{[f.name for f in dataclasses.fields(cls)]}."
-                )
-            return cls(**value)
-        raise TypeError(f"SaccadeConfig: expected a SaccadeConfig or a dict, got {value!r}.")
+# ------------------------------------------------------------------ geometry
 
 
-def _real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+def crop_window(image_hw, centers, sides, out_side):
+    """Where crops come from and where they land (official `crop_image_gpu`).
 
-
-def _positive(value) -> bool:
-    return _real(value) and value > 0
-
-
-def _sequence(value, field, fail) -> tuple:
-    if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
-        fail(field, f"must be a list, got {value!r}.")
-    return tuple(value)
-
-
-# ------------------------------------------------------------------ host step
-
-
-def crop_window(image_hw, center, size, out_size):
-    """Where a crop comes from and where it lands (official `crop_image_gpu`).
-
-    A `size` window centred on `center` is clipped to the image and resized
-    by `out_size / max(size)` onto an `out_size` canvas, centred there.
+    A square window of `sides` pixels centred on `centers` is clipped to the
+    image and resized by `out_side / side` onto an `out_side` canvas, centred
+    there. The official integer arithmetic, vectorised: halves by floor
+    division, the scaled extents truncated towards zero as Python's `int`.
 
     Args:
-        image_hw: (height, width) of the image.
-        center: (y, x) integer centre of the window.
-        size: (height, width) integer window size.
-        out_size: (height, width) of the canvas.
+        image_hw: (height, width) of the image, int32.
+        centers: [N, 2] int32 (y, x) window centres.
+        sides: [N] int32 window sides.
+        out_side: side of the canvas (an int).
 
     Returns:
-        `(source, target, offset)`: source rows/columns `(y0, y1, x0, x1)` of
-        the image, target rows/columns of the canvas, and the image position
-        `(y, x)` of the unclipped window's top-left corner.
+        `(source, target, offsets)`, int32: source rows/columns
+        `(y0, y1, x0, x1)` [N, 4] of the image, target rows/columns [N, 4] of
+        the canvas, and the image position (y, x) [N, 2] of each unclipped
+        window's top-left corner.
     """
-    cty, ctx = center
-    height, width = size
-    im_height, im_width = image_hw
-    scale = out_size[0] / max(height, width)
-    x0, x1 = max(0, ctx - width // 2), min(ctx + width // 2, im_width)
-    y0, y1 = max(0, cty - height // 2), min(cty + height // 2, im_height)
-    mid_y, mid_x = out_size[0] // 2, out_size[1] // 2
-    target = (
-        mid_y - int((cty - y0) * scale),
-        mid_y + int((y1 - cty) * scale),
-        mid_x - int((ctx - x0) * scale),
-        mid_x + int((x1 - ctx) * scale),
+    image_hw = tf.cast(image_hw, tf.int32)
+    centers = tf.cast(centers, tf.int32)
+    sides = tf.cast(sides, tf.int32)
+    cty, ctx = centers[:, 0], centers[:, 1]
+    half = sides // 2
+    # A zero side has an empty window; its scale stays finite.
+    scale = tf.math.divide_no_nan(tf.constant(out_side, tf.float64), tf.cast(sides, tf.float64))
+    x0, x1 = tf.maximum(0, ctx - half), tf.minimum(ctx + half, image_hw[1])
+    y0, y1 = tf.maximum(0, cty - half), tf.minimum(cty + half, image_hw[0])
+    mid = out_side // 2
+
+    def scaled(extent):
+        return tf.cast(tf.cast(extent, tf.float64) * scale, tf.int32)  # truncates, as int()
+
+    target = tf.stack(
+        [
+            mid - scaled(cty - y0),
+            mid + scaled(y1 - cty),
+            mid - scaled(ctx - x0),
+            mid + scaled(x1 - ctx),
+        ],
+        axis=1,
     )
-    return (y0, y1, x0, x1), target, (cty - height // 2, ctx - width // 2)
+    return tf.stack([y0, y1, x0, x1], axis=1), target, tf.stack([cty - half, ctx - half], axis=1)
+
+
+def _sample_axis(start, stop, target_start, target_stop, out_side):
+    """Source indices and weights of one axis of a half-pixel bilinear resize.
+
+    Canvas position `p` in `[target_start, target_stop)` reads the window
+    `[start, stop)` as `tf.image.resize(..., "bilinear", antialias=False)`
+    (TensorFlow's `ResizeBilinear` with half-pixel centres, torch's
+    `interpolate(mode="bilinear", align_corners=False)`) maps output pixel
+    `p - target_start` of `target_stop - target_start` pixels.
+
+    Returns:
+        `(lower, upper, lerp, inside)`, each [N, out_side]: image indices,
+        the weight of `upper`, and whether the canvas position is covered.
+    """
+    positions = tf.range(out_side, dtype=tf.int32)[None, :]
+    in_size = (stop - start)[:, None]
+    out_size = (target_stop - target_start)[:, None]
+    ratio = tf.math.divide_no_nan(tf.cast(in_size, tf.float32), tf.cast(out_size, tf.float32))
+    source = (tf.cast(positions - target_start[:, None], tf.float32) + 0.5) * ratio - 0.5
+    floor = tf.floor(source)
+    lower = tf.clip_by_value(tf.cast(floor, tf.int32), 0, tf.maximum(in_size - 1, 0))
+    upper = tf.clip_by_value(tf.cast(tf.math.ceil(source), tf.int32), 0, tf.maximum(in_size - 1, 0))
+    inside = (positions >= target_start[:, None]) & (positions < target_stop[:, None])
+    return start[:, None] + lower, start[:, None] + upper, source - floor, inside
 
 
 def prepare_crops(image, locations, crop_size):
     """Canvases of the crops at `locations` (official `prepare_images`).
 
+    Each crop is the window `crop_window` gives, resized with half-pixel
+    bilinear interpolation (no antialiasing) onto a zero canvas. The resize is
+    a gather of the four neighbours of every canvas pixel, clamped to the
+    window, with `ResizeBilinear`'s weights: `tf.image.crop_and_resize`
+    samples the window's border differently.
+
     Args:
         image: [H, W, 3] float32 (0-255).
-        locations: [N, >=3] rows `(y, x, scale, ...)`: a window of
-            `int(crop_size / scale)` pixels centred on `(int(y), int(x))`.
+        locations: [N, >=3] rows `(y, x, scale, ...)`, float32 or float64:
+            a window of `int(crop_size / scale)` pixels (computed in the
+            locations' dtype, as numpy does) centred on `(int(y), int(x))`.
         crop_size: canvas side.
 
     Returns:
         canvases [N, crop_size, crop_size, 3] float32 (zero outside the
-        crop) and offsets [N, 2] float32 (`crop_window`'s `offset`).
+        crop) and offsets [N, 2] float32 (`crop_window`'s `offsets`).
     """
     image = tf.convert_to_tensor(image, tf.float32)
-    image_hw = tuple(image.shape[:2])
-    canvases = np.zeros((len(locations), crop_size, crop_size, 3), np.float32)
-    offsets = np.zeros((len(locations), 2), np.float32)
-    for i, (y, x, scale) in enumerate(locations[:, :3]):
-        side = int(crop_size / scale)
-        source, target, offsets[i] = crop_window(
-            image_hw, (int(y), int(x)), (side, side), (crop_size, crop_size)
-        )
-        y0, y1, x0, x1 = source
-        ty0, ty1, tx0, tx1 = target
-        if min(y1 - y0, x1 - x0, ty1 - ty0, tx1 - tx0) <= 0:
-            continue  # a window outside the image: an empty canvas
-        # Half-pixel bilinear without antialiasing: torch's
-        # `interpolate(mode="bilinear", align_corners=False)`.
-        canvases[i, ty0:ty1, tx0:tx1] = tf.image.resize(
-            image[y0:y1, x0:x1], (ty1 - ty0, tx1 - tx0), method="bilinear", antialias=False
-        ).numpy()
-    return canvases, offsets
+    locations = tf.convert_to_tensor(locations)
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    scales = locations[:, 2]
+    sides = tf.cast(tf.constant(crop_size, scales.dtype) / scales, tf.int32)
+    centers = tf.cast(locations[:, :2], tf.int32)
+    source, target, offsets = crop_window(shape[:2], centers, sides, crop_size)
+    y0, y1, x0, x1 = tf.unstack(source, axis=1)
+    ty0, ty1, tx0, tx1 = tf.unstack(target, axis=1)
+    rows_lo, rows_hi, y_lerp, rows_in = _sample_axis(y0, y1, ty0, ty1, crop_size)
+    cols_lo, cols_hi, x_lerp, cols_in = _sample_axis(x0, x1, tx0, tx1, crop_size)
+    pixels = tf.reshape(image, [-1, 3])
+    # Clamped to the image: rows of an empty or outside window are masked below.
+    rows_lo, rows_hi = (tf.clip_by_value(r, 0, height - 1) for r in (rows_lo, rows_hi))
+    cols_lo, cols_hi = (tf.clip_by_value(c, 0, width - 1) for c in (cols_lo, cols_hi))
+
+    def at(rows, cols):  # [N, S, S, 3]
+        return tf.gather(pixels, rows[:, :, None] * width + cols[:, None, :])
+
+    x_lerp = x_lerp[:, None, :, None]
+    top_left, top_right = at(rows_lo, cols_lo), at(rows_lo, cols_hi)
+    bottom_left, bottom_right = at(rows_hi, cols_lo), at(rows_hi, cols_hi)
+    top = top_left + (top_right - top_left) * x_lerp
+    bottom = bottom_left + (bottom_right - bottom_left) * x_lerp
+    canvases = top + (bottom - top) * y_lerp[:, :, None, None]
+    # A window outside the image (or of zero side) gives an empty canvas.
+    nonempty = tf.reduce_min(tf.stack([y1 - y0, x1 - x0, ty1 - ty0, tx1 - tx0], 1), 1) > 0
+    covered = rows_in[:, :, None] & cols_in[:, None, :] & nonempty[:, None, None]
+    canvases = tf.where(covered[..., None], canvases, 0.0)
+    return canvases, tf.cast(offsets, tf.float32)
 
 
 def remap_detections(detections, scales, offsets, map_ratio):
     """Canvas-map boxes to image pixels (official `rescale_dets_` + `remap_dets_`).
 
+    The arithmetic follows numpy's in-place updates of the official float32
+    array: the map ratio in float32, the zoom in the zooms' dtype (float64
+    for crop locations) with the result rounded back to float32.
+
     Args:
-        detections: [N, D, >=4] float32, x1, y1, x2, y2 in output-map pixels.
-        scales: [N] zoom of each canvas.
-        offsets: [N, 2] image (y, x) of each canvas's window corner.
+        detections: [N, D, 8] float32, x1, y1, x2, y2 in output-map pixels.
+        scales: [N] zoom of each canvas (float32 or float64).
+        offsets: [N, 2] float32 image (y, x) of each canvas's window corner.
         map_ratio: output-map pixels per canvas pixel (64 / 255).
 
     Returns:
-        A copy of `detections` with boxes in image pixels.
+        `detections` with boxes in image pixels.
     """
-    detections = np.array(detections, copy=True)
-    xs, ys = detections[..., 0:4:2], detections[..., 1:4:2]
-    xs /= map_ratio
-    ys /= map_ratio
-    xs /= scales.reshape(-1, 1, 1)
-    ys /= scales.reshape(-1, 1, 1)
-    xs += offsets[:, 1][:, None, None]
-    ys += offsets[:, 0][:, None, None]
-    detections[..., 0:4:2], detections[..., 1:4:2] = xs, ys
-    return detections
+    scales = tf.convert_to_tensor(scales)
+    coords = detections[..., :4] / tf.constant(map_ratio, tf.float32)
+    coords = tf.cast(tf.cast(coords, scales.dtype) / scales[:, None, None], tf.float32)
+    # Columns x1, y1, x2, y2 get the x, y, x, y offset.
+    coords += tf.tile(tf.reverse(offsets, [1]), [1, 2])[:, None, :]
+    return tf.concat([coords, detections[..., 4:]], axis=-1)
 
 
 def decode_attention(attentions, scales, offsets, image_hw, threshold, att_scales, ignore_same):
     """Crop locations from attention peaks (official `decode_atts`).
 
+    Every map pixel is a candidate; the official `np.where` becomes a mask,
+    and the rows are returned in numpy's order (canvas, map, row-major pixel).
+    Positions are float64 as numpy computes them; a map gives no crops for a
+    canvas zoomed by more than `MAX_PASS_SCALE`, nor when its zoom would pass
+    `MAX_CROP_SCALE`, nor (with `ignore_same`) when it does not zoom in.
+
     Args:
         attentions: the large, medium and small maps after sigmoid and NMS,
-            each [N, h, w, 1].
-        scales: [N] zoom of each canvas.
-        offsets: [N, 2] image (y, x) of each canvas's window corner.
+            each [N, h, w, 1] float32 with static h, w.
+        scales: [N] float32 zoom of each canvas.
+        offsets: [N, 2] float32 image (y, x) of each canvas's window corner.
         image_hw: (height, width) of the image.
         threshold: peaks above it count.
         att_scales: zoom per map, relative to the canvas's.
@@ -280,27 +240,38 @@ def decode_attention(attentions, scales, offsets, image_hw, threshold, att_scale
     Returns:
         [M, 4] float64 rows `(y, x, scale, score)` in image pixels.
     """
-    height, width = image_hw
-    ys_all, xs_all, scales_all, scores_all = [], [], [], []
-    for i in range(attentions[0].shape[0]):
-        for att, ratio, att_scale in zip(attentions, ATTENTION_RATIOS, att_scales, strict=True):
-            ys, xs = np.where(att[i, :, :, 0] > threshold)
-            scores = att[i, ys, xs, 0]
-            ys = ys * ratio / scales[i] + offsets[i, 0]
-            xs = xs * ratio / scales[i] + offsets[i, 1]
-            keep = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
-            ys, xs, scores = ys[keep], xs[keep], scores[keep]
-            next_scale = att_scale * scales[i]
-            if (ignore_same and att_scale <= 1) or scales[i] > MAX_PASS_SCALE:
-                continue
-            if next_scale > MAX_CROP_SCALE:
-                continue
-            scales_all += [next_scale] * len(xs)
-            scores_all += scores.tolist()
-            ys_all += ys.tolist()
-            xs_all += xs.tolist()
-    columns = (ys_all, xs_all, scales_all, scores_all)
-    return np.stack([np.array(c, np.float64) for c in columns], axis=1)
+    scales = tf.convert_to_tensor(scales, tf.float32)
+    offsets = tf.cast(offsets, tf.float64)
+    height = tf.cast(image_hw[0], tf.float64)
+    width = tf.cast(image_hw[1], tf.float64)
+    columns = []
+    for att, ratio, att_scale in zip(attentions, ATTENTION_RATIOS, att_scales, strict=True):
+        map_h, map_w = att.shape[1], att.shape[2]
+        pixels = tf.range(map_h * map_w)
+        grid_y = tf.cast((pixels // map_w) * ratio, tf.float64)[None, :]  # [1, h*w]
+        grid_x = tf.cast((pixels % map_w) * ratio, tf.float64)[None, :]
+        zoom = tf.cast(scales, tf.float64)[:, None]
+        ys = grid_y / zoom + offsets[:, 0:1]
+        xs = grid_x / zoom + offsets[:, 1:2]
+        scores = tf.reshape(att, [-1, map_h * map_w])
+        next_scale = tf.constant(att_scale, tf.float32) * scales  # numpy: float32
+        usable = (scales <= MAX_PASS_SCALE) & (next_scale <= MAX_CROP_SCALE)
+        if ignore_same and att_scale <= 1:
+            usable = tf.zeros_like(usable)
+        keep = (
+            (scores > threshold)
+            & (ys >= 0)
+            & (ys < height)
+            & (xs >= 0)
+            & (xs < width)
+            & usable[:, None]
+        )
+        next_scale = tf.broadcast_to(tf.cast(next_scale, tf.float64)[:, None], tf.shape(ys))
+        rows = tf.stack([ys, xs, next_scale, tf.cast(scores, tf.float64)], axis=-1)
+        columns.append((rows, keep))
+    rows = tf.concat([r for r, _ in columns], axis=1)  # [N, sum h*w, 4]
+    keep = tf.concat([k for _, k in columns], axis=1)
+    return tf.boolean_mask(tf.reshape(rows, [-1, 4]), tf.reshape(keep, [-1]))
 
 
 def reference_locations(detections):
@@ -310,50 +281,63 @@ def reference_locations(detections):
     that its longer side becomes 192 (over 96 pixels), 64 (over 32) or 24.
 
     Args:
-        detections: [M, 8] rows `(x1, y1, x2, y2, score, tl, br, class)`.
+        detections: [M, 8] float32 rows `(x1, y1, x2, y2, score, tl, br, class)`.
 
     Returns:
-        [K, 4] rows `(y, x, scale, 1)`.
+        [K, 4] float32 rows `(y, x, scale, 1)`.
     """
-    detections = detections[detections[:, 4] > REFERENCE_SCORE_THRESHOLD]
-    xs = (detections[:, 0] + detections[:, 2]) / 2
-    ys = (detections[:, 1] + detections[:, 3]) / 2
-    sides = np.maximum(detections[:, 2] - detections[:, 0], detections[:, 3] - detections[:, 1])
-    scales = np.zeros_like(sides)
-    large, small = sides > 96, sides <= 32
-    medium = ~large & ~small
-    scales[large] = 192 / sides[large]
-    scales[medium] = 64 / sides[medium]
-    scales[small] = 24 / sides[small]
-    return np.stack((ys, xs, scales, np.ones_like(sides)), axis=1)
+    detections = tf.boolean_mask(detections, detections[:, 4] > REFERENCE_SCORE_THRESHOLD)
+    x1, y1, x2, y2 = tf.unstack(detections[:, :4], axis=1)
+    sides = tf.maximum(x2 - x1, y2 - y1)
+    target = tf.where(sides > 96, 192.0, tf.where(sides > 32, 64.0, 24.0))
+    return tf.stack([(y1 + y2) / 2, (x1 + x2) / 2, target / sides, tf.ones_like(sides)], axis=1)
 
 
-def location_nms(locations, distance=LOCATION_NMS_DISTANCE):
+def location_nms(locations, distance=LOCATION_NMS_DISTANCE, max_kept=None):
     """Greedy suppression of close crop locations (official `location_nms`).
 
     Best score first, a location suppresses the others whose zoom is within
     [0.8, 1.2] of its own and whose centre is within `distance / zoom` of its
     own in x or in y (the smaller of the two distances counts).
 
+    The official code sorts with numpy's `argsort` reversed; here a stable
+    ascending sort reversed, which is numpy's order for up to 16 locations
+    (insertion sort) and may order equal scores differently beyond.
+
     Args:
-        locations: [M, 4] rows `(y, x, scale, score)`.
+        locations: [M, 4] float64 rows `(y, x, scale, score)`.
         distance: suppression distance at zoom 1.
+        max_kept: stop after this many kept locations (None: all). A kept
+            location depends only on those kept before it, so the first
+            `max_kept` are those of the full run: the crop budget needs no
+            more steps.
 
     Returns:
         The kept rows, best first; [0, 4] when none.
     """
-    order = np.argsort(locations[:, -1])[::-1]
-    locations = locations[order]
+    locations = tf.convert_to_tensor(locations, tf.float64)
+    order = tf.reverse(tf.argsort(locations[:, 3], stable=True), [0])
+    locations = tf.gather(locations, order)
     ys, xs, scales = locations[:, 0], locations[:, 1], locations[:, 2]
-    dists = np.minimum(np.abs(ys[:, None] - ys[None, :]), np.abs(xs[:, None] - xs[None, :]))
-    ratios = scales[:, None] / scales[None, :]
-    kept = []
-    while dists.shape[0] > 0:
-        kept.append(locations[0])
-        keep = (dists[0] > distance / scales[0]) | (ratios[0] > 1.2) | (ratios[0] < 0.8)
-        locations, scales = locations[keep], scales[keep]
-        dists, ratios = dists[keep][:, keep], ratios[keep][:, keep]
-    return np.stack(kept) if kept else np.zeros((0, 4))
+    count = tf.shape(locations)[0]
+    limit = count if max_kept is None else tf.minimum(count, max_kept)
+
+    # Each step keeps the first live location in score order, so the kept ones
+    # come in index order: a mask over the sorted rows records them.
+    def step(num_kept, alive, kept):
+        best = tf.argmax(tf.cast(alive, tf.int32), output_type=tf.int32)
+        dist = tf.minimum(tf.abs(ys - ys[best]), tf.abs(xs - xs[best]))
+        ratio = scales[best] / scales
+        far = (dist > distance / scales[best]) | (ratio > 1.2) | (ratio < 0.8)
+        chosen = tf.range(count) == best
+        return num_kept + 1, alive & far & ~chosen, kept | chosen
+
+    def cond(num_kept, alive, kept):
+        return (num_kept < limit) & tf.reduce_any(alive)
+
+    no = tf.zeros([count], tf.bool)
+    _, _, kept = tf.while_loop(cond, step, (tf.constant(0), ~no, no))
+    return tf.boolean_mask(locations, kept)
 
 
 # ------------------------------------------------------------ the procedure
@@ -369,29 +353,48 @@ class SaccadeProcedure:
         test_config: the corner decoding and merge settings (`TestConfig` or
             a dict); `num_dets`, `scales` and `flip_test` are not used.
         config: the Saccade settings (`SaccadeConfig` or a dict).
+        canvas_detector: instead of `network`, a callable doing
+            `_run_canvases`' work (network, decoding and attention NMS), such
+            as an exported canvas graph
+            (`cornernet_tf.export.saccade_tflite.LiteRTCanvasDetector`).
     """
 
     def __init__(
         self,
-        network: Network,
+        network: Network | None,
         test_config: TestConfig | Mapping[str, Any] | None = None,
         config: SaccadeConfig | Mapping[str, Any] | None = None,
+        canvas_detector: Network | None = None,
     ):
+        if (network is None) == (canvas_detector is None):
+            raise ValueError("SaccadeProcedure: pass either `network` or `canvas_detector`.")
         self.network = network
+        self.canvas_detector = canvas_detector
         self.test_config = TestConfig.coerce(test_config)
         self.config = SaccadeConfig.coerce(config)
         side = self.config.crop_size
+        # autograph off: the procedure uses explicit TF control flow.
         self.run_canvases = tf.function(
-            self._run_canvases,
+            self._run_canvases if canvas_detector is None else canvas_detector,
             input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)],
             autograph=False,
+        )
+        self._detect = tf.function(
+            self.detect,
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+            autograph=False,
+        )
+        image_spec = [tf.TensorSpec([None, None, 3], tf.float32)]
+        self._candidates = tf.function(self._image_candidates, input_signature=image_spec)
+        self._locate = tf.function(
+            lambda image: self._coarse(image, max_crops=None), input_signature=image_spec
         )
 
     def __repr__(self) -> str:
         return f"SaccadeProcedure({self.test_config!r}, {self.config!r})"
 
     def _run_canvases(self, canvases: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The graph part: network, corner decoding and attention NMS of canvases.
+        """Network, corner decoding and attention NMS of a batch of canvases.
 
         Returns:
             `boxes` [N, D, 4] (output-map pixels), `scores`, `tl_scores`,
@@ -415,56 +418,58 @@ class SaccadeProcedure:
             att = tf.sigmoid(tf.cast(outputs[key], tf.float32))
             pooled = tf.nn.max_pool2d(att, ksize=kernel, strides=1, padding="SAME")
             result[key] = tf.where(tf.equal(pooled, att), att, tf.zeros_like(att))
-        result["map_size"] = tf.shape(outputs["tl_heatmap"])[1]
         return result
 
-    def _detect_canvases(self, canvases):
-        """`run_canvases` in batches of `BATCH_SIZE`: [N, D, 8] detections and the maps."""
-        parts = [
-            self.run_canvases(tf.constant(canvases[start : start + BATCH_SIZE]))
-            for start in range(0, len(canvases), BATCH_SIZE)
-        ]
-        detections = np.concatenate(
-            [
-                np.concatenate(
-                    [
-                        part["boxes"].numpy(),
-                        part["scores"].numpy()[..., None],
-                        part["tl_scores"].numpy()[..., None],
-                        part["br_scores"].numpy()[..., None],
-                        part["classes"].numpy()[..., None].astype(np.float32),
-                    ],
-                    axis=-1,
-                )
-                for part in parts
-            ]
-        )  # [N, D, 8]: x1, y1, x2, y2, score, tl_score, br_score, class
-        attentions = [
-            np.concatenate([part[key].numpy() for part in parts]) for key in ATTENTION_KEYS
-        ]
-        map_ratio = int(parts[0]["map_size"]) / self.config.crop_size
-        return detections, attentions, map_ratio
-
-    def locate(self, image):
-        """The coarse passes: their detections and the crop locations.
-
-        Args:
-            image: [H, W, 3] float32 RGB (0-255).
+    def _detect_canvases(self, image, locations):
+        """Crops at `locations`, through the network, remapped to image pixels.
 
         Returns:
-            `(detections [M, 8], locations [L, 4])`: coarse detections in
-            image pixels scoring above 0.3, and the crop locations
-            `(y, x, scale, score)`, best first (before `att_max_crops`).
+            detections [N, D, 8] (x1, y1, x2, y2, score, tl_score, br_score,
+            class; image pixels), the attention maps of the canvases and their
+            offsets [N, 2] (`prepare_crops`).
+        """
+        side = self.config.crop_size
+        canvases, offsets = prepare_crops(image, locations, side)
+        # One traced network graph, called by the coarse pass and the crops.
+        result = self.run_canvases(canvases)
+        detections = tf.concat(
+            [result["boxes"]]
+            + [result[key][..., None] for key in ("scores", "tl_scores", "br_scores")]
+            + [tf.cast(result["classes"], tf.float32)[..., None]],
+            axis=-1,
+        )
+        # Output-map pixels per canvas pixel (official `output_sizes / input_size`).
+        map_ratio = self._map_side(result) / side
+        detections = remap_detections(detections, locations[:, 2], offsets, map_ratio)
+        return detections, [result[key] for key in ATTENTION_KEYS], offsets
+
+    @staticmethod
+    def _map_side(result) -> int:
+        # The small-object attention map has the corner heads' resolution.
+        return result[ATTENTION_KEYS[-1]].shape[1]
+
+    def _coarse(self, image, max_crops):
+        """The coarse passes: detections scoring above 0.3 and the crop locations.
+
+        Args:
+            image: [H, W, 3] float32.
+            max_crops: locations to keep (None: all), best first.
+
+        Returns:
+            `(detections [M, 8], locations [L, 4])` in image pixels; locations
+            are float64 rows `(y, x, scale, score)`.
         """
         config = self.config
-        height, width = image.shape[:2]
-        locations = np.array(
-            [[height // 2, width // 2, size / max(height, width)] for size in config.init_sizes],
-            np.float32,
+        shape = tf.shape(image)
+        height, width = shape[0], shape[1]
+        longer = tf.cast(tf.maximum(height, width), tf.float64)
+        # Official float32 locations of the whole image, one per size.
+        scales = tf.cast(tf.constant(config.init_sizes, tf.float64) / longer, tf.float32)
+        centre = tf.cast(tf.stack([height // 2, width // 2]), tf.float32)
+        locations = tf.concat(
+            [tf.tile(centre[None], [len(config.init_sizes), 1]), scales[:, None]], axis=1
         )
-        canvases, offsets = prepare_crops(image, locations, config.crop_size)
-        detections, attentions, map_ratio = self._detect_canvases(canvases)
-        scales = locations[:, 2]
+        detections, attentions, offsets = self._detect_canvases(image, locations)
         crops = decode_attention(
             attentions,
             scales,
@@ -474,14 +479,89 @@ class SaccadeProcedure:
             config.att_scales,
             ignore_same=False,
         )
-        detections = remap_detections(detections, scales, offsets, map_ratio).reshape(-1, 8)
-        detections = detections[detections[:, 4] > COARSE_SCORE_THRESHOLD]
+        detections = tf.reshape(detections, [-1, 8])
+        detections = tf.boolean_mask(detections, detections[:, 4] > COARSE_SCORE_THRESHOLD)
         if config.ref_dets:
-            crops = np.concatenate((crops, reference_locations(detections)), axis=0)
-            crops = location_nms(crops)
+            references = tf.cast(reference_locations(detections), tf.float64)
+            crops = location_nms(tf.concat([crops, references], 0), max_kept=max_crops)
+        elif max_crops is not None:
+            crops = crops[:max_crops]  # the official order: no sorting without `ref_dets`
         return detections, crops
 
-    def candidates(self, image):
+    def _image_candidates(self, image):
+        """Coarse detections and those of the crops, before the merge."""
+        coarse, locations = self._coarse(image, max_crops=self.config.att_max_crops)
+
+        def crops():
+            detections, _, _ = self._detect_canvases(image, locations)
+            detections = tf.reshape(detections, [-1, 8])
+            return tf.boolean_mask(detections, detections[:, 4] > REJECTED_SCORE)
+
+        # The network takes no empty batch: no crops, no call.
+        found = tf.cond(tf.shape(locations)[0] > 0, crops, lambda: tf.zeros([0, 8]))
+        return {"detections": tf.concat([coarse, found], 0), "locations": locations}
+
+    def _detect_image(self, image):
+        detections = self._image_candidates(image)["detections"]
+        test = self.test_config
+        merged = soft_nms(
+            detections[None, :, :4],
+            detections[None, :, 4],
+            tf.cast(detections[None, :, 7], tf.int32),
+            sigma=test.soft_nms_sigma,
+            score_threshold=test.score_threshold,
+            max_detections=test.max_detections,
+        )
+        return {
+            "boxes": merged["boxes"][0],
+            "confidence": merged["scores"][0],
+            "classes": merged["classes"][0],
+            "num_detections": merged["num_detections"][0],
+        }
+
+    def detect(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Detections of a batch of images: graph ops, traceable in a `tf.function`.
+
+        Args:
+            images: [B, H, W, 3] float32 RGB (0-255).
+
+        Returns:
+            `boxes` [B, M, 4] (x1, y1, x2, y2, image pixels), `confidence`
+            [B, M], `classes` [B, M] int32, `num_detections` [B] int32;
+            M = `max_detections`, padded with -1.
+        """
+        m = self.test_config.max_detections
+        return tf.map_fn(
+            self._detect_image,
+            tf.cast(images, tf.float32),
+            fn_output_signature={
+                "boxes": tf.TensorSpec([m, 4], tf.float32),
+                "confidence": tf.TensorSpec([m], tf.float32),
+                "classes": tf.TensorSpec([m], tf.int32),
+                "num_detections": tf.TensorSpec([], tf.int32),
+            },
+            # One image at a time: the crops of one image are the batch.
+            parallel_iterations=1,
+        )
+
+    def __call__(self, images) -> dict[str, tf.Tensor]:
+        """`detect` as one compiled graph (any batch and image size)."""
+        return self._detect(tf.cast(images, tf.float32))
+
+    def locate(self, image):
+        """The coarse passes of one image: their detections and every crop location.
+
+        Args:
+            image: [H, W, 3] RGB (0-255).
+
+        Returns:
+            `(detections [M, 8], locations [L, 4])`: coarse detections in image
+            pixels scoring above 0.3, and the crop locations `(y, x, scale,
+            score)`, best first (before `att_max_crops`).
+        """
+        return self._locate(tf.cast(image, tf.float32))
+
+    def candidates(self, image) -> dict[str, tf.Tensor]:
         """Every detection before the merge: coarse ones and those of the crops.
 
         Args:
@@ -491,47 +571,4 @@ class SaccadeProcedure:
             `detections` [M, 8] (image pixels; columns x1, y1, x2, y2, score,
             tl_score, br_score, class) and `locations` [C, 4], the crops run.
         """
-        image = np.asarray(image, np.float32)
-        detections, locations = self.locate(image)
-        locations = locations[: self.config.att_max_crops]
-        parts = [detections]
-        if len(locations):
-            canvases, offsets = prepare_crops(image, locations, self.config.crop_size)
-            crop_detections, _, map_ratio = self._detect_canvases(canvases)
-            crop_detections = remap_detections(
-                crop_detections, locations[:, 2], offsets, map_ratio
-            ).reshape(-1, 8)
-            parts.append(crop_detections[crop_detections[:, 4] > REJECTED_SCORE])
-        return {"detections": np.concatenate(parts, axis=0), "locations": locations}
-
-    def __call__(self, image) -> dict[str, np.ndarray]:
-        """Detections of one image.
-
-        Args:
-            image: [H, W, 3] RGB (0-255).
-
-        Returns:
-            Dict of numpy arrays `boxes` [1, M, 4] (x1, y1, x2, y2, image
-            pixels), `confidence` [1, M], `classes` [1, M] int32,
-            `num_detections` [1] int32; M = `max_detections`, padded with -1.
-        """
-        detections = self.candidates(image)["detections"]
-        test = self.test_config
-        # Rows of -1 (never candidates) round the count up to a multiple of
-        # 128: a non-empty input, and few soft-NMS traces over many images.
-        padding = -(len(detections) + 1) % 128 + 1
-        detections = np.concatenate([detections, np.full((padding, 8), REJECTED_SCORE, np.float32)])
-        merged = soft_nms(
-            tf.constant(detections[None, :, :4], tf.float32),
-            tf.constant(detections[None, :, 4], tf.float32),
-            tf.constant(detections[None, :, 7].astype(np.int32)),
-            sigma=test.soft_nms_sigma,
-            score_threshold=test.score_threshold,
-            max_detections=test.max_detections,
-        )
-        return {
-            "boxes": merged["boxes"].numpy(),
-            "confidence": merged["scores"].numpy(),
-            "classes": merged["classes"].numpy(),
-            "num_detections": merged["num_detections"].numpy(),
-        }
+        return self._candidates(tf.cast(image, tf.float32))

@@ -19,7 +19,7 @@ from cornernet_tf.layers.corner_pooling import CornerPoolModule
 from cornernet_tf.layers.heads import HEATMAP_BIAS, CornerHead
 from cornernet_tf.layers.hourglass import BLOCKS, UPSAMPLING, HourglassModule
 from cornernet_tf.layers.residual import Residual
-from cornernet_tf.spec.config import ConfigError, TestConfig
+from cornernet_tf.spec.config import ConfigError, SaccadeConfig, TestConfig
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
 from cornernet_tf.spec.presets import (
     PRESETS,
@@ -117,6 +117,9 @@ class CornerNet(keras.Model):
             ones take the official defaults).
         bounding_box_format: box format `predict` returns ("xyxy" by default;
             any `keras.utils.bounding_boxes` format).
+        saccade_config: CornerNet-Saccade's test settings (attention heads
+            only): a `cornernet_tf.spec.config.SaccadeConfig` or a dict of its
+            fields (missing ones take the official defaults).
     """
 
     def __init__(
@@ -140,6 +143,7 @@ class CornerNet(keras.Model):
         class_names=None,
         test_config=None,
         bounding_box_format="xyxy",
+        saccade_config=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -195,6 +199,7 @@ class CornerNet(keras.Model):
         # is `size | (granule - 1)`, the official `| 127` for 128.
         self.input_size_granule = input_size_granule(self.output_stride, len(self.dims) - 1)
         self.test_config = test_config
+        self.saccade_config = saccade_config
         self.bounding_box_format = bounding_box_format
 
         curr_dim = self.dims[0]
@@ -301,6 +306,19 @@ class CornerNet(keras.Model):
             self.predict_function = None
         self._detect_one = None
         self._saccade = None
+
+    @property
+    def saccade_config(self) -> SaccadeConfig:
+        """CornerNet-Saccade's settings (`SaccadeConfig`); assign a SaccadeConfig or a dict."""
+        return self._saccade_config
+
+    @saccade_config.setter
+    def saccade_config(self, value):
+        self._saccade_config = _saccade_settings(value, self)
+        # The compiled functions hold the procedure they were traced with.
+        if getattr(self, "predict_function", None) is not None:
+            self.predict_function = None
+        self._detect_one = self._saccade = None
 
     def _make_decoder(self, test_config) -> CornerNetDecoder:
         try:
@@ -547,8 +565,7 @@ class CornerNet(keras.Model):
         per-class Gaussian soft-NMS to the best `max_detections`.
         Graph-friendly: `predict_step`, COCO evaluation and the SavedModel
         signatures call it. A model with attention heads (CornerNet-Saccade)
-        runs `saccade_procedure()` instead, eagerly: its crops are chosen on
-        the host.
+        runs `saccade_procedure()` instead, graph-friendly as well.
 
         Args:
             images: [B, H, W, 3] RGB, pixel values in [0, 255], any numeric
@@ -626,10 +643,6 @@ class CornerNet(keras.Model):
         Returns:
             Dict of numpy arrays `boxes` [N, M, 4], `confidence` [N, M],
             `classes` [N, M], `num_detections` [N]; unused slots are -1.
-
-        A model with attention heads runs `detect` batch by batch in Python
-        (CornerNet-Saccade chooses its crops on the host); `verbose`, `steps`
-        and `callbacks` are not used then.
         """
         box_format = kwargs.pop("bounding_box_format", None) or self.bounding_box_format
         max_side = check_max_side(
@@ -646,8 +659,6 @@ class CornerNet(keras.Model):
             # without autotuning (see `inference.feeding`).
             x = tf.data.Dataset.from_tensor_slices(x).batch(_batch_size(batch_size))
             batch_size = None
-        if self.attention:
-            return _in_box_format(self._saccade_predict(x), box_format)
         try:
             detections = super().predict(
                 without_autotune(x),
@@ -715,10 +726,7 @@ class CornerNet(keras.Model):
         results = []
         for i, image in enumerate(images):
             image = check_image(image, f"CornerNet.predict_images: image {i}", max_side=max_side)
-            if self.attention:
-                detections = self._saccade_detect(tf.cast(image, tf.float32)[None])
-            else:
-                detections = self._detect_one(tf.cast(image, tf.float32)[None])
+            detections = self._detect_one(tf.cast(image, tf.float32)[None])
             detections = {key: value.numpy() for key, value in detections.items()}
             detections["image_size"] = np.array([image.shape[:2]], np.int32)
             results.append(detections)
@@ -747,35 +755,14 @@ class CornerNet(keras.Model):
         config = self.decoder(test_config).config
         # One procedure (one traced canvas graph) kept for the latest settings.
         if getattr(self, "_saccade", None) is None or self._saccade.test_config != config:
-            self._saccade = SaccadeProcedure(self._network, config)
+            self._saccade = SaccadeProcedure(self._network, config, self.saccade_config)
         return self._saccade
 
     def _network(self, canvases):
         return self(canvases, training=False)
 
     def _saccade_detect(self, images, test_config=None):
-        # The crops depend on the attention values: a host step (numpy).
-        if not tf.executing_eagerly():
-            raise ValueError(
-                "CornerNet.detect: CornerNet-Saccade chooses its crops on the host, so its "
-                "test procedure cannot run inside a tf.function or an exported graph; call "
-                "`detect`, `predict` or `predict_images` eagerly."
-            )
-        procedure = self.saccade_procedure(test_config)
-        results = [procedure(image) for image in tf.cast(images, tf.float32).numpy()]
-        return {key: tf.constant(np.concatenate([r[key] for r in results])) for key in results[0]}
-
-    def _saccade_predict(self, dataset):
-        """`predict` of a model with attention heads: `detect` per batch, eagerly."""
-        results = []
-        for batch in dataset:
-            images, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
-            detections = self._saccade_detect(tf.convert_to_tensor(images))
-            detections = {key: value.numpy() for key, value in detections.items()}
-            size = np.array(images.shape[1:3], np.int32)
-            detections["image_size"] = np.tile(size[None], [images.shape[0], 1])
-            results.append(detections)
-        return {key: np.concatenate([r[key] for r in results]) for key in results[0]}
+        return self.saccade_procedure(test_config)(images)
 
     # ------------------------------------------------------------ serialisation
 
@@ -802,6 +789,8 @@ class CornerNet(keras.Model):
             test_config=self.test_config.to_dict(),
             bounding_box_format=self.bounding_box_format,
         )
+        if self.attention:
+            config["saccade_config"] = self.saccade_config.to_dict()
         return config
 
 
@@ -861,6 +850,21 @@ def _in_box_format(detections, box_format):
     valid = (np.asarray(detections["classes"]) >= 0)[..., None]
     detections["boxes"] = np.where(valid, np.asarray(boxes), -1.0).astype(np.float32)
     return detections
+
+
+def _saccade_settings(value, model) -> SaccadeConfig:
+    """`SaccadeConfig.coerce(value)`, its canvas checked against the network's input rule."""
+    try:
+        config = SaccadeConfig.coerce(value)
+    except ConfigError as error:
+        raise ValueError(
+            f"CornerNet: invalid saccade setting: {error} Fix it in `saccade_config` (a "
+            "SaccadeConfig or dict) or the config file's `saccade` section."
+        ) from None
+    problem = input_size_problem(config.crop_size, model.output_stride, len(model.dims) - 1)
+    if model.attention and problem is not None:
+        raise ValueError(f"CornerNet: saccade.crop_size {problem}.")
+    return config
 
 
 def _head_keys():

@@ -1,6 +1,6 @@
 """Experiment configuration: YAML files mapped onto frozen dataclasses.
 
-A config file has four sections, each a frozen dataclass whose defaults are the
+A config file has five sections, each a frozen dataclass whose defaults are the
 official CornerNet settings (princeton-vl/CornerNet `config/CornerNet.json`,
 `config.py` and `db/detection.py`):
 
@@ -8,6 +8,7 @@ official CornerNet settings (princeton-vl/CornerNet `config/CornerNet.json`,
     data:   input/output sizes, target and augmentation settings
     train:  global batch, schedule, checkpointing, precision, logging
     test:   the test procedure (`TestConfig`), stored in the trained model
+    saccade: CornerNet-Saccade's crop settings (`SaccadeConfig`), stored too
 
 Unknown keys and values of the wrong type are errors naming the key and the
 file. `--set section.key=value` overrides are parsed like the file (YAML's safe
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "ModelConfig",
+    "SaccadeConfig",
     "TestConfig",
     "TrainConfig",
     "config_from_dict",
@@ -321,14 +323,118 @@ class TestConfig:
         return _plain(dataclasses.asdict(self))
 
 
+# Crops of one image run through the network as one batch.
+MAX_SACCADE_CROPS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class SaccadeConfig:
+    """CornerNet-Saccade's test settings (princeton-vl/CornerNet-Lite `CornerNet_Saccade.json`).
+
+    A model with attention heads holds one (`model.saccade_config`, saved in
+    `.keras` files); its procedure (`cornernet_tf.inference.saccade`) reads
+    the corner decoding and merge settings from `TestConfig` and these.
+
+    Attributes:
+        init_sizes: longer side of the whole image in the coarse passes, each
+            at most `crop_size`.
+        crop_size: side of every canvas (the network's input).
+        num_dets: corner pairs kept per canvas (official `num_dets`).
+        att_threshold: attention peaks above it become crops.
+        att_scales: zoom of the crops from the large, medium and small
+            objects' map, relative to the coarse pass.
+        att_max_crops: most crops per image (0 to `MAX_SACCADE_CROPS`).
+        att_nms_kernel: max-pool window of the attention-map NMS (odd).
+        ref_dets: also crop around confident coarse detections.
+    """
+
+    init_sizes: tuple[int, ...] = (192, 255)
+    crop_size: int = 255
+    num_dets: int = 12
+    att_threshold: float = 0.3
+    att_scales: tuple[float, ...] = (1.0, 2.0, 4.0)
+    att_max_crops: int = 30
+    att_nms_kernel: int = 3
+    ref_dets: bool = True
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            key = f"saccade.{field.name}"
+            try:
+                value = _check_type(getattr(self, field.name), hints[field.name], key)
+            except ConfigError as error:
+                raise ConfigError(str(error), key=key) from None
+            object.__setattr__(self, field.name, value)
+
+        def fail(key: str, message: str) -> None:
+            raise ConfigError(f"saccade.{key} {message}", key=f"saccade.{key}")
+
+        for key in ("crop_size", "num_dets", "att_nms_kernel"):
+            if getattr(self, key) <= 0:
+                fail(key, f"must be > 0, got {getattr(self, key)!r}.")
+        if not 0 <= self.att_max_crops <= MAX_SACCADE_CROPS:
+            fail(
+                "att_max_crops",
+                f"must be in [0, {MAX_SACCADE_CROPS}] (the crops run as one batch), got "
+                f"{self.att_max_crops}; the official value is 30.",
+            )
+        if self.att_nms_kernel % 2 != 1:
+            fail(
+                "att_nms_kernel",
+                f"must be odd (the NMS window is centred), got {self.att_nms_kernel}.",
+            )
+        if not self.init_sizes or not all(0 < s <= self.crop_size for s in self.init_sizes):
+            fail(
+                "init_sizes",
+                f"must list sizes in [1, crop_size={self.crop_size}], e.g. [192, 255], got "
+                f"{list(self.init_sizes)}.",
+            )
+        if len(self.att_scales) != 3 or not all(s > 0 for s in self.att_scales):
+            fail(
+                "att_scales",
+                "must be 3 zooms > 0 (large, medium, small objects), e.g. [1, 2, 4], got "
+                f"{list(self.att_scales)}.",
+            )
+        if not 0 <= self.att_threshold < 1:
+            fail("att_threshold", f"must be in [0, 1), got {self.att_threshold!r}.")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> SaccadeConfig:
+        """Builds a `SaccadeConfig` from a mapping; missing keys take the defaults.
+
+        Raises:
+            ConfigError: an unknown key or an invalid value, named as `saccade.<key>`.
+        """
+        values = dict(values or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"unknown saccade setting {unknown[0]!r}; valid settings: {', '.join(names)}.",
+                key=f"saccade.{unknown[0]}",
+            )
+        return cls(**values)
+
+    @classmethod
+    def coerce(cls, value: SaccadeConfig | Mapping[str, Any] | None) -> SaccadeConfig:
+        """`value` itself if it is a `SaccadeConfig`, else `from_dict(value)`."""
+        return value if isinstance(value, cls) else cls.from_dict(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-able values (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A whole experiment: `model`, `data`, `train` and `test` sections."""
+    """A whole experiment: `model`, `data`, `train`, `test` and `saccade` sections."""
 
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     test: TestConfig = dataclasses.field(default_factory=TestConfig)
+    saccade: SaccadeConfig = dataclasses.field(default_factory=SaccadeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain YAML-able data (tuples become lists)."""
@@ -340,6 +446,7 @@ SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "train": TrainConfig,
     "test": TestConfig,
+    "saccade": SaccadeConfig,
 }
 
 # `data.sampler` values: the training crops of CornerNet and CornerNet-Saccade.
@@ -369,8 +476,8 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Confi
     """Reads a YAML config file and applies `--set` overrides.
 
     Args:
-        path: the YAML file (sections `model`, `data`, `train`, `test`; every
-            key optional, defaults are the official settings).
+        path: the YAML file (sections `model`, `data`, `train`, `test`,
+            `saccade`; every key optional, defaults are the official settings).
         overrides: strings `section.key=value` (e.g. `train.steps=100`); the
             value is parsed with `yaml.safe_load`.
 

@@ -136,6 +136,7 @@ def _model_overrides(config: Config, class_names: list[str]) -> dict:
     overrides.setdefault("class_names", list(class_names))
     overrides.update(finetune.init_from_arguments(config))  # the normalisation its weights expect
     overrides.setdefault("test_config", dataclasses.asdict(config.test))
+    overrides.setdefault("saccade_config", dataclasses.asdict(config.saccade))
     return overrides
 
 
