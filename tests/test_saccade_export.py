@@ -116,7 +116,7 @@ def test_saved_model_runs_the_whole_procedure(model_file, image, expected, tmp_p
     np.testing.assert_array_equal(result["detection_classes"], expected["classes"])
 
 
-def test_tflite_canvas_graph_with_the_host_step(keras_model, image, expected, tmp_path):
+def test_tflite_canvas_graph_with_the_host_step(model_file, keras_model, image, expected, tmp_path):
     from cornernet_tf.export import export_tflite
     from cornernet_tf.export.saccade_tflite import (
         LiteRTCanvasDetector,
@@ -124,7 +124,15 @@ def test_tflite_canvas_graph_with_the_host_step(keras_model, image, expected, tm
         tflite_saccade_procedure,
     )
 
-    paths = export_saccade_tflite(keras_model, tmp_path)
+    command = [str(BIN / "cornernet-export"), "--model", str(model_file)]
+    command += ["--output", str(tmp_path), "--format", "tflite"]
+    wrong = subprocess.run([*command, "--quantize", "float16"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "--quantize do not apply to CornerNet-Saccade" in wrong.stderr
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    paths = {
+        "tflite": tmp_path / "cornernet_canvas.tflite",
+        "settings": tmp_path / "cornernet_saccade.json",
+    }
     # The file's outputs against the Keras canvas graph.
     canvases = np.random.default_rng(1).uniform(0, 255, (3, 255, 255, 3)).astype(np.float32)
     litert = LiteRTCanvasDetector(paths["tflite"]).run(canvases)
@@ -139,7 +147,7 @@ def test_tflite_canvas_graph_with_the_host_step(keras_model, image, expected, tm
     np.testing.assert_allclose(result["confidence"], expected["confidence"], atol=1e-4)
     np.testing.assert_array_equal(result["classes"], expected["classes"])
     with pytest.raises(ValueError, match="already exist"):
-        export_saccade_tflite(keras_model, tmp_path)
+        export_saccade_tflite(keras_model, tmp_path, name="cornernet")
     # The fixed-size detector files cannot hold the crops: refused, naming this export.
     with pytest.raises(
         ValueError, match="export_tflite: CornerNet-Saccade .*export_saccade_tflite"

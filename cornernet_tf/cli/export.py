@@ -11,6 +11,12 @@
     # ONNX (network and decoding; soft-NMS on the host): exports/cornernet.onnx
     cornernet-export --model model.keras --output exports --format onnx --input-size 127 127
 
+    # CornerNet-Saccade: the SavedModel carries the whole multi-crop procedure;
+    # TFLite the canvas network (float32), exports/cornernet_canvas.tflite plus
+    # exports/cornernet_saccade.json, the settings of the host step around it
+    # (cornernet_tf.export.saccade_tflite.tflite_saccade_procedure).
+    cornernet-export --model saccade.keras --output exports --format tflite
+
 (also `python -m cornernet_tf.cli.export` or `python scripts/export.py`).
 
 A thin shell over `cornernet_tf.export`; every failure is one line naming the
@@ -133,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"ONNX written to {path} ({path.stat().st_size / 2**20:.2f} MiB)")
             return 0
+        if getattr(model, "attention", False):
+            return _export_saccade_tflite(model, args)
         calibration = None
         if "int8" in quantizations:
             calibration = export.representative_images(
@@ -162,6 +170,29 @@ def main(argv: list[str] | None = None) -> int:
     except (TypeError, RuntimeError) as error:
         print(f"export.py: error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _export_saccade_tflite(model, args) -> int:
+    """`--format tflite` of a model with attention heads: the canvas network's file."""
+    from cornernet_tf.export.saccade_tflite import export_saccade_tflite
+
+    fixed = {"--quantize": args.quantize != "none", "--debug-heads": args.debug_heads}
+    fixed["--input-type"] = args.input_type != "uint8"
+    fixed["--input-size"] = tuple(args.input_size) != (511, 511)
+    given = [flag for flag, set_ in fixed.items() if set_]
+    if given:
+        print(
+            f"export.py: error: {', '.join(given)} do not apply to CornerNet-Saccade: its TFLite "
+            "file is the float32 canvas network (crop-size canvases) that the host step runs; "
+            "drop them.",
+            file=sys.stderr,
+        )
+        return 2
+    paths = export_saccade_tflite(model, args.output, name=args.name, overwrite=args.overwrite)
+    size = paths["tflite"].stat().st_size / 2**20
+    print(f"TFLite canvas network written to {paths['tflite']} ({size:.2f} MiB)")
+    print(f"host-step settings written to {paths['settings']}")
     return 0
 
 
