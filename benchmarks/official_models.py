@@ -106,12 +106,14 @@ def lite_network(root: str, preset: str, cpools_dir: str | None = None):
     return network, pools
 
 
-def lite_test_forward(network, images, *, top_k: int, ae_threshold: float, kernel: int):
+def lite_test_forward(network, images, test_config):
     """A function running the official test forward on NHWC float images in [0, 255].
 
     The forward is what the official `core/test/cornernet.py` `decode` calls
     (`nnet.test(..., test=True)`): network, heatmap NMS, top-k corners and
-    their pairing (`_decode`), under `torch.no_grad()`; the official
+    their pairing (`_decode`), under `torch.no_grad()`, with our
+    `test_config`'s `top_k`, `ae_threshold`, `nms_kernel` and `num_dets` (the
+    same values as the official configs for the presets); the official
     normalisation happens once, outside the timed call.
     """
     import numpy as np
@@ -124,6 +126,13 @@ def lite_test_forward(network, images, *, top_k: int, ae_threshold: float, kerne
 
     def forward():
         with torch.no_grad():
-            return network(tensor, test=True, K=top_k, ae_threshold=ae_threshold, kernel=kernel)
+            return network(
+                tensor,
+                test=True,
+                K=test_config.top_k,
+                ae_threshold=test_config.ae_threshold,
+                kernel=test_config.nms_kernel,
+                num_dets=test_config.num_dets,
+            )
 
     return forward
