@@ -13,10 +13,12 @@ baseline: the official network of the preset (`core/models/CornerNet_Squeeze.py`
 for squeeze, `core/models/CornerNet.py` for hourglass104, fresh weights) and
 its float32 test forward under `torch.no_grad()` (network and `_decode`, as
 `core/test/cornernet.py` calls it) on the same image, with `--threads`
-threads; every row gets its ratio to it. Its corner pooling is the checkout's
-C++ extension when built (`python setup.py build_ext --inplace` in
-`core/models/py_utils/_cpools`, or `--cpools DIR`), else `torch.cummax`
-stand-ins (`official_models.py`); the output says which.
+threads and OpenMP's passive wait (`official_models.passive_openmp`; set
+`OMP_WAIT_POLICY=ACTIVE` on a quiet machine); every row gets its ratio to it.
+Its corner pooling is the checkout's C++ extension when built (`python
+setup.py build_ext --inplace` in `core/models/py_utils/_cpools`; it builds on
+CPU against PyTorch 2), else `torch.cummax` stand-ins (`official_models.py`);
+the output says which.
 
 `--breakdown` adds the network alone as TFLite files (float32 and int8, the
 converter's default full-integer network with float input and outputs, no
@@ -39,7 +41,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from official_models import LITE_NETWORKS, check_lite_root, lite_network, lite_test_forward
+from official_models import (
+    LITE_NETWORKS,
+    check_lite_root,
+    lite_network,
+    lite_test_forward,
+    passive_openmp,
+)
 from timing import time_in_turns
 
 from cornernet_tf import export
@@ -184,7 +192,9 @@ def main(argv=None) -> None:
         officials[preset] = None if problem else args.official_root
 
     print(f"{os.cpu_count()} CPUs; {args.threads} threads; {args.repeats} rounds in turns")
-    if not args.official_root:
+    if args.official_root:
+        print(f"official forward with {passive_openmp()}")
+    else:
         print("no --official-root: no official baseline")
     for preset, size in zip(args.presets, args.sizes, strict=True):
         rows, conversion, notes = bench_preset(

@@ -6,8 +6,10 @@ princeton-vl/CornerNet-Lite (`core/models/CornerNet.py` and
 `precision.py`) import their corner pooling from a C++ extension,
 `py_utils/_cpools`, built with its own `setup.py` (`python setup.py build_ext
 --inplace` there) into the modules `top_pool`, `bottom_pool`, `left_pool` and
-`right_pool`. Where those cannot be imported (the published sources target
-PyTorch 0.4 and CUDA), `import_corner_pools` puts in their place
+`right_pool`. CornerNet-Lite's builds on CPU against PyTorch 2 (its forward
+runs; its backward allocates on the GPU); princeton-vl/CornerNet's targets
+PyTorch 0.4 and CUDA and does not compile. Where they cannot be imported,
+`import_corner_pools` puts in their place
 `torch.cummax` modules with the same interface (`forward(input) -> [output]`,
 `backward(input, grad) -> [grad]`), so that the official autograd functions
 run and save the same tensors, and says so.
@@ -18,6 +20,26 @@ import sys
 import types
 
 POOL_MODULES = ("top_pool", "bottom_pool", "left_pool", "right_pool")
+
+# PyTorch's CPU kernels run on OpenMP, whose threads spin at each barrier by
+# default: on a machine shared with other jobs a spinning thread waits for a
+# descheduled one, and the official forward ran 5-10x slower than with
+# passive waiting (TensorFlow, LiteRT and ONNX Runtime use their own pools).
+OPENMP_WAIT = ("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def passive_openmp() -> str:
+    """Sets OpenMP's passive wait unless the environment chose; call before importing torch.
+
+    Returns:
+        The policy in effect, for the output.
+    """
+    name, value = OPENMP_WAIT
+    if "torch" in sys.modules:
+        raise RuntimeError("passive_openmp: torch is already imported; call it first.")
+    os.environ.setdefault(name, value)
+    return f"{name}={os.environ[name]}"
+
 
 # Official Lite network modules by our preset name.
 LITE_NETWORKS = {"squeeze": "CornerNet_Squeeze", "hourglass104": "CornerNet"}

@@ -7,7 +7,8 @@ with bfloat16 (`cornernet_tf.models.loading.with_precision`, Keras'
 "mixed_bfloat16": bfloat16 convolutions on oneDNN, which uses AVX512-BF16 or
 AMX where the CPU has them), and with `--official-root DIR` (a
 princeton-vl/CornerNet-Lite checkout) the official float32 test forward under
-`torch.no_grad()` (network and `_decode`, `official_models.lite_test_forward`).
+`torch.no_grad()` (network and `_decode`, `official_models.lite_test_forward`;
+OpenMP's passive wait, `official_models.passive_openmp`).
 The rows run in turns (`timing.time_in_turns`); the table gives median and
 minimum and the ratios. Decoding adds little to either side at this size
 (benchmarks/decode.py).
@@ -21,7 +22,13 @@ import os
 import statistics
 
 import numpy as np
-from official_models import LITE_NETWORKS, check_lite_root, lite_network, lite_test_forward
+from official_models import (
+    LITE_NETWORKS,
+    check_lite_root,
+    lite_network,
+    lite_test_forward,
+    passive_openmp,
+)
 from timing import time_in_turns
 
 OFFICIAL = "official PyTorch float32"
@@ -48,6 +55,7 @@ def main(argv=None) -> None:
         problem = check_lite_root(args.official_root, args.preset)
         if problem:
             parser.error(f"--official-root: {problem}.")
+        openmp = passive_openmp()
 
     import tensorflow as tf
 
@@ -71,7 +79,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
         network, pools = lite_network(args.official_root, args.preset)
         calls[OFFICIAL] = lite_test_forward(network, image, model.test_config)
-        notes.append(f"official {LITE_NETWORKS[args.preset]}: corner pooling {pools}")
+        notes.append(f"official {LITE_NETWORKS[args.preset]}: corner pooling {pools}, {openmp}")
     else:
         notes.append("no --official-root: no official baseline")
 
