@@ -157,19 +157,23 @@ def bench_preset(preset, size, *, repeats, threads, calibration, official_root, 
 
 def _print_table(rows):
     medians = {name: statistics.median(seconds) for name, _, seconds in rows}
-    columns = ["vs Keras"] + (["vs official"] if OFFICIAL in medians else [])
-    header = f"{'format':<26} {'size MiB':>9} {'median ms':>10} {'min ms':>8}"
-    print(header + "".join(f" {c:>12}" for c in columns))
+    rounds = {name: seconds for name, _, seconds in rows}
+    official = rounds.get(OFFICIAL)
+    header = f"{'format':<26} {'size MiB':>9} {'median ms':>10} {'min ms':>8} {'vs Keras':>9}"
+    print(header + (f" {'vs official (rounds)':>24}" if official else ""))
     for name, size, seconds in rows:
         size_text = f"{size / 2**20:9.2f}" if size else f"{'':9}"
         line = f"{name:<26} {size_text} {1e3 * medians[name]:10.1f} {1e3 * min(seconds):8.1f}"
         if not name.startswith(" "):  # parts of a pipeline get no ratio
-            line += f" {medians['Keras predict'] / medians[name]:11.2f}x"
-            if OFFICIAL in medians:
-                line += f" {medians[name] / medians[OFFICIAL]:11.2f}x"
+            line += f" {medians['Keras predict'] / medians[name]:8.2f}x"
+            if official:
+                # Per-round ratios: the two calls of a round ran under the same load.
+                ratios = [ours / theirs for ours, theirs in zip(seconds, official, strict=True)]
+                line += f" {statistics.median(ratios):7.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
         print(line)
-    if OFFICIAL in medians:
-        print("(vs Keras: speed-up over Keras; vs official: time as a fraction of the official)")
+    print("vs Keras: speed-up over Keras predict (medians)")
+    if official:
+        print("vs official: time over the official forward's in the same round, median and range")
 
 
 def main(argv=None) -> None:
