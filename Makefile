@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/tflite.py
 	$(BIN)/python benchmarks/deploy_latency.py
+	$(BIN)/python benchmarks/precision.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

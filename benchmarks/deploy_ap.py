@@ -4,7 +4,8 @@ Writes the TFLite detector files (float32, float16, int8 calibrated on
 `--data-dir` images) and the ONNX file of a trained model at a fixed input
 size, then scores each on a split with `cornernet_tf.evaluation.evaluate_coco`
 (images letterboxed into the fixed input by `cornernet_tf.runtime.TFLiteDetector`
-and `OnnxDetector`), next to Keras `CornerNet.detect` on the original images.
+and `OnnxDetector`), next to Keras `CornerNet.detect` on the original images,
+in float32 and in bfloat16 (`load_model(..., precision="bfloat16")`).
 
     python benchmarks/deploy_ap.py --model artifacts/demo/model.keras \\
         --dataset data/shapes --data-dir data/shapes/train2017 --input-size 127 127
@@ -17,6 +18,7 @@ from cornernet_tf import export
 from cornernet_tf.evaluation import evaluate_coco
 from cornernet_tf.export.onnx import export_onnx
 from cornernet_tf.models import load_model
+from cornernet_tf.models.loading import with_precision
 from cornernet_tf.runtime import OnnxDetector, TFLiteDetector
 
 LABELS = {"none": "TFLite float32", "float16": "TFLite float16", "int8": "TFLite int8"}
@@ -44,6 +46,7 @@ def main(argv=None) -> None:
         return 100 * metrics["AP"], 100 * metrics["AP50"]
 
     rows = [("Keras detect (original size)", *score(model))]
+    rows.append(("Keras bfloat16 (original size)", *score(with_precision(model, "bfloat16"))))
     with tempfile.TemporaryDirectory() as tmp:
         paths = export.export_tflite(
             model,
@@ -59,7 +62,7 @@ def main(argv=None) -> None:
 
     print(f"Model: {args.model}; {args.dataset} / {args.split}; input {size[0]}x{size[1]}")
     print(f"{'format':<30} {'AP':>6} {'AP50':>6} {'vs float32':>11}")
-    float32 = rows[1][1]
+    float32 = rows[2][1]
     for name, ap, ap50 in rows:
         print(f"{name:<30} {ap:6.2f} {ap50:6.2f} {ap - float32:+11.2f}")
 

@@ -48,6 +48,8 @@ import subprocess
 import sys
 import time
 
+from official_models import import_corner_pools
+
 from cornernet_tf.utils.host_memory import HOST_ALLOCATOR_ENV, pool_host_memory
 
 RESULT = "RESULT "
@@ -102,12 +104,9 @@ def _run_official(args):
     import numpy as np
     import torch
 
-    sys.path[:0] = [args.cpools or _default_cpools(args.official_root), args.official_root]
-    try:
-        import top_pool  # noqa: F401  (the built official extension)
-    except ImportError as e:
-        print(f"official corner pooling not importable ({e}); using torch.cummax stand-ins")
-        _install_cummax_pools()
+    pools = import_corner_pools(args.cpools or _default_cpools(args.official_root))
+    print(f"official corner pooling: {pools}")
+    sys.path.insert(0, args.official_root)
     from models import CornerNet as official  # princeton-vl/CornerNet models/CornerNet.py
 
     images, targets = _targets(args.size, args.batch)
@@ -137,32 +136,6 @@ def _run_official(args):
         optimizer.step()
 
     return _time_steps(step, args.steps)
-
-
-def _install_cummax_pools():
-    """Modules `top_pool`, ... with the official extension's interface, on `torch.cummax`."""
-    import types
-
-    import torch
-
-    # module: (NCHW axis, True when the window extends toward larger indices)
-    pools = {"top_pool": (2, True), "bottom_pool": (2, False)}
-    pools |= {"left_pool": (3, True), "right_pool": (3, False)}
-    for name, (axis, reverse) in pools.items():
-
-        def cummax(x, axis=axis, reverse=reverse):
-            if not reverse:
-                return torch.cummax(x, axis)
-            values, indices = torch.cummax(x.flip(axis), axis)
-            return values.flip(axis), x.shape[axis] - 1 - indices.flip(axis)
-
-        def forward(x, cummax=cummax):
-            return [cummax(x)[0]]
-
-        def backward(x, grad, cummax=cummax, axis=axis):
-            return [torch.zeros_like(x).scatter_add_(axis, cummax(x)[1], grad)]
-
-        sys.modules[name] = types.SimpleNamespace(forward=forward, backward=backward)
 
 
 def _default_cpools(official_root):

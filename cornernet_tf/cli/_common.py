@@ -9,10 +9,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from cornernet_tf.spec.precision import PRECISIONS
 from cornernet_tf.utils.console import setup_output
 from cornernet_tf.utils.fs import not_a_file
 
-__all__ = ["CONFIG_HELP", "UsageError", "check_model_file", "load_config", "setup_output"]
+__all__ = [
+    "CONFIG_HELP",
+    "UsageError",
+    "add_precision_argument",
+    "check_model_file",
+    "load_config",
+    "setup_output",
+]
 
 CONFIG_HELP = "YAML experiment config: a file, or a packaged config name (e.g. shapes_tiny)"
 
@@ -21,7 +29,7 @@ class UsageError(ValueError):
     """A bad argument, file or dataset; the message names it and the fix (exit code 2)."""
 
 
-def load_model(path: str):
+def load_model(path: str, precision: str = "float32"):
     """`cornernet_tf.models.load_model`, TensorFlow imported on first use.
 
     Raises:
@@ -31,9 +39,20 @@ def load_model(path: str):
     from cornernet_tf.models import load_model as load_cornernet
 
     try:
-        return load_cornernet(path)
+        return load_cornernet(path, precision=precision)
     except ValueError as e:
         raise UsageError(f"{e} Pass a .keras file saved by cornernet-train.") from None
+
+
+def add_precision_argument(parser) -> None:
+    """`--precision`, the dtype the network computes in (`cornernet_tf.spec.precision`)."""
+    parser.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        default="float32",
+        help="dtype the network computes in (default float32; bfloat16 is faster on CPUs with "
+        "AVX512-BF16 or AMX, and on TPUs; decoding stays float32)",
+    )
 
 
 def check_model_file(path: str) -> None:

@@ -30,6 +30,7 @@ import sys
 from cornernet_tf.cli._common import (
     CONFIG_HELP,
     UsageError,
+    add_precision_argument,
     check_model_file,
     load_config,
     load_model,
@@ -71,6 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="0 no progress bar, 1 a progress bar on a terminal (default), 2 a final progress "
         "line and TensorFlow's own start-up logs",
     )
+    add_precision_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
     output = args.output or os.path.join(model_dir, f"metrics_{split}.json")
     detections_path = args.detections or os.path.join(model_dir, f"detections_{split}.json")
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, args.precision)
         dataset = CocoDataset.open(args.data_dir, split)
         if not dataset.records:
             raise UsageError(

@@ -50,7 +50,13 @@ import math
 import os
 import sys
 
-from cornernet_tf.cli._common import UsageError, check_model_file, load_model, setup_output
+from cornernet_tf.cli._common import (
+    UsageError,
+    add_precision_argument,
+    check_model_file,
+    load_model,
+    setup_output,
+)
 from cornernet_tf.cli._inputs import list_inputs, output_stem
 from cornernet_tf.cli._progress import Progress
 from cornernet_tf.spec.exported_io import DEFAULT_MAX_IMAGE_SIDE
@@ -118,6 +124,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="refuse images and videos with a longer side, from the file header (default "
         f"{DEFAULT_MAX_IMAGE_SIDE}; memory grows with the pixels)",
     )
+    add_precision_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -491,7 +498,7 @@ def main(argv=None) -> int:
     from cornernet_tf.utils.fs import atomic_write_json
 
     try:  # a bad model is a usage error (exit 2), whatever the inputs
-        model = load_model(args.model)
+        model = load_model(args.model, args.precision)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
