@@ -194,7 +194,8 @@ def test_a_top_k_above_a_small_image_s_corners_takes_them_all():
     # Unknown image sizes: the map's size is known only when the graph runs.
     model.test_config = model.test_config.replace(top_k=100)
     dynamic = tf.function(model.detect, input_signature=[tf.TensorSpec([1, None, None, 3])])
-    np.testing.assert_array_equal(dynamic(image)["boxes"].numpy(), exact["boxes"].numpy())
+    # A graph's kernels may round differently from eager ones.
+    np.testing.assert_allclose(dynamic(image)["boxes"].numpy(), exact["boxes"].numpy(), atol=1e-3)
 
 
 def test_model_config_stores_the_test_config_as_plain_data(tiny):

@@ -28,7 +28,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import yaml
@@ -211,8 +211,46 @@ class TrainConfig:
 MAX_TOP_K = 1000
 
 
+class _Section:
+    """`from_dict`, `coerce`, `replace` and `to_dict` of a settings section that
+    the model stores (`test`, `saccade`); errors name `<SECTION>.<key>`."""
+
+    SECTION: ClassVar[str]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> Self:
+        """Builds the section from a mapping; missing keys take the defaults.
+
+        Raises:
+            ConfigError: an unknown key or an invalid value, named as `<section>.<key>`.
+        """
+        values = dict(values or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.SECTION} setting {unknown[0]!r}; valid settings: "
+                f"{', '.join(names)}.",
+                key=f"{cls.SECTION}.{unknown[0]}",
+            )
+        return cls(**values)
+
+    @classmethod
+    def coerce(cls, value: Self | Mapping[str, Any] | None) -> Self:
+        """`value` itself if it is of this class, else `from_dict(value)`."""
+        return value if isinstance(value, cls) else cls.from_dict(value)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with `changes` applied (validated)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-able values (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+
 @dataclasses.dataclass(frozen=True)
-class TestConfig:
+class TestConfig(_Section):
     """The test procedure's settings: one schema for YAML, the model and every export.
 
     Defaults are the official single-scale procedure (princeton-vl/CornerNet
@@ -240,6 +278,7 @@ class TestConfig:
     """
 
     __test__ = False  # not a pytest test class despite the name
+    SECTION: ClassVar[str] = "test"
 
     top_k: int = 100
     ae_threshold: float = 0.5
@@ -292,43 +331,13 @@ class TestConfig:
         if not self.scales or any(s <= 0 for s in self.scales):
             fail("scales", f"must be a non-empty list of scales > 0, got {list(self.scales)}.")
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> TestConfig:
-        """Builds a `TestConfig` from a mapping; missing keys take the defaults.
-
-        Raises:
-            ConfigError: an unknown key or an invalid value, named as `test.<key>`.
-        """
-        values = dict(values or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise ConfigError(
-                f"unknown test setting {unknown[0]!r}; valid settings: {', '.join(names)}.",
-                key=f"test.{unknown[0]}",
-            )
-        return cls(**values)
-
-    @classmethod
-    def coerce(cls, value: TestConfig | Mapping[str, Any] | None) -> TestConfig:
-        """`value` itself if it is a `TestConfig`, else `from_dict(value)`."""
-        return value if isinstance(value, cls) else cls.from_dict(value)
-
-    def replace(self, **changes: Any) -> TestConfig:
-        """A copy with `changes` applied (validated)."""
-        return self.from_dict({**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/YAML-able values (tuples become lists)."""
-        return _plain(dataclasses.asdict(self))
-
 
 # Crops of one image run through the network as one batch.
 MAX_SACCADE_CROPS = 256
 
 
 @dataclasses.dataclass(frozen=True)
-class SaccadeConfig:
+class SaccadeConfig(_Section):
     """CornerNet-Saccade's test settings (princeton-vl/CornerNet-Lite `CornerNet_Saccade.json`).
 
     A model with attention heads holds one (`model.saccade_config`, saved in
@@ -347,6 +356,8 @@ class SaccadeConfig:
         att_nms_kernel: max-pool window of the attention-map NMS (odd).
         ref_dets: also crop around confident coarse detections.
     """
+
+    SECTION: ClassVar[str] = "saccade"
 
     init_sizes: tuple[int, ...] = (192, 255)
     crop_size: int = 255
@@ -398,32 +409,6 @@ class SaccadeConfig:
             )
         if not 0 <= self.att_threshold < 1:
             fail("att_threshold", f"must be in [0, 1), got {self.att_threshold!r}.")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> SaccadeConfig:
-        """Builds a `SaccadeConfig` from a mapping; missing keys take the defaults.
-
-        Raises:
-            ConfigError: an unknown key or an invalid value, named as `saccade.<key>`.
-        """
-        values = dict(values or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise ConfigError(
-                f"unknown saccade setting {unknown[0]!r}; valid settings: {', '.join(names)}.",
-                key=f"saccade.{unknown[0]}",
-            )
-        return cls(**values)
-
-    @classmethod
-    def coerce(cls, value: SaccadeConfig | Mapping[str, Any] | None) -> SaccadeConfig:
-        """`value` itself if it is a `SaccadeConfig`, else `from_dict(value)`."""
-        return value if isinstance(value, cls) else cls.from_dict(value)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/YAML-able values (tuples become lists)."""
-        return _plain(dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)
