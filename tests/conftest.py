@@ -173,8 +173,11 @@ def workspace(corpus_inputs, tmp_path, monkeypatch, export_model):
     model, data = corpus_inputs
     original = predict_cli.load_model
 
-    def load_shared(path):  # the shared model without reloading it; others load for real
-        return export_model if os.path.samefile(path, model) else original(path)
+    def load_shared(path, precision="float32"):
+        # The shared model without reloading it; other files and precisions load for real.
+        if precision == "float32" and os.path.samefile(path, model):
+            return export_model
+        return original(path, precision)
 
     for module in (predict_cli, evaluate_cli, export_cli):
         monkeypatch.setattr(module, "load_model", load_shared)
