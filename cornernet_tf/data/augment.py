@@ -372,7 +372,7 @@ def photometric(
         lighting: apply PCA lighting (official: only together with `color`).
         normalize_output: return `(x - mean) / std` (official network input);
             otherwise return `255 · x`, the jittered image in 0-255, for models
-            that normalise internally (`cornernet_tf.CornerNet` does).
+            that normalise internally (`cornernet_tf.models.CornerNet` does).
 
     Returns:
         [H, W, 3] float32.

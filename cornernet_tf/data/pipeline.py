@@ -557,7 +557,7 @@ def make_train_dataset(
             files per input pipeline and sets the per-replica batch.
         normalize: output `(x - mean) / std` (official network input);
             False outputs RGB in 0-255 after jitter/lighting, what
-            `cornernet_tf.CornerNet` expects (it normalises inside).
+            `cornernet_tf.models.CornerNet` expects (it normalises inside).
         include_boxes: add the augmented boxes to the targets, `boxes`
             [B, M, 4] (x1, y1, x2, y2 input pixels) and `labels` [B, M] int32,
             padded with 0 / -1 past the image's objects (for inspection and tests).

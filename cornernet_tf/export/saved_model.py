@@ -259,7 +259,7 @@ def export_saved_model(
     See the module docstring for the signatures and outputs.
 
     Args:
-        model: a built CornerNet (see `cornernet_tf.load_model`).
+        model: a built CornerNet (see `cornernet_tf.models.load_model`).
         output_dir: the export root (TF Serving's `--model_base_path` is
             `<output_dir>/<name>`).
         name: the served model name.

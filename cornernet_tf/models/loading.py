@@ -1,9 +1,8 @@
 """Loading a trained CornerNet from a `.keras` file, with errors that name the fix.
 
-The exporters, `scripts/predict.py`, `scripts/evaluate.py` and the benchmarks
-load models through `load_model` (also `cornernet_tf.load_model`), so a missing
-file, a weights-only file or another kind of model fails the same way
-everywhere. `load_model(path, precision="bfloat16")` (and `with_precision`)
+The command-line tools, the exporters and the benchmarks load models through
+`load_model`, so a missing file, a weights-only file or another kind of model
+fails the same way everywhere. `load_model(path, precision="bfloat16")` (and `with_precision`)
 give the same network computing in bfloat16, for CPUs with AVX512-BF16 or AMX.
 """
 
