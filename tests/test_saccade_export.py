@@ -20,8 +20,9 @@ from cornernet_tf.models import CornerNet, load_model
 
 BIN = Path(sys.executable).parent
 
-# Loads the SavedModel and runs both signatures: argv[1] the version
-# directory, argv[2] the image (.npy), argv[3] the result (.npz).
+# Loads the SavedModel and runs both signatures (pixels, and the image as a
+# PNG file): argv[1] the version directory, argv[2] the image (.npy), argv[3]
+# the result (.npz).
 LOAD = """
 import sys
 import numpy as np
@@ -30,6 +31,8 @@ import tensorflow as tf
 loaded = tf.saved_model.load(sys.argv[1])
 image = np.load(sys.argv[2])
 result = loaded.signatures["detect_uint8"](images=tf.constant(image[None]))
+encoded = loaded.signatures["serving_default"](images=tf.io.encode_png(image)[None])
+result |= {"encoded_" + key: value for key, value in encoded.items()}
 np.savez(sys.argv[3], **{key: value.numpy() for key, value in result.items()})
 """
 
@@ -114,6 +117,8 @@ def test_saved_model_runs_the_whole_procedure(model_file, image, expected, tmp_p
     np.testing.assert_allclose(result["detection_boxes"], expected["boxes"], atol=1e-3)
     np.testing.assert_allclose(result["detection_scores"], expected["confidence"], atol=1e-5)
     np.testing.assert_array_equal(result["detection_classes"], expected["classes"])
+    for key in ("detection_boxes", "detection_scores", "detection_classes", "num_detections"):
+        np.testing.assert_allclose(result[f"encoded_{key}"], result[key], atol=1e-5)
 
 
 def test_tflite_canvas_graph_with_the_host_step(model_file, keras_model, image, expected, tmp_path):
