@@ -94,6 +94,18 @@ def run_model_saving_test(model, image_size, tmp_path, atol=1e-5):
     return loaded
 
 
+# A one-stack network of the tiny presets' topology, narrowed: models whose
+# graphs trace and run in seconds (`CornerNet.from_preset(name, **SMALL_NETWORK)`).
+SMALL_NETWORK = {
+    "num_stacks": 1,
+    "dims": [16, 16, 16, 16],
+    "modules": [1, 1, 1, 1],
+    "pre_dim": 8,
+    "cnv_dim": 16,
+    "pool_dim": 8,
+}
+
+
 def save_small_model(folder, seed, class_names=("rectangle", "ellipse", "triangle")):
     """An untrained one-stack CornerNet small enough that a command runs in seconds.
 
@@ -108,16 +120,7 @@ def save_small_model(folder, seed, class_names=("rectangle", "ellipse", "triangl
     from seeding import seed_weights
 
     seed_weights(seed)
-    model = CornerNet.from_preset(
-        "tiny",
-        num_stacks=1,
-        dims=[16, 16, 16, 16],
-        modules=[1, 1, 1, 1],
-        pre_dim=8,
-        cnv_dim=16,
-        pool_dim=8,
-        class_names=list(class_names),
-    )
+    model = CornerNet.from_preset("tiny", **SMALL_NETWORK, class_names=list(class_names))
     model.build()
     path = folder / "model.keras"
     model.save(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import SMALL_NETWORK
 from seeding import seed_weights
 
 from cornernet_tf.models import CornerNet, load_model
@@ -42,12 +43,7 @@ def model_file(tmp_path_factory):
     seed_weights(11)
     model = CornerNet.from_preset(
         "tiny_saccade",
-        num_stacks=1,
-        dims=[16, 16, 16, 16],
-        modules=[1, 1, 1, 1],
-        pre_dim=8,
-        cnv_dim=16,
-        pool_dim=8,
+        **SMALL_NETWORK,
         head_dim=16,
         class_names=["rectangle", "ellipse", "triangle"],
         saccade_config={"att_threshold": 0.0, "att_max_crops": 8},

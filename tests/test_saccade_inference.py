@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from harness import SMALL_NETWORK
 from seeding import seed_weights
 
 from cornernet_tf.inference.decode import decode_corners
@@ -296,12 +297,7 @@ def model():
     seed_weights(3)  # weights whose crops give detections
     return CornerNet.from_preset(
         "tiny_saccade",
-        num_stacks=1,
-        dims=[16, 16, 16, 16],
-        modules=[1, 1, 1, 1],
-        pre_dim=8,
-        cnv_dim=16,
-        pool_dim=8,
+        **SMALL_NETWORK,
         head_dim=16,
         # Every attention peak counts: random weights still choose crops.
         saccade_config={"att_threshold": 0.0},

@@ -28,7 +28,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NoReturn, Self
 
 import numpy as np
 import yaml
@@ -217,6 +217,20 @@ class _Section:
 
     SECTION: ClassVar[str]
 
+    def _check_types(self) -> None:
+        """Each field of the type its annotation says (coerced where `_check_type` allows)."""
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            key = f"{self.SECTION}.{field.name}"
+            try:
+                value = _check_type(getattr(self, field.name), hints[field.name], key)
+            except ConfigError as error:
+                raise ConfigError(str(error), key=key) from None
+            object.__setattr__(self, field.name, value)
+
+    def _fail(self, key: str, message: str) -> NoReturn:
+        raise ConfigError(f"{self.SECTION}.{key} {message}", key=f"{self.SECTION}.{key}")
+
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> Self:
         """Builds the section from a mapping; missing keys take the defaults.
@@ -293,43 +307,36 @@ class TestConfig(_Section):
     weight_exp: float = 8.0
 
     def __post_init__(self):
-        hints = typing.get_type_hints(type(self))
-        for field in dataclasses.fields(self):
-            key = f"test.{field.name}"
-            try:
-                value = _check_type(getattr(self, field.name), hints[field.name], key)
-            except ConfigError as error:
-                raise ConfigError(str(error), key=key) from None
-            object.__setattr__(self, field.name, value)
-
-        def fail(key: str, message: str) -> None:
-            raise ConfigError(f"test.{key} {message}", key=f"test.{key}")
-
+        self._check_types()
         for key in ("top_k", "num_dets", "nms_kernel", "max_detections", "soft_nms_sigma"):
             if getattr(self, key) <= 0:
-                fail(key, f"must be > 0, got {getattr(self, key)!r}.")
+                self._fail(key, f"must be > 0, got {getattr(self, key)!r}.")
         for key in ("ae_threshold", "score_threshold", "weight_exp"):
             if getattr(self, key) < 0:
-                fail(key, f"must be >= 0, got {getattr(self, key)!r}.")
+                self._fail(key, f"must be >= 0, got {getattr(self, key)!r}.")
         if self.top_k > MAX_TOP_K:
-            fail(
+            self._fail(
                 "top_k",
                 f"must be <= {MAX_TOP_K}, got {self.top_k}: every image scores all top_k**2 "
                 "corner pairs at once (tens of bytes each), so memory grows with its square; "
                 "the official value is 100.",
             )
         if self.nms_kernel % 2 != 1:
-            fail("nms_kernel", f"must be odd (the NMS window is centred), got {self.nms_kernel}.")
+            self._fail(
+                "nms_kernel", f"must be odd (the NMS window is centred), got {self.nms_kernel}."
+            )
         if self.num_dets > self.top_k**2:
-            fail(
+            self._fail(
                 "num_dets",
                 f"({self.num_dets}) exceeds the top_k**2 = {self.top_k**2} corner pairs; lower "
                 "test.num_dets or raise test.top_k.",
             )
         if self.max_detections > self.num_dets:
-            fail("max_detections", f"must be <= test.num_dets ({self.num_dets}).")
+            self._fail("max_detections", f"must be <= test.num_dets ({self.num_dets}).")
         if not self.scales or any(s <= 0 for s in self.scales):
-            fail("scales", f"must be a non-empty list of scales > 0, got {list(self.scales)}.")
+            self._fail(
+                "scales", f"must be a non-empty list of scales > 0, got {list(self.scales)}."
+            )
 
 
 # Crops of one image run through the network as one batch.
@@ -369,46 +376,35 @@ class SaccadeConfig(_Section):
     ref_dets: bool = True
 
     def __post_init__(self):
-        hints = typing.get_type_hints(type(self))
-        for field in dataclasses.fields(self):
-            key = f"saccade.{field.name}"
-            try:
-                value = _check_type(getattr(self, field.name), hints[field.name], key)
-            except ConfigError as error:
-                raise ConfigError(str(error), key=key) from None
-            object.__setattr__(self, field.name, value)
-
-        def fail(key: str, message: str) -> None:
-            raise ConfigError(f"saccade.{key} {message}", key=f"saccade.{key}")
-
+        self._check_types()
         for key in ("crop_size", "num_dets", "att_nms_kernel"):
             if getattr(self, key) <= 0:
-                fail(key, f"must be > 0, got {getattr(self, key)!r}.")
+                self._fail(key, f"must be > 0, got {getattr(self, key)!r}.")
         if not 0 <= self.att_max_crops <= MAX_SACCADE_CROPS:
-            fail(
+            self._fail(
                 "att_max_crops",
                 f"must be in [0, {MAX_SACCADE_CROPS}] (the crops run as one batch), got "
                 f"{self.att_max_crops}; the official value is 30.",
             )
         if self.att_nms_kernel % 2 != 1:
-            fail(
+            self._fail(
                 "att_nms_kernel",
                 f"must be odd (the NMS window is centred), got {self.att_nms_kernel}.",
             )
         if not self.init_sizes or not all(0 < s <= self.crop_size for s in self.init_sizes):
-            fail(
+            self._fail(
                 "init_sizes",
                 f"must list sizes in [1, crop_size={self.crop_size}], e.g. [192, 255], got "
                 f"{list(self.init_sizes)}.",
             )
         if len(self.att_scales) != 3 or not all(s > 0 for s in self.att_scales):
-            fail(
+            self._fail(
                 "att_scales",
                 "must be 3 zooms > 0 (large, medium, small objects), e.g. [1, 2, 4], got "
                 f"{list(self.att_scales)}.",
             )
         if not 0 <= self.att_threshold < 1:
-            fail("att_threshold", f"must be in [0, 1), got {self.att_threshold!r}.")
+            self._fail("att_threshold", f"must be in [0, 1), got {self.att_threshold!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
