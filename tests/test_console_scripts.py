@@ -128,34 +128,11 @@ def test_evaluate_predict_and_export_read_what_train_wrote(workflow):
     assert {p.stem for p in predictions.glob("*.png")} >= {p.stem for p in images}
 
     exports = root / "exportés"
-    _ok(
-        _run(
-            "cornernet-export",
-            "--model",
-            model,
-            "--output",
-            exports,
-            "--format",
-            "saved_model",
-            cwd=root,
-        )
-    )
+
+    def export(*options):
+        _ok(_run("cornernet-export", "--model", model, "--output", exports, *options, cwd=root))
+
+    export("--format", "saved_model")
     assert (exports / "cornernet" / "1" / "saved_model.pb").is_file()
-    _ok(
-        _run(
-            "cornernet-export",
-            "--model",
-            model,
-            "--output",
-            exports,
-            "--format",
-            "tflite",
-            "--quantize",
-            "none",
-            "--input-size",
-            63,
-            63,
-            cwd=root,
-        )
-    )
+    export("--format", "tflite", "--quantize", "none", "--input-size", 63, 63)
     assert list(exports.glob("*.tflite"))
